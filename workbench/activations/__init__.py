@@ -1,0 +1,24 @@
+"""Hook names, poolings, extraction and the on-disk activation store."""
+
+from . import hook_names
+from .pooling import TEMPLATES, Pooling, parse_poolings, pool
+from .store import ActivationStore, TokenInfo
+
+__all__ = [
+    "TEMPLATES",
+    "ActivationStore",
+    "Pooling",
+    "TokenInfo",
+    "extract",
+    "hook_names",
+    "parse_poolings",
+    "pool",
+]
+
+
+def __getattr__(name: str):  # extract imports the model layer; load it on first use
+    if name == "extract":
+        from .extract import extract
+
+        return extract
+    raise AttributeError(name)

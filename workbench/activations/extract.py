@@ -1,0 +1,583 @@
+"""``extract``: run a model over texts and stream the requested activations into a store.
+
+What makes it fast and exact:
+- only the base model runs (no unembedding), and the forward stops after the deepest requested
+  hook point;
+- hooks pool on the fly, so only ``[batch, d_model]`` per pooling and hook point is kept;
+- texts are batched by length (sorted within each shard, token budget per batch);
+- every pooling reads real tokens only, and position ids follow the attention mask, so padding
+  side and batch composition do not change a vector beyond float tolerance.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._version import __version__
+from ..errors import ContextLengthError, EmptyDatasetError
+from . import hook_names
+from .pooling import Pooling, apply_template, parse_poolings, pool, resolve_template
+from .store import FORMAT_VERSION, ActivationStore, StoreWriter, identity_hash
+
+log = logging.getLogger(__name__)
+
+_FP16_MAX = float(np.finfo(np.float16).max)
+
+
+class _StopForward(Exception):
+    """Raised by the hook of the deepest requested point: the rest of the forward is skipped."""
+
+
+@dataclass
+class _Batch:
+    """A padded batch: rows (shard-local indices), ``input_ids``/``attention_mask`` ``[b, t]``."""
+
+    rows: list[int]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class _Capture:
+    """Hooks that pool each requested hook point as the forward passes it.
+
+    Used as a context manager: hooks are registered on enter and removed in ``finally``.
+    ``results[hook][pooling]`` is ``[batch, d]``, or ``[real_tokens, d]`` for ``tokens``.
+    """
+
+    def __init__(self, lm: Any, hooks: list[str], poolings: list[Pooling]) -> None:
+        self.lm = lm
+        self.hooks = hooks
+        self.poolings = poolings
+        order = lm.hook_points()
+        self.last = max(hooks, key=order.index)
+        self.mask: torch.Tensor | None = None
+        self.results: dict[str, dict[str, torch.Tensor]] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> _Capture:
+        try:
+            for name in self.hooks:
+                module, where = self.lm.hook_module(name)
+                if where == "input":
+                    handle = module.register_forward_pre_hook(self._pre_hook(name), with_kwargs=True)
+                else:
+                    handle = module.register_forward_hook(self._post_hook(name))
+                self._handles.append(handle)
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _pre_hook(self, name: str) -> Any:
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            self._record(name, hidden)
+
+        return hook
+
+    def _post_hook(self, name: str) -> Any:
+        def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+            self._record(name, _first_tensor(output))
+
+        return hook
+
+    def _record(self, name: str, hidden: torch.Tensor) -> None:
+        assert self.mask is not None
+        mask = self.mask
+        out: dict[str, torch.Tensor] = {}
+        for p in self.poolings:
+            out[p.name] = hidden[mask].float() if p.ragged else pool(hidden, mask, p)
+        self.results[name] = out
+        if name == self.last:
+            raise _StopForward
+
+
+def _first_tensor(output: Any) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        return output[0]
+    return output[0]  # ModelOutput
+
+
+def _accepts(module: torch.nn.Module, arg: str) -> bool:
+    params = inspect.signature(module.forward).parameters
+    return arg in params
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", Path(text).name).strip("-").lower()[:40] or "run"
+
+
+def default_runs_dir() -> Path:
+    """Where runs go when ``out`` is not given: ``$WORKBENCH_RUNS`` or ``./runs``."""
+    return Path(os.environ.get("WORKBENCH_RUNS", "runs"))
+
+
+def _as_dataset(data: Any, text_column: str | None, label_columns: Sequence[str] | None) -> Any:
+    from ..data import TextDataset, load_dataset
+
+    if isinstance(data, TextDataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load_dataset(str(data), text_column=text_column, label_columns=label_columns)
+    texts = list(data)
+    if not texts:
+        raise EmptyDatasetError("no texts given: pass a non-empty list of strings or a dataset")
+    if not all(isinstance(t, str) for t in texts):
+        bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
+        raise TypeError(f"texts[{bad}] is a {type(texts[bad]).__name__}, not a str")
+    return TextDataset(name="texts", texts=texts, source="python list")
+
+
+def _check_texts(texts: list[str]) -> None:
+    empty = [i for i, t in enumerate(texts) if not t or not t.strip()]
+    if empty:
+        raise EmptyDatasetError(
+            f"{len(empty)} of {len(texts)} texts are empty or whitespace (rows {empty[:10]}"
+            f"{' ...' if len(empty) > 10 else ''}): drop them first (load_dataset(..., "
+            "drop_empty=True) or filter your list); an empty text has no token to pool"
+        )
+
+
+def _tokenizer_fingerprint(tokenizer: Any) -> str:
+    import hashlib
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    payload = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def extract(
+    model: Any,
+    data: Any,
+    *,
+    layers: Any = "all",
+    hook_points: Sequence[str] | str | None = None,
+    pooling: str | Sequence[str] = ("mean", "last"),
+    template: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    storage_dtype: str = "float32",
+    max_length: int | None = None,
+    truncation: str = "warn",
+    batch_tokens: int = 4096,
+    max_batch_size: int = 64,
+    shard_size: int = 1024,
+    padding_side: str = "right",
+    threads: int | None = None,
+    text_column: str | None = None,
+    label_columns: Sequence[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    verify_resume: bool = True,
+) -> ActivationStore:
+    """Extract activations of ``model`` over ``data`` into an on-disk store and return it.
+
+    Args:
+        model: a ``LoadedModel`` or anything ``load_model`` accepts (``"smollm2-135m"``).
+        data: a ``TextDataset``, a list of strings, or a dataset spec (``"cities"``, a path).
+        layers: residual layers (hidden-state indices, ``"all"``, ``[0, 10, -1]``, ``"5:10"``).
+        hook_points: hook names or patterns instead of ``layers``
+            (``["blocks.*.hook_mlp_out", "hook_embed"]``).
+        pooling: ``mean``, ``last``, ``first``, ``max``, ``pos:K``, ``tokens`` (every token,
+            ragged), ``native`` (sentence-transformers pooling); a list or comma string.
+        template: ``"prompteol"`` or a string with ``{text}``: each text is wrapped before
+            tokenising (take ``last`` for PromptEOL-style embeddings).
+        out: run folder; default ``runs/<model>-<dataset>-<hash>``.
+        storage_dtype: ``"float32"`` or ``"float16"``.
+        max_length: truncate to this many tokens (default: the model's context length).
+        truncation: ``"warn"`` (truncate, count in the manifest) or ``"error"`` (refuse).
+        batch_tokens: padded tokens per batch (``batch_size * longest``).
+        max_batch_size: texts per batch at most.
+        shard_size: texts per shard (the unit of resumption).
+        padding_side: ``"right"`` or ``"left"``; vectors do not depend on it.
+        threads: torch CPU threads during the run (default: leave torch's setting).
+        text_column, label_columns: for ``data`` given as a file path.
+        overwrite: replace an output folder that holds a different run.
+        progress: show a progress bar with texts/s, tokens/s and ETA.
+        verify_resume: check the sha256 of shards kept from an interrupted run.
+
+    Returns:
+        The ``ActivationStore`` of the run (reused as is when the same run is complete).
+
+    Examples:
+        >>> store = extract("smollm2-135m", ["The city of Paris is in France."],
+        ...                 layers=[0, 15, -1], pooling="mean,last", out="runs/demo")  # doctest: +SKIP
+        >>> store.get("last").shape  # doctest: +SKIP
+        (1, 3, 576)
+    """
+    from ..models import LoadedModel, load_model
+
+    lm: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model)
+    dataset = _as_dataset(data, text_column, label_columns)
+    _check_texts(dataset.texts)
+    if truncation not in ("warn", "error"):
+        raise ValueError(f"truncation={truncation!r}: use 'warn' (truncate and count) or 'error'")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side={padding_side!r}: use 'left' or 'right'")
+    if storage_dtype not in ("float32", "float16"):
+        raise ValueError(f"storage_dtype={storage_dtype!r}: use 'float32' or 'float16'")
+    if shard_size < 1 or batch_tokens < 1 or max_batch_size < 1:
+        raise ValueError("shard_size, batch_tokens and max_batch_size must be positive")
+
+    # -- what to capture ------------------------------------------------------------------------
+    available = lm.hook_points()
+    if hook_points is not None:
+        patterns = [hook_points] if isinstance(hook_points, str) else list(hook_points)
+        hooks = hook_names.expand_hook_patterns(patterns, available)
+    else:
+        wanted = hook_names.normalize_layers(layers, lm.n_layers, lm.name)
+        hooks = [hook_names.resid_hook(layer, lm.n_layers, lm.final_norm) for layer in sorted(wanted)]
+    layer_map = {}
+    for name in hooks:
+        layer = hook_names.hook_layer(name, lm.n_layers, lm.final_norm)
+        if layer is not None:
+            layer_map[str(layer)] = name
+    poolings = parse_poolings(pooling, lm.sentence_pooling)
+    template_text = resolve_template(template)
+    context = lm.max_length
+    limit = max_length or context
+    if limit > context:
+        warnings.warn(f"max_length={limit} exceeds {lm.name}'s context of {context}", stacklevel=2)
+
+    # -- manifest and identity -------------------------------------------------------------------
+    identity = {
+        "weights_fingerprint": lm.weights_fingerprint,
+        "model_class": type(lm.model).__name__,
+        "compute_dtype": str(lm.dtype).removeprefix("torch."),
+        "tokenizer_fingerprint": _tokenizer_fingerprint(lm.tokenizer),
+        "dataset_fingerprint": dataset.fingerprint(),
+        "hook_points": hooks,
+        "poolings": [p.name for p in poolings],
+        "sentence_pooling": lm.sentence_pooling if any(p.name == "native" for p in poolings) else None,
+        "template": template_text,
+        "max_length": limit,
+        "truncation": truncation,
+        "storage_dtype": storage_dtype,
+        "shard_size": shard_size,
+    }
+    if out is None:
+        out = default_runs_dir() / (
+            f"{_slug(lm.name)}-{_slug(dataset.name)}-{identity_hash(identity)[:8]}"
+        )
+    n = len(dataset)
+    n_shards = math.ceil(n / shard_size)
+    manifest: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "workbench_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": "running",
+        "identity": identity,
+        "model": lm.describe(),
+        "tokenizer": {
+            "name_or_path": getattr(lm.tokenizer, "name_or_path", None),
+            "class": type(lm.tokenizer).__name__,
+            "vocab_size": len(lm.tokenizer),
+            "fingerprint": identity["tokenizer_fingerprint"],
+        },
+        "dataset": {
+            "name": dataset.name,
+            "source": dataset.source,
+            "n_rows": n,
+            "fingerprint": identity["dataset_fingerprint"],
+            "columns": sorted(dataset.columns),
+            "has_words": dataset.words is not None,
+        },
+        "extraction": {
+            "hook_points": hooks,
+            "layers": layer_map,
+            "poolings": [p.name for p in poolings],
+            "template": template_text,
+            "storage_dtype": storage_dtype,
+            "max_length": limit,
+            "truncation": truncation,
+            "padding_side": padding_side,
+            "batch_tokens": batch_tokens,
+            "max_batch_size": max_batch_size,
+            "shard_size": shard_size,
+            "n_shards": n_shards,
+            "torch": torch.__version__,
+        },
+    }
+    writer = StoreWriter(out, manifest, overwrite=overwrite)
+    existing = ActivationStore(writer.path) if (writer.path / "manifest.json").is_file() else None
+    if existing is not None and existing.complete and len(existing.shards) == n_shards:
+        log.info("reusing complete run %s", writer.path)
+        return existing
+    writer.write_rows(_rows(dataset))
+    writer.save_manifest()
+
+    if truncation == "error":
+        _refuse_long_texts(lm, dataset.texts, template_text, limit)
+
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    manifest["extraction"]["threads"] = torch.get_num_threads()
+    shard_metas: list[dict[str, Any]] = []
+    todo: list[int] = []
+    for index in range(n_shards):
+        meta = writer.shard_complete(index, verify=verify_resume)
+        if meta is None:
+            todo.append(index)
+        else:
+            shard_metas.append(meta)
+    done_rows = sum(m["stop"] - m["start"] for m in shard_metas)
+    bar = _progress(n, done_rows, progress, lm.name)
+    try:
+        for index in todo:
+            start, stop = index * shard_size, min(n, (index + 1) * shard_size)
+            meta = _run_shard(
+                lm, dataset.texts[start:stop], hooks, poolings, template_text, limit,
+                storage_dtype, batch_tokens, max_batch_size, padding_side, bar,
+            )
+            meta.update(start=start, stop=stop)
+            meta["truncated_rows"] = [start + r for r in meta["truncated_rows"]]
+            arrays = meta.pop("arrays")
+            strings = meta.pop("token_strings")
+            shard_metas.append(writer.write_shard(index, arrays, strings, meta))
+            del arrays
+    finally:
+        if bar is not None:
+            bar.close()
+        if threads is not None:
+            torch.set_num_threads(previous_threads)
+
+    shard_metas.sort(key=lambda m: m["index"])
+    truncated = [r for m in shard_metas for r in m["truncated_rows"]]
+    seconds = sum(m["seconds"] for m in shard_metas)
+    tokens = sum(m["n_tokens"] for m in shard_metas)
+    manifest["status"] = "complete"
+    manifest["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    manifest["stats"] = {
+        "n_tokens": tokens,
+        "n_truncated": len(truncated),
+        "truncated_rows": truncated[:1000],
+        "n_nan_positions": sum(m["n_nan"] for m in shard_metas),
+        "n_fp16_overflow": sum(m["n_fp16_overflow"] for m in shard_metas),
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+        "texts_per_s": round(n / seconds, 1) if seconds else None,
+    }
+    writer.save_manifest()
+    if truncated:
+        warnings.warn(
+            f"{len(truncated)} texts were longer than {limit} tokens and were truncated (rows "
+            f"{truncated[:10]}); the count is in the manifest. Pass truncation='error' to refuse",
+            stacklevel=2,
+        )
+    if manifest["stats"]["n_fp16_overflow"]:
+        warnings.warn(
+            f"{manifest['stats']['n_fp16_overflow']} values exceeded float16's range and are "
+            "stored as inf: use storage_dtype='float32' for this model",
+            stacklevel=2,
+        )
+    return ActivationStore(writer.path)
+
+
+def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
+    for i, text in enumerate(dataset.texts):
+        row: dict[str, Any] = {"text": text, "columns": {k: v[i] for k, v in dataset.columns.items()}}
+        if dataset.words is not None:
+            row["words"] = dataset.words[i]
+            row["word_spans"] = dataset.word_spans[i] if dataset.word_spans is not None else None
+            if dataset.word_columns is not None:
+                row["word_columns"] = {k: v[i] for k, v in dataset.word_columns.items()}
+        yield row
+
+
+def _progress(total: int, initial: int, enabled: bool, name: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="text", desc=f"extract {name}", smoothing=0.1)
+
+
+def _tokenize(
+    lm: Any, texts: list[str], template: str | None
+) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    inputs = [apply_template(template, t)[0] for t in texts]
+    enc = lm.tokenizer(inputs, add_special_tokens=True, return_offsets_mapping=True,
+                       return_attention_mask=False, truncation=False)
+    return enc["input_ids"], enc["offset_mapping"]
+
+
+def _refuse_long_texts(lm: Any, texts: list[str], template: str | None, limit: int) -> None:
+    long_rows = []
+    for start in range(0, len(texts), 4096):
+        ids, _ = _tokenize(lm, texts[start : start + 4096], template)
+        long_rows += [(start + i, len(x)) for i, x in enumerate(ids) if len(x) > limit]
+    if long_rows:
+        raise ContextLengthError(
+            f"{len(long_rows)} texts are longer than max_length={limit} tokens "
+            f"(row, tokens): {long_rows[:10]}. Shorten them, raise max_length (context of "
+            f"{lm.name}: {lm.max_length}), or pass truncation='warn' to truncate and count them"
+        )
+
+
+def _batches(
+    ids: list[list[int]], batch_tokens: int, max_batch_size: int, pad_id: int, padding_side: str,
+    token_type: bool,
+) -> Iterator[_Batch]:
+    """Length-sorted batches (longest first) of at most ``batch_tokens`` padded tokens."""
+    order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
+    pos = 0
+    while pos < len(order):
+        longest = len(ids[order[pos]])
+        size = max(1, min(max_batch_size, batch_tokens // max(longest, 1)))
+        rows = order[pos : pos + size]
+        pos += size
+        input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for b, r in enumerate(rows):
+            seq = torch.tensor(ids[r], dtype=torch.long)
+            if padding_side == "right":
+                input_ids[b, : len(seq)] = seq
+                mask[b, : len(seq)] = 1
+            else:
+                input_ids[b, longest - len(seq) :] = seq
+                mask[b, longest - len(seq) :] = 1
+        extra = {"token_type_ids": torch.zeros_like(input_ids)} if token_type else {}
+        yield _Batch(rows, input_ids, mask, extra)
+
+
+@contextmanager
+def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def _run_shard(
+    lm: Any,
+    texts: list[str],
+    hooks: list[str],
+    poolings: list[Pooling],
+    template: str | None,
+    limit: int,
+    storage_dtype: str,
+    batch_tokens: int,
+    max_batch_size: int,
+    padding_side: str,
+    bar: Any,
+) -> dict[str, Any]:
+    """Extract one shard; returns its arrays and bookkeeping (nothing is written here)."""
+    t0 = time.perf_counter()
+    ids, offsets = _tokenize(lm, texts, template)
+    truncated = [i for i, x in enumerate(ids) if len(x) > limit]
+    ids = [x[:limit] for x in ids]
+    offsets = [o[:limit] for o in offsets]
+    lengths = np.array([len(x) for x in ids], dtype=np.int64)
+    if (lengths == 0).any():
+        raise EmptyDatasetError(
+            f"texts {np.nonzero(lengths == 0)[0][:10].tolist()} of this shard tokenise to no "
+            "tokens: drop them from the dataset"
+        )
+    splits = np.concatenate([[0], np.cumsum(lengths)])
+    n, d, h = len(texts), lm.d_model, len(hooks)
+    dtype = np.float16 if storage_dtype == "float16" else np.float32
+    pooled = {p.name: np.empty((h, n, d), dtype=dtype) for p in poolings if not p.ragged}
+    ragged = {p.name: np.empty((h, int(splits[-1]), d), dtype=dtype) for p in poolings if p.ragged}
+    base = lm.base_model
+    kwargs: dict[str, Any] = {}
+    if _accepts(base, "use_cache"):
+        kwargs["use_cache"] = False
+    pass_positions = _accepts(base, "position_ids")
+    token_type = _accepts(base, "token_type_ids")
+    pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    device = lm.device
+    n_fp16_overflow = 0
+    n_nan = 0
+    done_tokens = 0
+    with _eval_mode(lm.model), torch.inference_mode(), _Capture(lm, hooks, poolings) as capture:
+        for batch in _batches(ids, batch_tokens, max_batch_size, pad_id, padding_side, token_type):
+            mask = batch.attention_mask.to(device)
+            inputs = {"input_ids": batch.input_ids.to(device), "attention_mask": mask}
+            inputs.update({k: v.to(device) for k, v in batch.extra.items()})
+            if pass_positions:
+                inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            capture.mask = mask.bool()
+            capture.results = {}
+            try:
+                output = base(**inputs, **kwargs)
+                if hook_names.FINAL_NORM in hooks and hook_names.FINAL_NORM not in capture.results:
+                    capture._record(hook_names.FINAL_NORM, _first_tensor(output))
+            except _StopForward:
+                pass
+            rows = np.asarray(batch.rows)
+            for j, name in enumerate(hooks):
+                result = capture.results[name]
+                for p_name, target in pooled.items():
+                    values = result[p_name].cpu().numpy()
+                    n_nan += int(np.isnan(values).any(axis=1).sum()) if j == 0 else 0
+                    if dtype == np.float16:
+                        n_fp16_overflow += int((np.abs(values) > _FP16_MAX).sum())
+                    target[j, rows] = values
+                for p_name, target in ragged.items():
+                    values = result[p_name].cpu().numpy()
+                    if dtype == np.float16:
+                        n_fp16_overflow += int((np.abs(values) > _FP16_MAX).sum())
+                    at = 0
+                    for r in batch.rows:
+                        k = int(lengths[r])
+                        target[j, splits[r] : splits[r] + k] = values[at : at + k]
+                        at += k
+            if bar is not None:
+                done_tokens += int(lengths[rows].sum())
+                rate = done_tokens / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(tok_s=f"{rate:,.0f}", refresh=False)
+                bar.update(len(batch.rows))
+    arrays: dict[str, np.ndarray] = {}
+    for p in poolings:
+        arrays[p.filename] = ragged[p.name] if p.ragged else pooled[p.name]
+    arrays["token_ids"] = np.concatenate([np.asarray(x, dtype=np.int32) for x in ids])
+    arrays["token_offsets"] = np.concatenate(
+        [np.asarray(o, dtype=np.int32).reshape(-1, 2) for o in offsets]
+    )
+    arrays["row_splits"] = splits.astype(np.int64)
+    strings = [lm.tokenizer.convert_ids_to_tokens(x) for x in ids]
+    seconds = time.perf_counter() - t0
+    if n_nan:
+        names = [p.name for p in poolings if p.kind == "pos"]
+        warnings.warn(
+            f"{n_nan} texts are shorter than a requested position ({names}); their vectors are NaN",
+            stacklevel=3,
+        )
+    return {
+        "arrays": arrays,
+        "token_strings": strings,
+        "n_tokens": int(splits[-1]),
+        "truncated_rows": truncated,
+        "n_nan": n_nan,
+        "n_fp16_overflow": n_fp16_overflow,
+        "seconds": round(seconds, 4),
+    }
+
