@@ -34,7 +34,18 @@ _LAZY = {
     "TextDataset": "workbench.data",
 }
 
-__all__ = ["__version__", "errors", "open_store", *_LAZY]
+__all__ = [
+    "ActivationStore",
+    "LoadedModel",
+    "TextDataset",
+    "__version__",
+    "bundled_models",
+    "errors",
+    "extract",
+    "load_dataset",
+    "load_model",
+    "open_store",
+]
 
 
 def __getattr__(name: str) -> Any:
