@@ -31,7 +31,16 @@ import torch
 from .._version import __version__
 from ..errors import ContextLengthError, EmptyDatasetError
 from . import hook_names
-from .pooling import Pooling, apply_template, parse_poolings, pool, resolve_template
+from .pooling import (
+    POOL_OVER,
+    Pooling,
+    apply_template,
+    default_pool_over,
+    parse_poolings,
+    pool,
+    resolve_template,
+    text_token_mask,
+)
 from .store import FORMAT_VERSION, ActivationStore, StoreWriter, identity_hash
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,7 @@ class _Batch:
     rows: list[int]
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    pool_mask: torch.Tensor
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -58,6 +68,8 @@ class _Capture:
 
     Used as a context manager: hooks are registered on enter and removed in ``finally``.
     ``results[hook][pooling]`` is ``[batch, d]``, or ``[real_tokens, d]`` for ``tokens``.
+    Pooled vectors read ``pool_mask`` (the text's tokens, or every real token); ``tokens`` keeps
+    every real token of ``mask``.
     """
 
     def __init__(self, lm: Any, hooks: list[str], poolings: list[Pooling]) -> None:
@@ -67,6 +79,7 @@ class _Capture:
         order = lm.hook_points()
         self.last = max(hooks, key=order.index)
         self.mask: torch.Tensor | None = None
+        self.pool_mask: torch.Tensor | None = None
         self.results: dict[str, dict[str, torch.Tensor]] = {}
         self._handles: list[Any] = []
 
@@ -106,11 +119,10 @@ class _Capture:
         return hook
 
     def _record(self, name: str, hidden: torch.Tensor) -> None:
-        assert self.mask is not None
-        mask = self.mask
+        assert self.mask is not None and self.pool_mask is not None
         out: dict[str, torch.Tensor] = {}
         for p in self.poolings:
-            out[p.name] = hidden[mask].float() if p.ragged else pool(hidden, mask, p)
+            out[p.name] = hidden[self.mask].float() if p.ragged else pool(hidden, self.pool_mask, p)
         self.results[name] = out
         if name == self.last:
             raise _StopForward
@@ -180,6 +192,7 @@ def extract(
     hook_points: Sequence[str] | str | None = None,
     pooling: str | Sequence[str] = ("mean", "last"),
     template: str | None = None,
+    pool_over: str | None = None,
     out: str | os.PathLike[str] | None = None,
     storage_dtype: str = "float32",
     max_length: int | None = None,
@@ -205,8 +218,11 @@ def extract(
             (``["blocks.*.hook_mlp_out", "hook_embed"]``).
         pooling: ``mean``, ``last``, ``first``, ``max``, ``pos:K``, ``tokens`` (every token,
             ragged), ``native`` (sentence-transformers pooling); a list or comma string.
-        template: ``"prompteol"`` or a string with ``{text}``: each text is wrapped before
-            tokenising (take ``last`` for PromptEOL-style embeddings).
+        template: ``"prompteol"``, ``"echo"`` or a string with ``{text}`` once or twice: each
+            text is wrapped before tokenising (take ``last`` for PromptEOL-style embeddings).
+        pool_over: ``"input"`` (every real token of the model input) or ``"text"`` (only the
+            text's tokens; its second copy for echo templates). Default: ``"text"`` for
+            two-copy templates, else ``"input"``. ``tokens`` always stores every token.
         out: run folder; default ``runs/<model>-<dataset>-<hash>``.
         storage_dtype: ``"float32"`` or ``"float16"``.
         max_length: truncate to this many tokens (default: the model's context length).
@@ -259,6 +275,9 @@ def extract(
             layer_map[str(layer)] = name
     poolings = parse_poolings(pooling, lm.sentence_pooling)
     template_text = resolve_template(template)
+    pool_over = pool_over or default_pool_over(template_text)
+    if pool_over not in POOL_OVER:
+        raise ValueError(f"pool_over={pool_over!r}: use one of {list(POOL_OVER)}")
     context = lm.max_length
     limit = max_length or context
     if limit > context:
@@ -275,6 +294,7 @@ def extract(
         "poolings": [p.name for p in poolings],
         "sentence_pooling": lm.sentence_pooling if any(p.name == "native" for p in poolings) else None,
         "template": template_text,
+        "pool_over": pool_over,
         "max_length": limit,
         "truncation": truncation,
         "storage_dtype": storage_dtype,
@@ -312,6 +332,7 @@ def extract(
             "layers": layer_map,
             "poolings": [p.name for p in poolings],
             "template": template_text,
+            "pool_over": pool_over,
             "storage_dtype": storage_dtype,
             "max_length": limit,
             "truncation": truncation,
@@ -325,7 +346,14 @@ def extract(
     }
     writer = StoreWriter(out, manifest, overwrite=overwrite)
     existing = ActivationStore(writer.path) if (writer.path / "manifest.json").is_file() else None
-    if existing is not None and existing.complete and len(existing.shards) == n_shards:
+    if (
+        existing is not None
+        and existing.complete
+        and len(existing.shards) == n_shards
+        # A complete run whose files were truncated or deleted since is resumed, not reused
+        # (a size check per file; checksums are verified only for shards being resumed).
+        and all(writer.shard_complete(i, verify=False) is not None for i in range(n_shards))
+    ):
         log.info("reusing complete run %s", writer.path)
         return existing
     writer.write_rows(_rows(dataset))
@@ -352,7 +380,7 @@ def extract(
         for index in todo:
             start, stop = index * shard_size, min(n, (index + 1) * shard_size)
             meta = _run_shard(
-                lm, dataset.texts[start:stop], hooks, poolings, template_text, limit,
+                lm, dataset.texts[start:stop], hooks, poolings, template_text, pool_over, limit,
                 storage_dtype, batch_tokens, max_batch_size, padding_side, bar,
             )
             meta.update(start=start, stop=stop)
@@ -441,8 +469,13 @@ def _refuse_long_texts(lm: Any, texts: list[str], template: str | None, limit: i
 
 
 def _batches(
-    ids: list[list[int]], batch_tokens: int, max_batch_size: int, pad_id: int, padding_side: str,
+    ids: list[list[int]],
+    batch_tokens: int,
+    max_batch_size: int,
+    pad_id: int,
+    padding_side: str,
     token_type: bool,
+    scopes: list[list[bool]] | None = None,
 ) -> Iterator[_Batch]:
     """Length-sorted batches (longest first) of at most ``batch_tokens`` padded tokens."""
     order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
@@ -454,16 +487,15 @@ def _batches(
         pos += size
         input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        pool_mask = torch.zeros((len(rows), longest), dtype=torch.bool)
         for b, r in enumerate(rows):
             seq = torch.tensor(ids[r], dtype=torch.long)
-            if padding_side == "right":
-                input_ids[b, : len(seq)] = seq
-                mask[b, : len(seq)] = 1
-            else:
-                input_ids[b, longest - len(seq) :] = seq
-                mask[b, longest - len(seq) :] = 1
+            at = slice(0, len(seq)) if padding_side == "right" else slice(longest - len(seq), None)
+            input_ids[b, at] = seq
+            mask[b, at] = 1
+            pool_mask[b, at] = torch.tensor(scopes[r]) if scopes is not None else True
         extra = {"token_type_ids": torch.zeros_like(input_ids)} if token_type else {}
-        yield _Batch(rows, input_ids, mask, extra)
+        yield _Batch(rows, input_ids, mask, pool_mask, extra)
 
 
 @contextmanager
@@ -482,6 +514,7 @@ def _run_shard(
     hooks: list[str],
     poolings: list[Pooling],
     template: str | None,
+    pool_over: str,
     limit: int,
     storage_dtype: str,
     batch_tokens: int,
@@ -502,6 +535,12 @@ def _run_shard(
             "tokens: drop them from the dataset"
         )
     splits = np.concatenate([[0], np.cumsum(lengths)])
+    scopes = None
+    if pool_over == "text":
+        scopes = [
+            text_token_mask(o, apply_template(template, t)[1], len(t))
+            for o, t in zip(offsets, texts, strict=True)
+        ]
     n, d, h = len(texts), lm.d_model, len(hooks)
     dtype = np.float16 if storage_dtype == "float16" else np.float32
     pooled = {p.name: np.empty((h, n, d), dtype=dtype) for p in poolings if not p.ragged}
@@ -511,20 +550,28 @@ def _run_shard(
     if _accepts(base, "use_cache"):
         kwargs["use_cache"] = False
     pass_positions = _accepts(base, "position_ids")
-    token_type = _accepts(base, "token_type_ids")
+    # Segment ids only where the model has a segment embedding (BERT's type_vocab_size):
+    # GPT-2 also accepts token_type_ids but embeds them with its token embedding, so
+    # passing zeros there would add the embedding of token 0 to every position.
+    token_type = _accepts(base, "token_type_ids") and bool(
+        getattr(lm.config, "type_vocab_size", 0)
+    )
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     device = lm.device
     n_fp16_overflow = 0
     n_nan = 0
     done_tokens = 0
     with _eval_mode(lm.model), torch.inference_mode(), _Capture(lm, hooks, poolings) as capture:
-        for batch in _batches(ids, batch_tokens, max_batch_size, pad_id, padding_side, token_type):
+        for batch in _batches(
+            ids, batch_tokens, max_batch_size, pad_id, padding_side, token_type, scopes
+        ):
             mask = batch.attention_mask.to(device)
             inputs = {"input_ids": batch.input_ids.to(device), "attention_mask": mask}
             inputs.update({k: v.to(device) for k, v in batch.extra.items()})
             if pass_positions:
                 inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
             capture.mask = mask.bool()
+            capture.pool_mask = batch.pool_mask.to(device) & capture.mask
             capture.results = {}
             try:
                 output = base(**inputs, **kwargs)
@@ -568,7 +615,8 @@ def _run_shard(
     if n_nan:
         names = [p.name for p in poolings if p.kind == "pos"]
         warnings.warn(
-            f"{n_nan} texts are shorter than a requested position ({names}); their vectors are NaN",
+            f"{n_nan} texts have no token at a requested position ({names}) or none in the "
+            "pooled span (pool_over='text' after truncation); their vectors are NaN",
             stacklevel=3,
         )
     return {

@@ -20,7 +20,14 @@ POOLING_NAMES = ("mean", "last", "first", "max", "tokens", "native", "pos:K")
 TEMPLATES: dict[str, str] = {
     # PromptEOL (Jiang et al., 2023, "Scaling Sentence Embeddings with LLMs"): take the last token.
     "prompteol": 'This sentence : "{text}" means in one word:"',
+    # Echo embeddings (Springer et al., 2024, "Repetition Improves Language Model Embeddings"):
+    # the text twice; poolings read the second copy, whose tokens have seen the whole text.
+    "echo": "Rewrite the sentence: {text}\nRewritten sentence: {text}",
 }
+
+#: Where poolings read: every real token of the model input, or only the tokens of the text
+#: (its last copy when the template repeats it).
+POOL_OVER = ("input", "text")
 
 
 @dataclass(frozen=True)
@@ -111,20 +118,33 @@ def resolve_template(template: str | None) -> str | None:
     if template is None or template == "":
         return None
     text = TEMPLATES.get(template.lower(), template)
-    if text.count("{text}") != 1:
+    if text.count("{text}") not in (1, 2):
         raise PoolingError(
             f"template {template!r} must be a built-in name ({sorted(TEMPLATES)}) or a string "
-            "containing '{text}' exactly once, e.g. 'Summarise: \"{text}\" in one word:\"'"
+            "containing '{text}' once (e.g. 'Summarise: \"{text}\" in one word:\"') or twice "
+            "(echo style: poolings read the second copy)"
         )
     return text
 
 
+def default_pool_over(template: str | None) -> str:
+    """``"text"`` for echo-style templates (two copies), ``"input"`` otherwise."""
+    return "text" if template is not None and template.count("{text}") == 2 else "input"
+
+
 def apply_template(template: str | None, text: str) -> tuple[str, int]:
-    """The model input for ``text`` and the character offset of the text inside it."""
+    """The model input for ``text`` and where the text's last copy starts inside it."""
     if template is None:
         return text, 0
-    prefix, _, suffix = template.partition("{text}")
-    return prefix + text + suffix, len(prefix)
+    parts = template.split("{text}")
+    model_input = text.join(parts)
+    return model_input, len(model_input) - len(parts[-1]) - len(text)
+
+
+def text_token_mask(offsets: list[tuple[int, int]], start: int, length: int) -> list[bool]:
+    """Which tokens overlap the characters ``start:start+length`` (special tokens never do)."""
+    end = start + length
+    return [b > a and a < end and b > start for a, b in offsets]
 
 
 def real_token_bounds(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,8 +161,8 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Te
     """Pool ``hidden`` ``[batch, pos, d]`` over the real tokens of ``mask`` ``[batch, pos]``.
 
     Returns:
-        ``[batch, d]`` in float32. A position beyond a text's length gives NaN (the caller counts
-        these).
+        ``[batch, d]`` in float32. A position beyond a text's length, or a row with no token in
+        ``mask``, gives NaN (the caller counts these).
     """
     h = hidden.float()
     m = mask.bool()
@@ -163,6 +183,8 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Te
         out = torch.where(valid[:, None], out, float("nan"))
     else:
         raise PoolingError(f"pooling {pooling.name!r} does not reduce to one vector per text")
+    if pooling.kind in ("mean", "mean_sqrt_len", "max"):
+        out = torch.where(m.any(dim=1)[:, None], out, float("nan"))  # no token to pool
     if pooling.normalize:
         out = torch.nn.functional.normalize(out, p=2.0, dim=-1)
     return out

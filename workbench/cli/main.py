@@ -62,7 +62,8 @@ def extract(
     layers: Annotated[str, typer.Option(help="'all', '0,10,-1' or '5:20' (hidden-state indices)")] = "all",
     hook_points: Annotated[str | None, typer.Option(help="hook names/patterns instead of layers, comma separated, e.g. 'blocks.*.hook_mlp_out'")] = None,
     pooling: Annotated[str, typer.Option(help="mean,last,first,max,tokens,pos:K,native")] = "mean,last",
-    template: Annotated[str | None, typer.Option(help="'prompteol' or a string with {text}")] = None,
+    template: Annotated[str | None, typer.Option(help="'prompteol', 'echo' or a string with {text}")] = None,
+    pool_over: Annotated[str | None, typer.Option(help="input or text (default: text for echo templates)")] = None,
     text_column: Annotated[str | None, typer.Option(help="text column of a data file")] = None,
     label_columns: Annotated[str | None, typer.Option(help="label columns to keep, comma separated")] = None,
     limit: Annotated[int | None, typer.Option(help="use the first N rows")] = None,
@@ -103,6 +104,7 @@ def extract(
         hook_points=hook_points.split(",") if hook_points else None,
         pooling=pooling,
         template=template,
+        pool_over=pool_over,
         out=out,
         storage_dtype=storage_dtype,
         max_length=max_length,
@@ -151,7 +153,8 @@ def _print_info(store: Any, stats: bool) -> None:
         ("hook points", _summarise_hooks(spec["hook_points"])),
         ("layers", _ranges(sorted(int(k) for k in spec["layers"])) or "-"),
         ("poolings", ", ".join(spec["poolings"])),
-        ("template", repr(spec["template"]) if spec["template"] else "-"),
+        ("template", f"{spec['template']!r}, pooling over {spec.get('pool_over', 'input')}"
+                     if spec["template"] else "-"),
         ("storage", f"{spec['storage_dtype']}, shards of {spec['shard_size']} rows, "
                     f"{_size(store.path)} on disk"),
         ("tokens", f"{s.get('n_tokens', '?')} (max_length {spec['max_length']}, "
