@@ -88,7 +88,28 @@ class StoreSelectionError(WorkbenchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class TaskFormatError(WorkbenchError, ValueError):
+    """An evaluation task file that cannot be read: an unexpected header, a score that is not a
+    number, a line with too few fields or a pair with an empty sentence."""
+
+
+class ProbeTargetError(WorkbenchError, ValueError):
+    """Labels that do not fit the probe: one class, continuous targets for a classifier, NaN,
+    or a length that does not match the store's rows."""
+
+
+class SpecError(WorkbenchError, ValueError):
+    """An experiment spec (probes/*.toml) with an unknown key or a bad value."""
+
+
+class EvaluationOptionError(WorkbenchError, ValueError):
+    """An evaluation option that is not valid: an unknown metric or post-processing, or a metric
+    the task cannot support."""
+
+
 __all__ = [
+    "ProbeTargetError",
+    "SpecError",
     "WorkbenchError",
     "UnknownModelError",
     "ModelStructureError",
@@ -107,4 +128,6 @@ __all__ = [
     "StoreMismatchError",
     "StoreCorruptError",
     "StoreSelectionError",
+    "TaskFormatError",
+    "EvaluationOptionError",
 ]

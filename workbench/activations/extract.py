@@ -12,6 +12,7 @@ What makes it fast and exact:
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import os
@@ -180,7 +181,15 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
     import hashlib
 
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    payload = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        # Truncation and padding are call-time settings: every call to the tokenizer rewrites
+        # them, so they would make the same tokenizer look different after its first use.
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        payload = json.dumps(state, sort_keys=True)
+    else:
+        payload = repr(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -291,7 +300,7 @@ def extract(
         "tokenizer_fingerprint": _tokenizer_fingerprint(lm.tokenizer),
         "dataset_fingerprint": dataset.fingerprint(),
         "hook_points": hooks,
-        "poolings": [p.name for p in poolings],
+        "poolings": sorted(p.name for p in poolings),  # order does not change the run
         "sentence_pooling": lm.sentence_pooling if any(p.name == "native" for p in poolings) else None,
         "template": template_text,
         "pool_over": pool_over,

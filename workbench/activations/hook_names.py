@@ -72,7 +72,12 @@ def normalize_layers(
             if ":" in part:
                 lo, _, hi = part.partition(":")
                 start = _check_layer(int(lo) if lo else 0, n_layers, model_name)
-                stop = _check_layer(int(hi), n_layers, model_name) if hi else n_layers + 1
+                # exclusive stop, as in a Python slice: "0:31" on a 30-block model is all layers
+                stop = (
+                    n_layers + 1
+                    if not hi or int(hi) == n_layers + 1
+                    else _check_layer(int(hi), n_layers, model_name)
+                )
                 out.extend(range(start, stop))
             elif part:
                 out.append(int(part))
