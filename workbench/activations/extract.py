@@ -12,7 +12,6 @@ What makes it fast and exact:
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import os
@@ -177,22 +176,6 @@ def _check_texts(texts: list[str]) -> None:
         )
 
 
-def _tokenizer_fingerprint(tokenizer: Any) -> str:
-    import hashlib
-
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        state = json.loads(backend.to_str())
-        # Truncation and padding are call-time settings: every call to the tokenizer rewrites
-        # them, so they would make the same tokenizer look different after its first use.
-        state.pop("truncation", None)
-        state.pop("padding", None)
-        payload = json.dumps(state, sort_keys=True)
-    else:
-        payload = repr(sorted(tokenizer.get_vocab().items()))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
 def extract(
     model: Any,
     data: Any,
@@ -297,7 +280,7 @@ def extract(
         "weights_fingerprint": lm.weights_fingerprint,
         "model_class": type(lm.model).__name__,
         "compute_dtype": str(lm.dtype).removeprefix("torch."),
-        "tokenizer_fingerprint": _tokenizer_fingerprint(lm.tokenizer),
+        "tokenizer_fingerprint": lm.tokenizer_fingerprint(),
         "dataset_fingerprint": dataset.fingerprint(),
         "hook_points": hooks,
         "poolings": sorted(p.name for p in poolings),  # order does not change the run

@@ -167,6 +167,27 @@ class LoadedModel:
             h.update(sample.numpy().tobytes())
         return h.hexdigest()
 
+    def tokenizer_fingerprint(self) -> str:
+        """sha256 of the tokenizer's vocabulary, merges and normalisation (not its call-time
+        truncation/padding settings); cached, and recomputed if tokens are added."""
+        key = len(self.tokenizer)
+        cached = self.extra.get("tokenizer_fingerprint")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            state = json.loads(backend.to_str())
+            # Every call to the tokenizer rewrites these, so they would make the same tokenizer
+            # look different after its first use.
+            state.pop("truncation", None)
+            state.pop("padding", None)
+            payload = json.dumps(state, sort_keys=True)
+        else:
+            payload = repr(sorted(self.tokenizer.get_vocab().items()))
+        digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        self.extra["tokenizer_fingerprint"] = (key, digest)
+        return digest
+
     def describe(self) -> dict[str, Any]:
         """The model part of a manifest."""
         return {
