@@ -20,6 +20,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+from .embed import app as embed_app  # noqa: E402, I001
+app.add_typer(embed_app, name="embed")
+from .probe import app as probe_app  # noqa: E402, I001
+app.add_typer(probe_app, name="probe")
 console = Console()
 err = Console(stderr=True)
 

@@ -222,6 +222,7 @@ def load_model(
     attn_path: str | None = None,
     mlp_path: str | None = None,
     trust_remote_code: bool = False,
+    random_init: int | None = None,
 ) -> LoadedModel:
     """Load a model by bundled name, Hugging Face hub id, local folder or ``.gguf`` path.
 
@@ -233,6 +234,9 @@ def load_model(
         blocks_path: module path of the block list when it cannot be found automatically.
         attn_path, mlp_path: attention / MLP child names inside a block, to override discovery.
         trust_remote_code: passed to transformers; off unless you ask.
+        random_init: a seed: keep the architecture and tokenizer but re-initialise every weight
+            with the model's own initialiser (the "same architecture, random weights" control
+            of probing). The name gets a ``@random<seed>`` suffix.
 
     Examples:
         >>> lm = load_model("smollm2-135m")  # doctest: +SKIP
@@ -283,6 +287,8 @@ def load_model(
         mlp_path=mlp_path,
     )
     lm.gguf_file = gguf_file
+    if random_init is not None:
+        _reinitialise(lm, random_init)
     lm.model.to(device)
     lm.load_seconds = time.perf_counter() - start
     return lm
@@ -450,3 +456,14 @@ def _gguf_to_cache(path: Path, trust_remote_code: bool) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _reinitialise(lm: LoadedModel, seed: int) -> None:
+    """Replace every weight by a fresh draw from the model's initialiser (seeded)."""
+    torch.manual_seed(seed)
+    fresh = type(lm.model)(lm.model.config)  # runs the model's own init
+    fresh.to(dtype=lm.dtype)
+    fresh.eval()
+    lm.model = fresh
+    lm.name = f"{lm.name}@random{seed}"
+    lm.__dict__.pop("weights_fingerprint", None)

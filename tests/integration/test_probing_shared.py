@@ -1,0 +1,95 @@
+"""Probing on real data from ../shared with the bundled SmolLM2 (skipped without ../shared)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import workbench
+from workbench.probing import sweep, token_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def test_cities_sweep_matches_an_independent_sklearn_reference(smollm2, shared_dir, tmp_path):
+    """Best-layer test accuracy of the workbench sweep is within 2 points of plain scikit-learn
+    on plain Hugging Face hidden states (80/20 split, last token)."""
+    from sklearn.linear_model import LogisticRegression
+
+    ds = workbench.load_dataset(str(shared_dir / "data/geometry_of_truth/cities.csv"),
+                                text_column="statement")
+    n = len(ds)
+    is_test = np.random.default_rng(0).permutation(n) < n // 5
+    layers = list(range(0, 31, 5))
+    store = workbench.extract(smollm2, ds, layers=layers, pooling="last", out=tmp_path / "run",
+                              progress=False)
+    result = sweep(store, "label", split=is_test, control=False, n_boot=0)
+    ours = result.curve("accuracy").set_index("layer")["value"]
+
+    # independent reference: HF forward, one text at a time, last token of every hidden state
+    tok, model = smollm2.tokenizer, smollm2.model
+    states = np.zeros((n, len(layers), smollm2.d_model), dtype=np.float32)
+    with torch.inference_mode():
+        for i, text in enumerate(ds.texts):
+            hs = model(**tok(text, return_tensors="pt"), output_hidden_states=True).hidden_states
+            states[i] = torch.stack([hs[layer][0, -1] for layer in layers]).numpy()
+    y = np.asarray(ds.column("label"))
+    reference = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for j, layer in enumerate(layers):
+            clf = LogisticRegression(C=1.0, max_iter=1000).fit(states[~is_test, j], y[~is_test])
+            reference[layer] = clf.score(states[is_test, j], y[is_test])
+    best_ours, best_ref = ours.max(), max(reference.values())
+    print(f"\ncities best layer: workbench {ours.idxmax()} = {best_ours:.4f}; "
+          f"sklearn on HF states {max(reference, key=reference.get)} = {best_ref:.4f}")
+    assert abs(best_ours - best_ref) <= 0.02
+    assert best_ours > 0.7  # far above the 50% majority
+
+
+def test_world_places_latlon_ridge_reports_r2_per_layer(smollm2, shared_dir, tmp_path):
+    ds = _world_places(shared_dir)
+    store = workbench.extract(smollm2, ds, layers=[0, 6, 12, 18, 24, 30], pooling="last",
+                              out=tmp_path / "run", progress=False)
+    r = sweep(store, ["latitude", "longitude"], probe="ridge", alpha=10.0, split="is_test",
+              n_boot=100)
+    curve = r.curve("r2").set_index("layer")["value"]
+    print("\nworld_place R² per layer:", curve.round(3).to_dict())
+    print("great-circle km per layer:", r.curve("great_circle_km").set_index("layer")["value"]
+          .round(0).to_dict())
+    assert len(curve) == 6 and curve.max() > 0.2
+    assert curve.max() > curve.loc[0]  # the model adds geography beyond the token embeddings
+
+
+def _world_places(shared_dir):
+    import csv
+
+    with open(shared_dir / "data/space_time/world_place.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    rng = np.random.default_rng(0)
+    rows = [rows[i] for i in rng.permutation(len(rows))[:1500]]
+    return workbench.TextDataset(
+        "world_place", [r["name"] for r in rows],
+        {"latitude": [float(r["latitude"]) for r in rows],
+         "longitude": [float(r["longitude"]) for r in rows],
+         "is_test": [r["is_test"].strip().lower() in ("true", "1") for r in rows]},
+        source="../shared world_place.csv (1,500 random rows)",
+    )
+
+
+def test_upos_is_far_above_its_control_task(smollm2, shared_dir, tmp_path):
+    ds = workbench.load_dataset(str(shared_dir / "data/ud_english_ewt/en_ewt-ud-dev.conllu"),
+                                limit=120)
+    store = workbench.extract(smollm2, ds, layers=[0, 12], pooling="tokens",
+                              out=tmp_path / "run", progress=False)
+    words = token_dataset(store, "upos", "first")
+    r = sweep(words, "upos", pooling="word_first", cv=3, groups="sentence",
+              control_types="word", n_boot=50)
+    task = r.curve("accuracy").set_index("layer")["value"]
+    control = r.curve("accuracy", "control").set_index("layer")["value"]
+    print("\nUPOS accuracy per layer:", task.round(3).to_dict(), "control:", control.round(3).to_dict())
+    assert task.max() > 0.8
+    assert (task - control).max() > 0.3

@@ -1,0 +1,261 @@
+"""Probe estimators, fast solvers against scikit-learn, metrics, controls, MDL and sweeps."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    r2_score,
+    roc_auc_score,
+)
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import workbench
+from workbench.errors import ProbeTargetError, StoreSelectionError
+from workbench.probing import (
+    LogisticProbe,
+    MassMeanProbe,
+    MLPProbe,
+    RidgeProbe,
+    control_labels,
+    great_circle_km,
+    logistic_fits,
+    make_folds,
+    online_codelength,
+    ridge_fits,
+    sweep,
+    token_dataset,
+)
+from workbench.probing import _metrics as M
+
+
+@parametrize_with_checks(
+    [LogisticProbe(), RidgeProbe(), MassMeanProbe(), MassMeanProbe(covariance=True), MLPProbe(max_iter=30)]
+)
+def test_sklearn_estimator_contract(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)
+
+
+def _data(n=300, d=12, k=2, seed=0, scale=True):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    if scale:  # outlier dimensions like real hidden states
+        X *= rng.gamma(1.0, 3.0, size=d)
+    y = rng.integers(0, k, n)
+    X += rng.normal(size=(k, d))[y] * 1.5
+    return X, y
+
+
+def test_directions_are_unit_and_point_from_class_0_to_1():
+    X, y = _data()
+    for probe in (LogisticProbe(), MassMeanProbe(), MassMeanProbe(covariance=True)):
+        probe.fit(X, y)
+        u = probe.directions_
+        assert u.shape == (1, X.shape[1])
+        np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-6)
+        assert (X[y == 1] @ u[0]).mean() > (X[y == 0] @ u[0]).mean()
+    ridge = RidgeProbe().fit(X, np.c_[y, -y])
+    assert ridge.directions_.shape == (2, X.shape[1])
+
+
+def test_classifier_refuses_continuous_target_and_single_class():
+    X, _ = _data()
+    with pytest.raises(ProbeTargetError, match="RidgeProbe"):
+        LogisticProbe().fit(X, np.linspace(0, 1, len(X)))
+    with pytest.raises(ProbeTargetError, match="one class"):
+        LogisticProbe().fit(X, np.zeros(len(X)))
+
+
+@pytest.mark.parametrize("C", [1.0, 0.01])
+def test_fast_binary_logistic_matches_sklearn(C):
+    X, y = _data()
+    masks = np.stack([np.arange(len(y)) % 3 != 0, np.ones(len(y), bool)])
+    fits = logistic_fits(X, np.tile(y, (2, 1)), masks, C)
+    for p in range(2):
+        ref = LogisticRegression(C=C, max_iter=20000, tol=1e-10).fit(X[masks[p]], y[masks[p]])
+        coef = fits.coef[p][:, 0]
+        assert np.abs(coef - ref.coef_[0]).max() <= 2e-3 * np.abs(ref.coef_).max()
+        agree = ((fits.decision(X, p)[:, 0] > 0) == ref.predict(X).astype(bool)).mean()
+        assert agree >= 0.99
+
+
+def test_fast_multinomial_logistic_matches_sklearn():
+    X, y = _data(n=400, k=4)
+    masks = np.stack([np.arange(len(y)) % 4 != 0])
+    fits = logistic_fits(X, y[None], masks, 1.0, n_classes=4)
+    ref = LogisticRegression(C=1.0, max_iter=20000, tol=1e-10).fit(X[masks[0]], y[masks[0]])
+    assert np.abs(fits.coef[0].T - ref.coef_).max() <= 5e-3 * np.abs(ref.coef_).max()
+    assert (fits.decision(X, 0).argmax(1) == ref.predict(X)).mean() >= 0.99
+
+
+def test_fast_ridge_matches_sklearn_exactly_for_every_fold_and_target():
+    X, y = _data()
+    Y = np.c_[y + 0.1 * X[:, 0], X[:, 1]]
+    folds = np.arange(len(y)) % 5
+    masks = np.stack([folds != k for k in range(5)] + [np.ones(len(y), bool)])
+    fits = ridge_fits(X, Y, masks, alpha=3.0)
+    for p in range(len(masks)):
+        ref = Ridge(alpha=3.0).fit(X[masks[p]], Y[masks[p]])
+        np.testing.assert_allclose(fits.decision(X, p), ref.predict(X), rtol=1e-6, atol=1e-6)
+
+
+def test_metrics_equal_sklearn_and_bootstrap_is_deterministic():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    score = y + rng.normal(size=200)
+    pred = (score > 0.5).astype(int)
+    idx = np.arange(200)[None]
+    assert M.accuracy(y, pred, idx)[0] == pytest.approx(accuracy_score(y, pred))
+    assert M.balanced_accuracy(y, pred, idx)[0] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert M.f1(y, pred, idx)[0] == pytest.approx(f1_score(y, pred))
+    assert M.auroc(y, score, idx)[0] == pytest.approx(roc_auc_score(y, score))
+    y3 = rng.integers(0, 3, 200)
+    p3 = np.where(rng.random(200) < 0.7, y3, rng.integers(0, 3, 200))
+    assert M.f1(y3, p3, idx)[0] == pytest.approx(f1_score(y3, p3, average="macro"))
+    Y = rng.normal(size=(200, 2))
+    P = Y + 0.3 * rng.normal(size=(200, 2))
+    assert M.r2(Y, P, idx)[0] == pytest.approx(r2_score(Y, P))
+    boot = M.bootstrap_indices(200, 300, seed=5)
+    a = M.with_ci(M.accuracy, y, pred, boot)
+    b = M.with_ci(M.accuracy, y, pred, M.bootstrap_indices(200, 300, seed=5))
+    assert a == b and a.low <= a.value <= a.high
+
+
+def test_great_circle_km():
+    paris, new_york = np.array([[48.8566, 2.3522]]), np.array([[40.7128, -74.0060]])
+    assert great_circle_km(paris, new_york)[0] == pytest.approx(5837, rel=0.01)
+    assert great_circle_km(paris, paris)[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_control_labels_are_per_type_with_the_label_distribution():
+    y = np.array([0] * 300 + [1] * 100)
+    types = np.repeat(np.arange(200), 2)
+    c = control_labels(y, types, classification=True, seed=0)
+    assert (c[0::2] == c[1::2]).all()  # rows of a type share the label
+    assert 0.15 < c.mean() < 0.35  # about the 25% of class 1
+    assert not np.array_equal(c, control_labels(y, types, True, seed=1))
+
+
+def test_grouped_folds_keep_groups_together():
+    groups = np.repeat(np.arange(50), 3)
+    y = np.tile([0, 1, 1], 50)
+    folds = make_folds(150, y, 5, groups, seed=0)
+    for g in range(50):
+        assert len(set(folds[groups == g])) == 1
+    assert set(folds) == set(range(5))
+
+
+def test_online_codelength_compresses_signal_not_noise():
+    X, y = _data(n=400, scale=False)
+    bits, uniform = online_codelength(X, y, 2, C=1.0, seed=0, fast=True)
+    assert uniform == pytest.approx(400.0)
+    assert uniform / bits > 1.5
+    noise = np.random.default_rng(3).integers(0, 2, 400)
+    bits_noise, _ = online_codelength(X, noise, 2, C=1.0, seed=0, fast=True)
+    assert bits_noise > bits and uniform / bits_noise < 1.2
+    bits_ref, _ = online_codelength(X, y, 2, C=1.0, seed=0, fast=False)
+    assert bits_ref == pytest.approx(bits, rel=0.02)
+
+
+@pytest.fixture(scope="module")
+def probe_store(tiny_llama, tmp_path_factory):
+    rng = np.random.default_rng(0)
+    words = ["red", "blue", "green", "dark", "light", "tall", "small", "old", "new", "big"]
+    texts, labels, groups = [], [], []
+    for i in range(60):
+        label = i % 2
+        w = [words[j] for j in rng.integers(0, 10, 4)]
+        texts.append(("yes " if label else "no ") + " ".join(w))
+        labels.append(label)
+        groups.append(i // 2)
+    ds = workbench.TextDataset("toy", texts, {"label": labels, "group": groups,
+                                              "value": [float(v) for v in rng.normal(size=60)]})
+    return workbench.extract(tiny_llama, ds, layers="all", pooling="mean,last",
+                             out=tmp_path_factory.mktemp("probe") / "run", progress=False)
+
+
+def test_sweep_fast_equals_reference_and_reports_controls(probe_store):
+    fast = sweep(probe_store, "label", cv=3, groups="group", n_boot=50, mdl=True, pooling="mean")
+    ref = sweep(probe_store, "label", cv=3, groups="group", n_boot=50, fast=False, pooling="mean")
+    a, b = fast.curve("accuracy").value.values, ref.curve("accuracy").value.values
+    assert np.abs(a - b).mean() <= 0.02
+    assert set(fast.table.labels) == {"task", "control", "majority"}
+    assert len(fast.curve("accuracy")) == 4  # tiny model: layers 0..3
+    best = fast.best()
+    assert {"by_score", "by_selectivity", "by_codelength"} <= set(best)
+    assert fast.mdl is not None and len(fast.mdl) == 8  # 4 layers x (task, control)
+    assert set(fast.directions) == {("mean", h) for h in probe_store.hook_points}
+
+
+def test_sweep_regression_and_split(probe_store):
+    split = np.arange(60) % 4 == 0
+    r = sweep(probe_store, ["value"], probe="ridge", split=split, n_boot=20)
+    assert set(r.table.metric) >= {"r2", "pearson_r", "mae"}
+    assert r.config["kind"] == "regression"
+
+
+def test_sweep_bad_input(probe_store):
+    with pytest.raises(ProbeTargetError, match="60 rows"):
+        sweep(probe_store, np.zeros(10))
+    with pytest.raises(ProbeTargetError, match="single class"):
+        sweep(probe_store, np.zeros(60, dtype=int))
+    with pytest.raises(ProbeTargetError, match="NaN"):
+        sweep(probe_store, np.r_[np.nan, np.zeros(59)], probe="ridge")
+    with pytest.raises(ProbeTargetError, match="ridge"):
+        sweep(probe_store, "value")  # continuous target to a classifier
+    with pytest.raises(StoreSelectionError, match="pooling"):
+        sweep(probe_store, "label", pooling="max")
+    with pytest.raises(StoreSelectionError, match="hook points"):
+        sweep(probe_store, "label", hook_points=["blocks.9.hook_resid_post"])
+    with pytest.raises(ValueError, match="unknown probe"):
+        sweep(probe_store, "label", probe="svm")
+
+
+def test_token_dataset_gives_one_row_per_word(tiny_llama, tmp_path):
+    conllu = tmp_path / "t.conllu"
+    conllu.write_text(
+        "# text = The cat sat.\n1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n"
+        "2\tcat\tcat\tNOUN\tNN\t_\t3\tnsubj\t_\t_\n3\tsat\tsit\tVERB\tVBD\t_\t0\troot\t_\tSpaceAfter=No\n"
+        "4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_\n\n"
+        "# text = Dogs run\n1\tDogs\tdog\tNOUN\tNNS\t_\t2\tnsubj\t_\t_\n"
+        "2\trun\trun\tVERB\tVBP\t_\t0\troot\t_\t_\n\n",
+        encoding="utf-8",
+    )
+    ds = workbench.load_dataset(str(conllu))
+    store = workbench.extract(tiny_llama, ds, layers=[0, 2], pooling="tokens,mean",
+                              out=tmp_path / "run", progress=False)
+    view = token_dataset(store, "upos", "first")
+    assert len(view) == 6 and view.n_dropped == 0
+    assert list(view.column("upos")) == ["DET", "NOUN", "VERB", "PUNCT", "NOUN", "VERB"]
+    assert list(view.column("sentence")) == [0, 0, 0, 0, 1, 1]
+    X = view.get("word_first", hook_points=store.hook_points)  # [words, 2, d]
+    tokens = store.tokens(0)
+    states = store.token_states(0)
+    first_of_cat = next(i for i, (a, b) in enumerate(tokens.offsets) if a < 7 and b > 4)
+    np.testing.assert_allclose(X[1], states[first_of_cat], rtol=1e-6)
+    mean_view = token_dataset(store, "upos", "mean")
+    assert mean_view.get("word_mean", hook_points=store.hook_points).shape == X.shape
+    no_tokens = workbench.extract(tiny_llama, ds, layers=[0], pooling="mean",
+                                  out=tmp_path / "nt", progress=False)
+    with pytest.raises(StoreSelectionError, match="tokens"):
+        token_dataset(no_tokens, "upos")
+
+
+def test_random_init_keeps_the_architecture_and_is_seeded(tiny_llama):
+    # (the tiny fixture itself was drawn from its config with seed 0: use other seeds)
+    r1 = workbench.load_model(tiny_llama.source, random_init=11)
+    r2 = workbench.load_model(tiny_llama.source, random_init=11)
+    r3 = workbench.load_model(tiny_llama.source, random_init=12)
+    assert r1.weights_fingerprint == r2.weights_fingerprint
+    assert len({r1.weights_fingerprint, r3.weights_fingerprint, tiny_llama.weights_fingerprint}) == 3
+    assert (r1.n_layers, r1.d_model, r1.blocks_path) == (
+        tiny_llama.n_layers, tiny_llama.d_model, tiny_llama.blocks_path)
+    assert r1.name.endswith("@random11")

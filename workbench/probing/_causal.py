@@ -1,0 +1,507 @@
+"""Causal checks of probe directions: steer the residual stream and read the model's own output.
+
+A probe that decodes "true vs false" from layer ``l`` shows the information is *there*; whether the
+model *uses* it is a different question. ``steer`` adds ``alpha * u`` to (or projects ``u`` out of)
+the residual stream at one layer during a forward pass; ``CausalCheck`` measures what that does to
+``log P(" True") - log P(" False")`` after a prompt, and what it costs elsewhere (KL divergence of
+next-token distributions on unrelated prompts).
+
+>>> from workbench.probing import CausalCheck, steer                    # doctest: +SKIP
+>>> table = CausalCheck(lm).run(texts, {12: direction}, alphas=(-0.1, 0, 0.1))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..activations import hook_names
+from ..errors import ContextLengthError, LayerOutOfRangeError, PoolingError
+
+MODES = ("add", "ablate")
+SCALES = ("norm", "absolute")
+
+#: Neutral prompts whose next-token distributions should not move when a "truth" direction is
+#: steered: the side effect is measured as KL divergence on them.
+UNRELATED_PROMPTS = (
+    "The weather today is",
+    "My favourite food is",
+    "She opened the door and",
+    "The best way to learn a language is",
+    "Once upon a time there was a",
+    "To make a cup of tea, first",
+    "The train to the airport leaves at",
+    "He picked up the guitar and",
+)
+
+Positions = str | Sequence[int]
+
+
+class Steering:
+    """The live state of one ``steer`` context: where, what and how much.
+
+    Attributes:
+        layer: residual layer (``0..n_layers``, hidden-state index) being modified.
+        direction: unit vector ``[d_model]`` (float32, on the model's device).
+        alpha: added multiple of ``direction`` (``add``; absolute units of the residual stream).
+        mode: ``"add"`` or ``"ablate"``.
+        positions: ``"all"``, ``"last"`` or token indices among each row's real tokens.
+        attention_mask: ``[batch, pos]`` mask of the *next* forward pass, or None (no padding).
+            Set it before each padded forward so positions count real tokens only.
+    """
+
+    def __init__(
+        self, layer: int, direction: torch.Tensor, alpha: float, mode: str, positions: Positions
+    ) -> None:
+        self.layer = layer
+        self.direction = direction
+        self.alpha = float(alpha)
+        self.mode = mode
+        self.positions = positions
+        self.attention_mask: torch.Tensor | None = None
+        self.calls = 0
+
+    def select(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
+        """Boolean ``[batch, pos]`` of the positions to modify."""
+        if self.attention_mask is None:
+            mask = torch.ones((batch, length), dtype=torch.bool, device=device)
+        else:
+            mask = self.attention_mask.to(device=device, dtype=torch.bool)
+            if tuple(mask.shape) != (batch, length):
+                raise ValueError(
+                    f"steering at layer {self.layer}: attention_mask has shape {tuple(mask.shape)} "
+                    f"but the hidden states are [batch={batch}, pos={length}]; set "
+                    "steering.attention_mask to the mask of the forward pass being run (generation "
+                    "with a KV cache is not supported: pass the full sequence)"
+                )
+        return _position_mask(mask, self.positions)
+
+    def apply(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden`` ``[batch, pos, d_model]`` with the direction added or projected out."""
+        if hidden.dim() != 3:
+            raise ValueError(
+                f"steering expects residual states [batch, pos, d_model], got {tuple(hidden.shape)}"
+            )
+        self.calls += 1
+        sel = self.select(hidden.shape[0], hidden.shape[1], hidden.device)[..., None]
+        u = self.direction.to(hidden.device)
+        if self.mode == "add":
+            steered = hidden + (self.alpha * u).to(hidden.dtype)
+        else:
+            h = hidden.float()
+            steered = (h - (h @ u)[..., None] * u).to(hidden.dtype)
+        return torch.where(sel, steered, hidden)
+
+
+def _position_mask(mask: torch.Tensor, positions: Positions) -> torch.Tensor:
+    """``[batch, pos]`` selection from a real-token ``mask`` (any padding side)."""
+    if isinstance(positions, str):
+        if positions == "all":
+            return mask
+        if positions == "last":
+            return mask & (mask.cumsum(-1) == mask.sum(-1, keepdim=True))
+        raise PoolingError(
+            f"positions={positions!r}: use 'all', 'last' or a list of token indices (counted "
+            "among each text's real tokens; negative from the end)"
+        )
+    rank = mask.long().cumsum(-1) - 1  # index of each real token among its row's real tokens
+    n_real = mask.long().sum(-1, keepdim=True)
+    out = torch.zeros_like(mask)
+    for k in positions:
+        k = int(k)
+        index = n_real + k if k < 0 else torch.full_like(n_real, k)
+        bad = (index < 0) | (index >= n_real)
+        if bad.any():
+            shortest = int(n_real[bad].min())
+            raise PoolingError(
+                f"position {k} does not exist in a sequence of {shortest} tokens: positions count "
+                "the real tokens of each prompt (0-based, negative from the end); use "
+                "positions='last' or indices valid for every prompt"
+            )
+        out |= mask & (rank == index)
+    return out
+
+
+def _check_positions(positions: Positions) -> Positions:
+    if isinstance(positions, str):
+        if positions not in ("all", "last"):
+            raise PoolingError(
+                f"positions={positions!r}: use 'all', 'last' or a list of token indices"
+            )
+        return positions
+    try:
+        out = [int(p) for p in positions]
+    except (TypeError, ValueError):
+        raise PoolingError(
+            f"positions={positions!r}: use 'all', 'last' or a list of int token indices"
+        ) from None
+    if not out:
+        raise PoolingError("positions=[] selects nothing: use 'all', 'last' or token indices")
+    return out
+
+
+def _resolve_layer(lm: Any, layer: int) -> int:
+    """``layer`` normalised to ``1..n`` or 0; refuses the final-norm output."""
+    (resolved,) = hook_names.normalize_layers(int(layer), lm.n_layers, lm.name)
+    if resolved == lm.n_layers and lm.final_norm:
+        raise LayerOutOfRangeError(
+            f"layer {layer} of {lm.name} is the output of its final norm (hidden_states"
+            f"[{lm.n_layers}]), not the residual stream, and nothing after it but the unembedding "
+            f"reads it: steer layer {lm.n_layers - 1} (the output of the last block but one) or "
+            f"lower; layers 0..{lm.n_layers - 1} are residual"
+        )
+    return resolved
+
+
+def _unit(direction: Any, d_model: int, where: str = "direction") -> torch.Tensor:
+    arr = direction.detach().cpu().numpy() if isinstance(direction, torch.Tensor) else direction
+    vec = np.asarray(arr, dtype=np.float64)
+    if vec.ndim == 2 and vec.shape[0] == 1:
+        vec = vec[0]  # a binary probe's directions_ [1, d_model]
+    if vec.shape != (d_model,):
+        raise ValueError(
+            f"{where} has shape {vec.shape}: expected [d_model] = ({d_model},) — pass one vector "
+            "per layer (e.g. probe.directions_[0])"
+        )
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise ValueError(f"{where} has norm {norm}: it must be finite and non-zero")
+    return torch.from_numpy(vec / norm).float()
+
+
+@contextmanager
+def steer(
+    lm: Any,
+    layer: int,
+    direction: Any,
+    alpha: float = 1.0,
+    mode: str = "add",
+    positions: Positions = "all",
+    attention_mask: torch.Tensor | None = None,
+) -> Iterator[Steering]:
+    """Modify the residual stream at ``layer`` in every forward pass run inside the context.
+
+    ``add``: ``h += alpha * u`` at the chosen positions, with ``u = direction / |direction|``;
+    ``alpha`` is in absolute units of the residual stream here (``CausalCheck`` scales it by the
+    stream's norm). ``ablate``: ``h -= (h . u) u`` (``alpha`` is ignored).
+
+    The hook is registered first among the module's hooks, so everything downstream (later hooks,
+    ``output_hidden_states``, extraction) sees the steered stream, and it is removed in ``finally``.
+
+    Args:
+        lm: a decoder or encoder ``LoadedModel``.
+        layer: residual layer as in ``hidden_states``: 0 is the input of block 0 (``hook_embed``),
+            ``l`` in ``1..n-1`` the output of block ``l-1``; negative counts from the end. Layer
+            ``n`` is refused when it is the final norm's output (steer ``n-1``).
+        direction: ``[d_model]`` (numpy or torch; ``[1, d_model]`` is accepted).
+        alpha: multiple of the unit direction to add.
+        mode: ``"add"`` or ``"ablate"``.
+        positions: ``"all"`` real tokens, ``"last"`` real token, or indices among each row's real
+            tokens (negative from the end).
+        attention_mask: ``[batch, pos]`` of the forward to come, when it is padded (any side);
+            or set ``steering.attention_mask`` before each forward.
+
+    Yields:
+        The ``Steering`` state (``attention_mask`` can be changed between forwards).
+
+    Examples:
+        >>> with steer(lm, 12, direction, alpha=40.0, positions="last"):  # doctest: +SKIP
+        ...     logits = lm.model(**enc).logits
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: use one of {list(MODES)}")
+    resolved = _resolve_layer(lm, layer)
+    u = _unit(direction, lm.d_model).to(lm.device)
+    state = Steering(resolved, u, alpha, mode, _check_positions(positions))
+    state.attention_mask = attention_mask
+    module, where = lm.hook_module(hook_names.resid_hook(resolved, lm.n_layers, lm.final_norm))
+
+    def pre_hook(
+        mod: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if args:
+            return (state.apply(args[0]), *args[1:]), kwargs
+        kwargs = dict(kwargs)
+        kwargs["hidden_states"] = state.apply(kwargs["hidden_states"])
+        return args, kwargs
+
+    def post_hook(mod: torch.nn.Module, args: Any, output: Any) -> Any:
+        if isinstance(output, torch.Tensor):
+            return state.apply(output)
+        if isinstance(output, tuple):
+            return (state.apply(output[0]), *output[1:])
+        raise TypeError(
+            f"block output of type {type(output).__name__} cannot be steered: expected a tensor "
+            "or a tuple whose first item is the hidden states"
+        )
+
+    if where == "input":
+        handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=True)
+    else:
+        handle = module.register_forward_hook(post_hook, prepend=True)
+    try:
+        yield state
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+class CausalCheck:
+    """Does the model *use* a probe direction? Steer it and read the model's own answer.
+
+    For each layer and alpha, ``alpha * u`` is added to the residual stream (or ``u`` projected
+    out) while the model reads ``template`` filled with each text; the effect is the change in
+    ``log P(targets[0]) - log P(targets[1])`` at the prompt's last token, and the side effect the
+    mean KL divergence ``KL(p_base || p_steered)`` of the next-token distributions after
+    ``unrelated`` prompts (steered the same way).
+
+    Alpha is in units of the residual stream's norm: with ``scale="norm"`` (default) it is
+    multiplied by the mean L2 norm of the residual stream at that layer over the real tokens of
+    the templated texts (first token excluded: it is often an attention sink whose norm is many
+    times the others'), so alphas compare across layers; ``scale="absolute"`` adds ``alpha * u``
+    as is. Useful alphas are small: on SmolLM2-135M the true-minus-false class-mean difference is
+    about 2% of the norm, ``alpha = ±0.1`` moves the answer by a few tenths of a nat at a KL of
+    ~0.04 on unrelated prompts, and ``|alpha| >= 1`` overwrites the stream (KL of several nats).
+
+    Args:
+        lm: a decoder ``LoadedModel`` (the full model with its LM head runs).
+        template: prompt with ``{text}`` once; the answer is read after its last token.
+        targets: two strings that are single tokens of the tokenizer (``(" True", " False")``).
+        unrelated: prompts for the side effect.
+
+    Examples:
+        >>> check = CausalCheck(lm)                                              # doctest: +SKIP
+        >>> table = check.run(texts, {12: probe.directions_[0]}, alphas=(-0.1, 0, 0.1))  # doctest: +SKIP
+        >>> table[["layer", "alpha", "delta_vs_alpha0", "kl_unrelated"]]          # doctest: +SKIP
+        >>> check.per_text                                                        # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        lm: Any,
+        template: str = "{text} This statement is",
+        targets: Sequence[str] = (" True", " False"),
+        unrelated: Sequence[str] = UNRELATED_PROMPTS,
+    ) -> None:
+        if getattr(lm, "kind", None) != "decoder":
+            raise ValueError(
+                f"CausalCheck needs a decoder with an LM head: {getattr(lm, 'name', lm)!r} is "
+                f"{getattr(lm, 'kind', 'not a LoadedModel')!r}, which predicts no next token — "
+                "load a causal LM (e.g. 'smollm2-135m'); steer() itself works on encoders"
+            )
+        if template.count("{text}") != 1:
+            raise ValueError(
+                f"template={template!r} must contain '{{text}}' exactly once, e.g. "
+                "'{text} This statement is'"
+            )
+        if len(targets) != 2:
+            raise ValueError(f"targets={targets!r}: give two strings, e.g. (' True', ' False')")
+        if not unrelated:
+            raise ValueError("unrelated=() leaves nothing to measure the side effect on")
+        self.lm = lm
+        self.template = template
+        self.targets = tuple(targets)
+        self.unrelated = tuple(unrelated)
+        self.target_ids = tuple(self._single_token(t) for t in self.targets)
+        self.per_text: Any = None
+
+    def _single_token(self, target: str) -> int:
+        ids = self.lm.tokenizer(target, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = self.lm.tokenizer.convert_ids_to_tokens(ids)
+            raise ValueError(
+                f"target {target!r} is {len(ids)} tokens for {self.lm.name}'s tokenizer "
+                f"({pieces}): each target must be a single token — try another spelling (with or "
+                "without a leading space, other case) or other answer words"
+            )
+        return int(ids[0])
+
+    # -- forward passes ----------------------------------------------------------------------------
+
+    def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        ids = self.lm.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+        limit = self.lm.max_length
+        long_rows = [(i, len(x)) for i, x in enumerate(ids) if len(x) > limit]
+        if long_rows:
+            raise ContextLengthError(
+                f"{len(long_rows)} prompts are longer than {self.lm.name}'s context of {limit} "
+                f"tokens (row, tokens): {long_rows[:10]}; shorten the texts"
+            )
+        if any(len(x) == 0 for x in ids):
+            raise ValueError("a prompt tokenises to no tokens: drop empty texts")
+        return ids
+
+    def _batches(
+        self, ids: list[list[int]], batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Left-padded ``(input_ids, attention_mask)`` ``[b, t]``: the last column is every
+        row's last real token."""
+        pad = self.lm.tokenizer.pad_token_id
+        pad = 0 if pad is None else int(pad)
+        for start in range(0, len(ids), batch_size):
+            rows = ids[start : start + batch_size]
+            width = max(len(r) for r in rows)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for b, r in enumerate(rows):
+                input_ids[b, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+                mask[b, width - len(r) :] = 1
+            yield input_ids.to(self.lm.device), mask.to(self.lm.device)
+
+    def _forward(
+        self,
+        ids: list[list[int]],
+        batch_size: int,
+        steering: Steering | None = None,
+        norm_layers: Sequence[int] = (),
+    ) -> tuple[torch.Tensor, dict[int, float]]:
+        """Next-token log-probabilities ``[n, vocab]`` at the last token, and the mean residual
+        norm (real tokens but the first) at ``norm_layers``."""
+        model = self.lm.model
+        params = inspect.signature(model.forward).parameters
+        kwargs: dict[str, Any] = {}
+        if "use_cache" in params:
+            kwargs["use_cache"] = False
+        if "logits_to_keep" in params:
+            kwargs["logits_to_keep"] = 1
+        out: list[torch.Tensor] = []
+        sums = dict.fromkeys(norm_layers, 0.0)
+        count = 0
+        for input_ids, mask in self._batches(ids, batch_size):
+            inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
+            if "position_ids" in params:
+                inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            if steering is not None:
+                steering.attention_mask = mask
+            result = model(**inputs, output_hidden_states=bool(norm_layers), **kwargs)
+            out.append(result.logits[:, -1].float().log_softmax(-1))
+            if norm_layers:
+                keep = mask.bool() & (mask.cumsum(-1) > 1)  # real tokens but each row's first
+                if not keep.any():
+                    keep = mask.bool()
+                count += int(keep.sum())
+                for layer in norm_layers:
+                    norms = result.hidden_states[layer].float().norm(dim=-1)
+                    sums[layer] += float(norms[keep].sum())
+        return torch.cat(out), {layer: s / max(count, 1) for layer, s in sums.items()}
+
+    # -- the verb ----------------------------------------------------------------------------------
+
+    def run(
+        self,
+        texts: Sequence[str],
+        directions: Mapping[int, Any],
+        alphas: Sequence[float] = (-0.2, -0.1, 0, 0.1, 0.2),
+        mode: str = "add",
+        positions: Positions = "all",
+        batch_size: int = 8,
+        scale: str = "norm",
+    ) -> Any:
+        """Steer each ``(layer, direction)`` at each alpha and measure effect and side effect.
+
+        Args:
+            texts: statements, each put into ``template``.
+            directions: ``{layer: [d_model]}`` (unit-normalised here), e.g. a probe's
+                ``directions_[0]`` or a difference of class means.
+            alphas: multiples of the direction (``add``), in units of the layer's residual norm
+                with ``scale="norm"``; ignored by ``ablate``, which gives one row per layer with
+                ``alpha`` NaN.
+            mode: ``"add"`` or ``"ablate"``.
+            positions: ``"all"``, ``"last"`` or indices among each prompt's real tokens; the
+                unrelated prompts are steered at the same positions.
+            batch_size: prompts per forward pass.
+            scale: ``"norm"`` (alpha in units of the layer's mean residual norm) or
+                ``"absolute"``.
+
+        Returns:
+            A ``pandas.DataFrame`` with one row per ``(layer, alpha)``: ``layer, alpha, mode,
+            mean_logit_diff, delta_vs_alpha0, kl_unrelated, alpha_abs, resid_norm``.
+            ``delta_vs_alpha0`` is the mean change from the unsteered model. Per-text values
+            (``layer, alpha, mode, text_index, logit_diff, base_logit_diff, delta``) are left in
+            ``self.per_text``.
+        """
+        import pandas as pd
+
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}: use one of {list(MODES)}")
+        if scale not in SCALES:
+            raise ValueError(f"scale={scale!r}: use one of {list(SCALES)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be positive")
+        texts = list(texts)
+        if not texts:
+            raise ValueError("no texts given: pass a non-empty list of statements")
+        if not directions:
+            raise ValueError("directions is empty: pass {layer: direction}")
+        positions = _check_positions(positions)
+        units: dict[int, torch.Tensor] = {}
+        for layer, direction in directions.items():
+            resolved = _resolve_layer(self.lm, layer)
+            if resolved in units:
+                raise ValueError(f"layer {layer} is given twice (as {resolved})")
+            units[resolved] = _unit(direction, self.lm.d_model, f"directions[{layer}]")
+        steps: list[float] = [float("nan")] if mode == "ablate" else [float(a) for a in alphas]
+        if not steps:
+            raise ValueError("alphas=() is empty: pass e.g. (-0.1, 0, 0.1)")
+
+        prompt_ids = self._encode([self.template.replace("{text}", t) for t in texts])
+        unrelated_ids = self._encode(self.unrelated)
+        t0, t1 = self.target_ids
+        rows: list[dict[str, Any]] = []
+        per_text: list[pd.DataFrame] = []
+        with _eval_mode(self.lm.model), torch.inference_mode():
+            base_lp, norms = self._forward(
+                prompt_ids, batch_size, norm_layers=sorted(units) if scale == "norm" else ()
+            )
+            base_diff = (base_lp[:, t0] - base_lp[:, t1]).cpu().numpy().astype(np.float64)
+            base_unrelated, _ = self._forward(unrelated_ids, batch_size)
+            for layer, u in units.items():
+                norm = norms.get(layer, 1.0)
+                for alpha in steps:
+                    alpha_abs = 0.0 if np.isnan(alpha) else alpha * norm
+                    with steer(self.lm, layer, u, alpha_abs, mode, positions) as steering:
+                        lp, _ = self._forward(prompt_ids, batch_size, steering)
+                        lp_unrel, _ = self._forward(unrelated_ids, batch_size, steering)
+                    diff = (lp[:, t0] - lp[:, t1]).cpu().numpy().astype(np.float64)
+                    kl = (base_unrelated.exp() * (base_unrelated - lp_unrel)).sum(-1)
+                    rows.append(
+                        {
+                            "layer": layer,
+                            "alpha": alpha,
+                            "mode": mode,
+                            "mean_logit_diff": float(diff.mean()),
+                            "delta_vs_alpha0": float((diff - base_diff).mean()),
+                            "kl_unrelated": float(kl.clamp(min=0).mean()),
+                            "alpha_abs": alpha_abs if mode == "add" else float("nan"),
+                            "resid_norm": norms.get(layer, float("nan")),
+                        }
+                    )
+                    per_text.append(
+                        pd.DataFrame(
+                            {
+                                "layer": layer,
+                                "alpha": alpha,
+                                "mode": mode,
+                                "text_index": np.arange(len(texts)),
+                                "logit_diff": diff,
+                                "base_logit_diff": base_diff,
+                                "delta": diff - base_diff,
+                            }
+                        )
+                    )
+        self.per_text = pd.concat(per_text, ignore_index=True)
+        return pd.DataFrame(rows)

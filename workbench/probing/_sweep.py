@@ -1,0 +1,592 @@
+"""Layer sweeps: one probe per hook point, cross-validated, with controls, CIs and MDL."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from ..errors import ProbeTargetError, StoreSelectionError
+from . import _metrics as metrics
+from ._batched import LinearFits, logistic_fits, ridge_fits
+from ._estimators import LogisticProbe, MassMeanProbe, MLPProbe, RidgeProbe
+
+PROBES: dict[str, Callable[..., Any]] = {
+    "logistic": lambda C, alpha, seed: LogisticProbe(C=C),
+    "ridge": lambda C, alpha, seed: RidgeProbe(alpha=alpha),
+    "mass_mean": lambda C, alpha, seed: MassMeanProbe(),
+    "mass_mean_iid": lambda C, alpha, seed: MassMeanProbe(covariance=True),
+    "mlp": lambda C, alpha, seed: MLPProbe(random_state=seed),
+}
+REGRESSION_PROBES = ("ridge",)
+#: Online-code block boundaries as fractions of the data (Voita & Titov, 2020).
+MDL_FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
+
+
+@dataclass
+class SweepResult:
+    """What a sweep measured.
+
+    Attributes:
+        table: tidy ``pandas.DataFrame`` with columns ``pooling, hook_point, layer, probe,
+            labels (task | control | majority), metric, value, low, high``.
+        predictions: out-of-fold (or test-split) predictions per ``(pooling, hook_point)``:
+            ``{"task": [n] or [n, t], "control": ...}``; NaN/-1 for rows never evaluated.
+        directions: per ``(pooling, hook_point)``, the unit directions ``[k, d_model]`` of the
+            probe trained on all training rows.
+        weights: per ``(pooling, hook_point)``, ``(coef [k, d_model], intercept [k])`` of that
+            probe, when it is linear.
+        mdl: tidy MDL table (``pooling, hook_point, layer, labels, codelength_bits,
+            uniform_bits, compression``) or None.
+        config: the sweep's settings (JSON-serialisable).
+    """
+
+    table: Any
+    predictions: dict[tuple[str, str], dict[str, np.ndarray]]
+    directions: dict[tuple[str, str], np.ndarray]
+    weights: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
+    mdl: Any
+    config: dict[str, Any]
+    seconds: float = 0.0
+    classes: list[Any] = field(default_factory=list)
+
+    @property
+    def task_kind(self) -> str:
+        return self.config["kind"]
+
+    def curve(self, metric: str, labels: str = "task") -> Any:
+        """``[hook points]`` rows of one metric (value, low, high), in sweep order."""
+        t = self.table
+        return t[(t.metric == metric) & (t.labels == labels)].reset_index(drop=True)
+
+    def selectivity(self, metric: str | None = None) -> Any:
+        """Task minus control, per hook point (Hewitt & Liang)."""
+        metric = metric or self.main_metric
+        task = self.curve(metric, "task").set_index(["pooling", "hook_point"])
+        control = self.curve(metric, "control").set_index(["pooling", "hook_point"])
+        out = task[["layer"]].copy()
+        out["selectivity"] = task["value"] - control["value"].reindex(task.index)
+        return out.reset_index()
+
+    @property
+    def main_metric(self) -> str:
+        return "accuracy" if self.task_kind == "classification" else "r2"
+
+    def best(self) -> dict[str, Any]:
+        """Best hook point by raw score, by selectivity, and by MDL codelength."""
+        metric = self.main_metric
+        task = self.curve(metric)
+        lower_is_better = metric in ("mae",)
+        i = task["value"].idxmin() if lower_is_better else task["value"].idxmax()
+        out: dict[str, Any] = {
+            "metric": metric,
+            "by_score": _row(task.loc[i]),
+        }
+        if "control" in set(self.table.labels):
+            sel = self.selectivity(metric)
+            j = sel["selectivity"].idxmax()
+            out["by_selectivity"] = {**_row(sel.loc[j]), "value": float(sel.loc[j, "selectivity"])}
+        if self.mdl is not None and len(self.mdl):
+            m = self.mdl[self.mdl.labels == "task"].reset_index(drop=True)
+            k = m["codelength_bits"].idxmin()
+            out["by_codelength"] = {
+                **_row(m.loc[k]),
+                "codelength_bits": float(m.loc[k, "codelength_bits"]),
+                "compression": float(m.loc[k, "compression"]),
+            }
+        return out
+
+    def save(self, folder: str | Path) -> None:
+        """``results.csv``, ``mdl.csv``, ``probes.safetensors`` + ``probes.json``."""
+        from safetensors.numpy import save_file
+
+        from ..activations.store import atomic_write, write_json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / "results.csv", lambda f: self.table.to_csv(f, index=False), "w")
+        if self.mdl is not None:
+            atomic_write(folder / "mdl.csv", lambda f: self.mdl.to_csv(f, index=False), "w")
+        tensors, index = {}, []
+        for (pooling, hook), (coef, intercept) in self.weights.items():
+            key = f"{pooling}/{hook}"
+            tensors[f"{key}/coef"] = np.ascontiguousarray(coef, dtype=np.float32)
+            tensors[f"{key}/intercept"] = np.ascontiguousarray(intercept, dtype=np.float32)
+            index.append({"pooling": pooling, "hook_point": hook})
+        if tensors:
+            tmp = folder / ".probes.safetensors.tmp"
+            save_file(tensors, str(tmp))
+            tmp.replace(folder / "probes.safetensors")
+        write_json(
+            folder / "probes.json",
+            {"config": self.config, "probes": index, "classes": self.classes, "best": self.best()},
+        )
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return {
+        "pooling": row["pooling"],
+        "hook_point": row["hook_point"],
+        "layer": None if row["layer"] is None or row["layer"] != row["layer"] else int(row["layer"]),
+        **({"value": float(row["value"])} if "value" in row else {}),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _labels_from(store: Any, target: Any) -> tuple[np.ndarray, list[str]]:
+    """Target values ``[n]`` or ``[n, t]`` from column name(s) or an array."""
+    if isinstance(target, str):
+        return np.asarray(store.column(target)), [target]
+    if isinstance(target, (list, tuple)) and target and all(isinstance(t, str) for t in target):
+        return np.column_stack([np.asarray(store.column(t), dtype=np.float64) for t in target]), list(target)
+    return np.asarray(target), ["target"]
+
+
+def make_folds(
+    n: int, y: np.ndarray | None, cv: int, groups: np.ndarray | None, seed: int
+) -> np.ndarray:
+    """Fold id per row (``0..cv-1``): stratified when ``y`` is given, grouped when ``groups`` is."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+    if cv < 2:
+        raise ValueError(f"cv={cv}: cross-validation needs at least 2 folds")
+    X = np.zeros((n, 1))
+    if groups is not None:
+        n_groups = len(np.unique(groups))
+        if n_groups < cv:
+            raise ProbeTargetError(f"only {n_groups} groups for cv={cv} folds: lower cv")
+        splitter: Any = (
+            StratifiedGroupKFold(cv, shuffle=True, random_state=seed)
+            if y is not None
+            else GroupKFold(cv)
+        )
+        splits = splitter.split(X, y, groups)
+    elif y is not None:
+        splits = StratifiedKFold(cv, shuffle=True, random_state=seed).split(X, y)
+    else:
+        splits = KFold(cv, shuffle=True, random_state=seed).split(X)
+    folds = np.full(n, -1)
+    for k, (_, test) in enumerate(splits):
+        folds[test] = k
+    return folds
+
+
+def control_labels(
+    y: np.ndarray, types: np.ndarray, classification: bool, seed: int
+) -> np.ndarray:
+    """Hewitt & Liang control task: each type gets a random label from the label distribution
+    (classification) or the target of a random row (regression); rows of a type share it."""
+    rng = np.random.default_rng(seed + 7919)
+    uniq, inverse = np.unique(types, return_inverse=True)
+    if classification:
+        values, counts = np.unique(y, return_counts=True)
+        per_type = rng.choice(values, size=len(uniq), p=counts / counts.sum())
+    else:
+        per_type = y[rng.integers(0, len(y), size=len(uniq))]
+    return per_type[inverse]
+
+
+def _check_finite(name: str, values: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.nonzero(bad.reshape(len(values), -1).any(axis=1))[0]
+        raise ProbeTargetError(
+            f"{what} {name} has NaN or inf in {len(rows)} rows (e.g. {rows[:5].tolist()}): "
+            "drop those rows (rows=...), or re-extract in float32 if they overflowed float16"
+        )
+
+
+def sweep(
+    store: Any,
+    target: Any,
+    *,
+    probe: str | Any = "logistic",
+    layers: Any = "all",
+    hook_points: Sequence[str] | None = None,
+    pooling: str | Sequence[str] = "last",
+    cv: int = 5,
+    groups: str | Sequence[Any] | None = None,
+    split: str | Sequence[bool] | None = None,
+    control: bool = True,
+    control_types: str | Sequence[Any] | None = None,
+    mdl: bool = False,
+    C: float = 1.0,
+    alpha: float = 1.0,
+    n_boot: int = 1000,
+    seed: int = 0,
+    fast: bool = True,
+    geo: bool | None = None,
+    rows: Sequence[int] | None = None,
+    progress: bool = False,
+) -> SweepResult:
+    """Train one probe per hook point of ``store`` and report metrics with CIs and controls.
+
+    Args:
+        store: an ``ActivationStore``.
+        target: a label column name, a list of numeric column names (multi-output regression,
+            e.g. ``["latitude", "longitude"]``), or an array with one value per row.
+        probe: ``logistic``, ``ridge``, ``mass_mean``, ``mass_mean_iid``, ``mlp`` or any
+            scikit-learn estimator (always fitted by the reference path).
+        layers, hook_points: which hook points (default ``"all"``: every hook point in the
+            store).
+        pooling: stored pooling(s) to probe (``last``, ``mean``, ...).
+        cv: k-fold cross-validation (stratified for classes) when ``split`` is not given.
+        groups: column (or values) whose rows must stay in the same fold (e.g. ``"city"``).
+        split: boolean column (or values), True for test rows (e.g. ``"is_test"``): one split.
+        control: also run the Hewitt & Liang control task and report selectivity.
+        control_types: column whose values are the control task's types (default: each row).
+        mdl: online-code MDL (classification): codelength and compression per hook point.
+        C, alpha: regularisation of logistic (``C``) and ridge (``alpha``) probes.
+        n_boot: bootstrap resamples for CIs (0 for none).
+        fast: batched exact solvers for ``logistic`` (binary) and ``ridge``; False runs the
+            scikit-learn estimators one fit at a time (the reference).
+        geo: report great-circle km (default: when the targets are latitude and longitude).
+        rows: restrict to these rows.
+
+    Returns:
+        A ``SweepResult``.
+    """
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    y_raw, target_names = _labels_from(store, target)
+    n_store = len(store)
+    if len(y_raw) != n_store:
+        raise ProbeTargetError(
+            f"{len(y_raw)} target values for a store of {n_store} rows: labels must match the "
+            "store's rows one to one (pass a column name of the store, or an array in row order)"
+        )
+    row_idx = np.arange(n_store) if rows is None else np.asarray(rows)
+    estimator = None if isinstance(probe, str) else probe
+    if isinstance(probe, str) and probe not in PROBES:
+        raise ValueError(f"unknown probe {probe!r}: choose from {sorted(PROBES)} or pass an estimator")
+    probe_name = probe if isinstance(probe, str) else type(probe).__name__
+    is_regression = (probe in REGRESSION_PROBES) if isinstance(probe, str) else (
+        getattr(probe, "_estimator_type", None) == "regressor"
+    )
+    y_all = y_raw[row_idx]
+    classes: list[Any] = []
+    if is_regression:
+        try:
+            y = np.asarray(y_all, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ProbeTargetError(
+                f"{probe_name} is a regression probe but target {target_names} is not numeric "
+                f"(e.g. {y_all[:3].tolist()}): use a classifier probe such as 'logistic'"
+            ) from None
+        _check_finite(str(target_names), y, "target")
+        y = y.reshape(len(y), -1)
+    else:
+        if y_all.dtype.kind == "f" and not np.all(np.isfinite(y_all)):
+            _check_finite(str(target_names), y_all.astype(float), "target")
+        if y_all.dtype.kind == "f" and len(np.unique(y_all)) > max(20, len(y_all) // 10):
+            raise ProbeTargetError(
+                f"target {target_names} looks continuous ({len(np.unique(y_all))} distinct "
+                f"values) for the classifier {probe_name!r}: use probe='ridge' for regression"
+            )
+        uniq, y = np.unique(y_all.astype(str) if y_all.dtype == object else y_all, return_inverse=True)
+        classes = [v.item() if hasattr(v, "item") else v for v in uniq]
+        if len(classes) < 2:
+            raise ProbeTargetError(
+                f"target {target_names} has a single class ({classes[0]!r}) in the selected rows: "
+                "a probe needs at least two classes"
+            )
+    n = len(row_idx)
+    geo = geo if geo is not None else [t.lower() for t in target_names] == ["latitude", "longitude"]
+
+    def column_or_values(spec: Any) -> np.ndarray | None:
+        if spec is None:
+            return None
+        values = np.asarray(store.column(spec) if isinstance(spec, str) else spec)
+        if len(values) != n_store:
+            raise ProbeTargetError(f"{len(values)} values for a store of {n_store} rows")
+        return values[row_idx]
+
+    split_values = column_or_values(split)
+    group_values = column_or_values(groups)
+    if split_values is not None:
+        test = split_values.astype(bool)
+        if test.all() or not test.any():
+            raise ProbeTargetError("the split has no train rows or no test rows")
+        folds = np.where(test, 0, -1)
+        n_folds = 1
+    else:
+        folds = make_folds(n, None if is_regression else y, cv, group_values, seed)
+        n_folds = cv
+    train_masks = np.stack([folds != k for k in range(n_folds)])
+    if split_values is not None:
+        train_masks = np.stack([~split_values.astype(bool)])
+    fit_all = train_masks[0] if split_values is not None else np.ones(n, bool)
+    masks = np.concatenate([train_masks, fit_all[None]])  # [K+1, n]
+
+    label_sets = {"task": y}
+    if control:
+        types = column_or_values(control_types)
+        types = np.arange(n) if types is None else types
+        label_sets["control"] = control_labels(y if is_regression else y, types, not is_regression, seed)
+
+    if hook_points is not None:
+        hooks = list(hook_points)
+    elif layers is None or (isinstance(layers, str) and layers.lower() == "all"):
+        hooks = list(store.hook_points)  # every hook point the store holds
+    else:
+        idx = store._hook_index(layers, None)  # validates layers against the store
+        hooks = [store.hook_points[i] for i in idx]
+    poolings = [pooling] if isinstance(pooling, str) else list(pooling)
+    for p in poolings:
+        store._pooling(p)
+    layer_of = {v: k for k, v in store.layers.items()}
+    boot = metrics.bootstrap_indices(int((folds >= 0).sum()), n_boot, seed)
+    evaluated = folds >= 0
+
+    records: list[dict[str, Any]] = []
+    mdl_records: list[dict[str, Any]] = []
+    predictions: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    directions: dict[tuple[str, str], np.ndarray] = {}
+    weights: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    use_fast = fast and estimator is None and probe in ("ridge", "logistic")
+    items = [(p, h) for p in poolings for h in hooks]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), desc=f"sweep {probe_name}", unit="layer")
+    for pooling_name, hook in items:
+        try:
+            X = store.get(pooling_name, hook_points=[hook], rows=row_idx)[:, 0].astype(np.float32)
+        except StoreSelectionError:
+            raise
+        _check_finite(hook, X, f"activations ({pooling_name})")
+        preds: dict[str, np.ndarray] = {}
+        for label_name, labels in label_sets.items():
+            oof, full_coef = _fit_predict(
+                X, labels, masks, folds, n_folds, probe, estimator, is_regression,
+                len(classes), C, alpha, seed, use_fast,
+            )
+            preds[label_name] = oof
+            if label_name == "task" and full_coef is not None:
+                coef, intercept = full_coef
+                weights[(pooling_name, hook)] = (coef, intercept)
+                norms = np.linalg.norm(coef, axis=1, keepdims=True)
+                directions[(pooling_name, hook)] = coef / np.maximum(norms, 1e-12)
+            report = _report(labels, oof, evaluated, boot, is_regression, geo)
+            for metric, est in report.items():
+                records.append({
+                    "pooling": pooling_name, "hook_point": hook, "layer": layer_of.get(hook),
+                    "probe": probe_name, "labels": label_name, "metric": metric,
+                    "value": est.value, "low": est.low, "high": est.high,
+                })
+            if mdl and not is_regression:
+                bits, uniform = online_codelength(X, labels, len(classes), C, seed, use_fast)
+                mdl_records.append({
+                    "pooling": pooling_name, "hook_point": hook, "layer": layer_of.get(hook),
+                    "labels": label_name, "codelength_bits": bits, "uniform_bits": uniform,
+                    "compression": uniform / bits,
+                })
+        predictions[(pooling_name, hook)] = preds
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    # majority / mean baseline: independent of the layer
+    base_pred = np.zeros_like(y, dtype=np.float64) if is_regression else np.zeros(n, dtype=np.int64)
+    for k in range(n_folds):
+        train, test = masks[k], folds == k
+        if is_regression:
+            base_pred[test] = y[train].mean(axis=0)
+        else:
+            base_pred[test] = np.bincount(y[train], minlength=len(classes)).argmax()
+    for metric, est in _report(y, base_pred, evaluated, boot, is_regression, geo, scores=False).items():
+        records.append({
+            "pooling": None, "hook_point": None, "layer": None, "probe": "majority" if not
+            is_regression else "mean", "labels": "majority", "metric": metric,
+            "value": est.value, "low": est.low, "high": est.high,
+        })
+    config = {
+        "probe": probe_name, "kind": "regression" if is_regression else "classification",
+        "target": target_names, "poolings": poolings, "hook_points": hooks,
+        "cv": None if split_values is not None else cv, "split": split if isinstance(split, str) else
+        (None if split is None else "array"), "groups": groups if isinstance(groups, str) else
+        (None if groups is None else "array"), "control": control,
+        "control_types": control_types if isinstance(control_types, str) else None,
+        "C": C, "alpha": alpha, "n_boot": n_boot, "seed": seed, "fast": use_fast, "geo": geo,
+        "n_rows": n, "store": str(store.path),
+        "store_identity": store.manifest.get("identity_hash"),
+    }
+    return SweepResult(
+        table=pd.DataFrame.from_records(records),
+        predictions=predictions,
+        directions=directions,
+        weights=weights,
+        mdl=pd.DataFrame.from_records(mdl_records) if mdl else None,
+        config=config,
+        seconds=time.perf_counter() - t0,
+        classes=classes,
+    )
+
+
+def _report(
+    labels: np.ndarray,
+    oof: np.ndarray,
+    evaluated: np.ndarray,
+    boot: np.ndarray,
+    is_regression: bool,
+    geo: bool,
+    scores: bool = True,
+) -> dict[str, metrics.Estimate]:
+    y, p = labels[evaluated], oof[evaluated]
+    if is_regression:
+        return metrics.regression_report(y, p, boot, geo=geo)
+    if p.ndim == 2:  # class scores or probabilities
+        pred = p.argmax(axis=1)
+        score = p[:, 1] - p[:, 0] if p.shape[1] == 2 else None
+    else:
+        pred, score = p.astype(np.int64), None
+    return metrics.classification_report(y, pred, score if scores else None, boot)
+
+
+def _fit_predict(
+    X: np.ndarray,
+    labels: np.ndarray,
+    masks: np.ndarray,
+    folds: np.ndarray,
+    n_folds: int,
+    probe: Any,
+    estimator: Any,
+    is_regression: bool,
+    n_classes: int,
+    C: float,
+    alpha: float,
+    seed: int,
+    fast: bool,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Out-of-fold predictions (regression ``[n, t]``; classes ``[n, K]`` scores) and the
+    all-train-rows probe's ``(coef [k, d], intercept [k])``."""
+    n = len(X)
+    if fast:
+        if is_regression:
+            fits: LinearFits = ridge_fits(X, labels, masks, alpha)
+        else:
+            fits = logistic_fits(X, np.tile(labels, (len(masks), 1)), masks, C,
+                                 n_classes=n_classes)
+        width = labels.shape[1] if is_regression else n_classes
+        out = np.full((n, width), np.nan)
+        for k in range(n_folds):
+            test = folds == k
+            scores = fits.decision(X[test], k)
+            if is_regression or n_classes > 2:
+                out[test] = scores
+            else:
+                out[test] = np.c_[-scores[:, 0] / 2, scores[:, 0] / 2]
+        coef = fits.coef[-1].T  # [t, d]
+        return out, (coef, fits.intercept[-1])
+    est = estimator if estimator is not None else PROBES[probe](C, alpha, seed)
+    out = np.full((n, labels.shape[1]) if is_regression else (n, n_classes), np.nan)
+    target = labels if not is_regression or labels.shape[1] > 1 else labels[:, 0]
+    for k in range(n_folds):
+        model = clone(est).fit(X[masks[k]], target[masks[k]])
+        test = folds == k
+        if is_regression:
+            out[test] = np.asarray(model.predict(X[test])).reshape(int(test.sum()), -1)
+        else:
+            out[test] = _class_scores(model, X[test], n_classes)
+    final = clone(est).fit(X[masks[-1]], target[masks[-1]])
+    coef = getattr(final, "coef_", None)
+    if coef is None:
+        return out, None
+    coef = np.atleast_2d(coef)
+    return out, (coef, np.atleast_1d(getattr(final, "intercept_", np.zeros(len(coef)))))
+
+
+def _class_scores(model: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
+    """``[n, K]`` class scores over all K classes (columns for classes absent from a fold stay
+    very low)."""
+    out = np.full((len(X), n_classes), -np.inf)
+    cols = np.asarray(model.classes_, dtype=np.int64)
+    if hasattr(model, "predict_proba"):
+        out[:, cols] = np.log(np.clip(model.predict_proba(X), 1e-12, 1))
+    else:
+        pred = model.predict(X).astype(np.int64)
+        out[np.arange(len(X)), pred] = 0.0
+    return out
+
+
+def online_codelength(
+    X: np.ndarray, labels: np.ndarray, n_classes: int, C: float, seed: int, fast: bool
+) -> tuple[float, float]:
+    """Online (prequential) codelength in bits of ``labels`` given ``X`` (Voita & Titov, 2020).
+
+    Rows are shuffled with ``seed``; the first block is sent with the uniform code, each later
+    block with a probe trained on all rows before it. Returns ``(codelength, uniform)``.
+    """
+    n = len(X)
+    order = np.random.default_rng(seed + 104729).permutation(n)
+    ends = sorted({max(2 * n_classes, int(round(f * n))) for f in MDL_FRACTIONS} | {n})
+    ends = [e for e in ends if e <= n]
+    uniform = n * np.log2(n_classes)
+    bits = ends[0] * np.log2(n_classes)
+    Xo, yo = X[order], labels[order]
+    for i in range(len(ends) - 1):
+        start, stop = ends[i], ends[i + 1]
+        block_X, block_y = Xo[start:stop], yo[start:stop]
+        train_y = yo[:start]
+        if len(np.unique(train_y)) < 2:
+            bits += (stop - start) * np.log2(n_classes)
+            continue
+        if fast:
+            # each prefix on its own rows: the cost follows the prefix size, and tiny prefixes do
+            # not slow down the line search of large ones
+            present = np.unique(train_y)
+            codes = np.searchsorted(present, train_y)
+            fit = logistic_fits(Xo[:start], codes[None], np.ones((1, start), bool), C,
+                                n_classes=max(len(present), 2))
+            z_present = fit.decision(block_X, 0)
+            if len(present) == 2:
+                z_present = np.c_[-z_present[:, 0] / 2, z_present[:, 0] / 2]
+            z = np.full((len(block_X), n_classes), -np.inf)
+            z[:, present] = z_present  # classes not seen yet get probability 0 (floored below)
+            logp = np.maximum(z[np.arange(len(block_y)), block_y]
+                              - np.logaddexp.reduce(z, axis=1), np.log(1e-12))
+        else:
+            model = LogisticProbe(C=C).fit(Xo[:start], train_y)
+            proba = np.full((len(block_X), n_classes), 1e-12)
+            proba[:, np.asarray(model.classes_, dtype=np.int64)] = model.predict_proba(block_X)
+            logp = np.log(np.clip(proba[np.arange(len(block_y)), block_y], 1e-12, 1))
+        bits += float(-logp.sum() / np.log(2))
+    return float(bits), float(uniform)
+
+
+def sweep_summary(result: SweepResult) -> str:
+    """A few lines for the terminal and report.md."""
+    best = result.best()
+    lines = [f"probe {result.config['probe']} on {result.config['target']} "
+             f"({result.config['kind']}, {result.config['n_rows']} rows, {result.seconds:.1f} s)"]
+    b = best["by_score"]
+    lines.append(f"best by {best['metric']}: {b['hook_point']} (layer {b['layer']}, "
+                 f"{b['pooling']}) = {b['value']:.4f}")
+    if "by_selectivity" in best:
+        s = best["by_selectivity"]
+        lines.append(f"best by selectivity: {s['hook_point']} (layer {s['layer']}) = {s['value']:.4f}")
+    if "by_codelength" in best:
+        c = best["by_codelength"]
+        lines.append(f"best by MDL codelength: {c['hook_point']} (layer {c['layer']}) = "
+                     f"{c['codelength_bits']:.0f} bits, compression {c['compression']:.2f}")
+    t = result.table
+    base = t[t.labels == "majority"]
+    if len(base):
+        m = base[base.metric == best["metric"]]
+        if len(m):
+            lines.append(f"baseline ({m.iloc[0]['probe']}): {best['metric']} = {m.iloc[0]['value']:.4f}")
+    return "\n".join(lines)
+
+
+def to_json(result: SweepResult) -> str:
+    return json.dumps({"config": result.config, "best": result.best()}, indent=2, default=str)
