@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..activations import hook_names
+from ..activations.store import file_sha256
 from ..errors import LayerOutOfRangeError, UnknownHookPointError, UnknownModelError
 from ._bundled import BUNDLED
 from ._structure import ATTENTION_NAMES, MLP_NAMES, find_blocks, find_child, has_final_norm
@@ -414,21 +415,13 @@ def _sentence_transformers_config(folder: str) -> tuple[dict[str, Any] | None, i
     return pooling, max_len
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _gguf_to_cache(path: Path, trust_remote_code: bool) -> Path:
     """Dequantise a GGUF file once and cache it as config + safetensors; return the folder.
 
     The cache key is the file's sha256, so a changed file is converted again. The folder is
     written under a temporary name and renamed, so an interrupted conversion leaves nothing.
     """
-    digest = _file_sha256(path)
+    digest = file_sha256(path)
     target = cache_dir() / "gguf" / f"{path.stem}-{digest[:16]}"
     if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
         return target

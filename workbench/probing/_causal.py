@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..activations import hook_names
+from ..activations.extract import _eval_mode
 from ..errors import ContextLengthError, LayerOutOfRangeError, PoolingError
 
 MODES = ("add", "ablate")
@@ -248,16 +249,6 @@ def steer(
         yield state
     finally:
         handle.remove()
-
-
-@contextmanager
-def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 class CausalCheck:
