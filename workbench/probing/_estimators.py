@@ -32,6 +32,12 @@ def _classification_targets(y: Any, name: str) -> None:
         ) from None
 
 
+def _fitted_input(estimator: Any, X: Any) -> np.ndarray:
+    """Check ``estimator`` is fitted and validate ``X`` against what it was fitted on."""
+    check_is_fitted(estimator)
+    return validate_data(estimator, X, reset=False, dtype=[np.float64, np.float32])
+
+
 def _unit_rows(w: np.ndarray) -> np.ndarray:
     w = np.atleast_2d(w)
     return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
@@ -108,18 +114,15 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         return _unit_rows(self.coef_)
 
     def decision_function(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = _fitted_input(self, X)
         return self._model.decision_function(X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = _fitted_input(self, X)
         return self._model.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = _fitted_input(self, X)
         return self._model.predict(X)
 
 
@@ -159,8 +162,7 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
         return _unit_rows(self.coef_)
 
     def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = _fitted_input(self, X)
         return self._model.predict(X)
 
     def __sklearn_tags__(self) -> Any:
@@ -222,8 +224,7 @@ class MassMeanProbe(ClassifierMixin, BaseEstimator):
         return _unit_rows(self.direction_)
 
     def decision_function(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = _fitted_input(self, X)
         return np.asarray(X, dtype=np.float64) @ self.coef_[0] + self.intercept_[0]
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -278,11 +279,9 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         return _unit_rows(self._model.coefs_[0].T)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = _fitted_input(self, X)
         return self._model.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = _fitted_input(self, X)
         return self._model.predict(X)
