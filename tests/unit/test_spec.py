@@ -283,3 +283,84 @@ def test_figures_are_pure_functions():
     assert len(fig.data) == 3
     with pytest.raises(ValueError, match=r"\[n, 2\]"):
         latlon_map(true, true[:, :1])
+
+
+def test_random_weights_baseline_and_causal_check(tmp_path, tiny_llama):
+    """``[evaluation] random_weights`` adds the re-initialised model's curve to every probe's
+    table; ``[causal]`` steers along the best layers' directions and reports effect and KL."""
+    pytest.importorskip("plotly")
+    import workbench as wb
+
+    a = write_csv(tmp_path / "cities.csv")
+    spec = load_spec(write(tmp_path, f"""
+name = "tiny_causal"
+seed = 3
+[model]
+spec = "{tiny_llama.source}"
+[dataset]
+spec = "{a}"
+[extract]
+pooling = ["last"]
+threads = 1
+[probe]
+kind = ["logistic", "mass_mean"]
+[evaluation]
+cv = 4
+groups = "group"
+control_types = "group"
+n_boot = 10
+random_weights = true
+[causal]
+alphas = [-1.0, 0.0, 1.0]
+limit = 8
+mode = "both"
+[outputs]
+png = false
+"""))
+    out = run_spec(spec, overrides={"outputs.dir": str(tmp_path / "run")}, progress=False)
+    import pandas as pd
+
+    table = pd.read_csv(out / "results.csv")
+    assert set(table.labels) == {"task", "control", "majority", "random_weights"}
+    random = table[(table.labels == "random_weights") & (table.metric == "accuracy")]
+    task = table[(table.labels == "task") & (table.metric == "accuracy")]
+    assert set(random.probe) == {"logistic", "mass_mean"} and len(random) == len(task) == 2 * 4
+    # the random model is another model: its states (and so its scores) are not the trained one's
+    rstore = wb.ActivationStore(out / "stores" / "random-weights")
+    store = wb.ActivationStore(out / "store")
+    fingerprint = lambda s: s.manifest["identity"]["weights_fingerprint"]  # noqa: E731
+    assert fingerprint(rstore) != fingerprint(store)
+    assert not np.allclose(rstore.layer(2, "last"), store.layer(2, "last"))
+
+    causal = pd.read_csv(out / "causal.csv")
+    summary = json.loads((out / "summary.json").read_text())
+    layers = [e["layer"] for e in summary["causal"]["layers"]]
+    assert layers and all(0 < layer < tiny_llama.n_layers for layer in layers)
+    assert set(causal["mode"]) == {"add", "ablate"}
+    assert len(causal) == len(layers) * (3 + 1)
+    zero = causal[causal.alpha == 0]
+    assert (zero.delta_vs_alpha0.abs() < 1e-5).all() and (zero.kl_unrelated.abs() < 1e-6).all()
+    moved = causal[(causal["mode"] == "add") & (causal.alpha != 0)]
+    assert (moved.kl_unrelated > 0).all()  # steering by a whole residual norm changes the output
+    for kind in summary["kinds"].values():
+        assert "random_weights_at_best" in kind and "random_weights_best" in kind
+    report = (out / "report.md").read_text()
+    assert "## Causal check" in report and "random weights at best" in report
+    assert (out / "figures" / "causal.html").is_file()
+    assert (out / "figures" / "layers_logistic.html").read_text().count("random weights") >= 1
+
+
+@pytest.mark.parametrize("body, needles", [
+    ('[causal]\nlayers = "top"', ["[causal] layers", "best"]),
+    ('[causal]\nmode = "steer"', ["[causal] mode", "add, ablate, both"]),
+    ('[causal]\ntargets = [" True"]', ["two answer strings"]),
+    ('[causal]\ntemplate = "no placeholder"', ["{text} exactly once"]),
+    ('[causal]\nalpha = [1.0]', ["unknown key 'alpha'", "did you mean 'alphas'"]),
+    ('[probe]\nkind = "ridge"\ntarget = "x"\n[causal]\nlimit = 4', ["classifier"]),
+])
+def test_causal_section_errors(tmp_path, body, needles):
+    text = f'name = "t"\n[dataset]\nspec = "cities"\n{body}\n'
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, text))
+    for needle in needles:
+        assert needle in str(info.value), str(info.value)

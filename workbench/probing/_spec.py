@@ -103,6 +103,25 @@ class EvaluationSection:
     control_types: str | None = None
     mdl: bool = False
     n_boot: int = 1000
+    random_weights: bool = False
+
+
+@dataclass(frozen=True)
+class CausalSection:
+    """``[causal]``: steer along each probe's direction at ``layers`` (``"best"``: the best
+    layers by score and by selectivity) and read the model's answer after ``template``: the
+    change in ``log P(targets[0]) - log P(targets[1])`` per alpha (in units of the layer's
+    residual norm), and the KL side effect on unrelated prompts (``CausalCheck``)."""
+
+    layers: str | tuple[int, ...] = "best"
+    alphas: tuple[float, ...] = (-0.2, -0.1, 0.0, 0.1, 0.2)
+    template: str = "{text} This statement is"
+    targets: tuple[str, ...] = (" True", " False")
+    probe: str | None = None
+    limit: int = 64
+    mode: str = "add"
+    positions: str = "all"
+    batch_size: int = 8
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,7 @@ class ProbeSpec:
     probe: ProbeSection = ProbeSection()
     evaluation: EvaluationSection = EvaluationSection()
     generalisation: GeneralisationSection | None = None
+    causal: CausalSection | None = None
     outputs: OutputsSection = OutputsSection()
     path: str | None = None
 
@@ -197,18 +217,23 @@ _KINDS: dict[str, dict[str, str]] = {
     "probe": {"kind": "str_list", "target": "str_or_list", "C": "number", "alpha": "number",
               "level": "str", "strategy": "str"},
     "evaluation": {"cv": "int", "groups": "str", "split": "str", "control": "bool",
-                   "control_types": "str", "mdl": "bool", "n_boot": "int"},
+                   "control_types": "str", "mdl": "bool", "n_boot": "int",
+                   "random_weights": "bool"},
+    "causal": {"layers": "layers", "alphas": "numbers", "template": "str",
+               "targets": "str_list", "probe": "str", "limit": "int", "mode": "str",
+               "positions": "str", "batch_size": "int"},
     "generalisation": {"datasets": "str_list", "probe": "str", "target": "str"},
     "outputs": {"dir": "str", "figures": "bool", "png": "bool"},
 }
 _SECTIONS: dict[str, type] = {
     "model": ModelSection, "dataset": DatasetSection, "extract": ExtractSection,
     "probe": ProbeSection, "evaluation": EvaluationSection,
-    "generalisation": GeneralisationSection, "outputs": OutputsSection,
+    "generalisation": GeneralisationSection, "causal": CausalSection,
+    "outputs": OutputsSection,
 }
 _KIND_WORDS = {
     "str": "a string", "int": "an integer", "number": "a number", "bool": "true or false",
-    "str_list": "a string or a list of strings", "str_or_list": "a string or a list of strings",
+    "str_list": "a string or a list of strings", "numbers": "a list of numbers", "str_or_list": "a string or a list of strings",
     "layers": "'all', a string such as '0,10,-1' or '5:20', an integer or a list of integers",
     "table": "a table ({ key = value, ... })",
 }
@@ -275,6 +300,12 @@ def _convert(value: Any, kind: str, key: str, section: str, path: str | None) ->
             isinstance(v, int) and not isinstance(v, bool) for v in value
         ):
             return tuple(value)
+        raise bad()
+    if kind == "numbers":
+        if isinstance(value, list) and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return tuple(float(v) for v in value)
         raise bad()
     if kind == "table":
         if not isinstance(value, Mapping):
@@ -368,6 +399,29 @@ def _validate(spec: ProbeSpec) -> None:
         if spec.generalisation.target is None and multi:
             raise SpecError("[generalisation] needs a target (one class column) when [probe] "
                             "target is a list of columns")
+    if spec.causal is not None:
+        c = spec.causal
+        if isinstance(c.layers, str) and c.layers != "best":
+            raise SpecError(f"[causal] layers = {c.layers!r} in {p or 'the spec'}: give \"best\" "
+                            "(the best layers by score and selectivity) or a list of layers")
+        if c.probe is not None:
+            _choice(c.probe, [k for k in spec.probe.kind if k in CLASSIFIER_KINDS],
+                    "[causal] probe (one of [probe] kind's classifiers)", p)
+        elif not any(k in CLASSIFIER_KINDS for k in spec.probe.kind):
+            raise SpecError(f"[causal] steers along a classifier's direction: [probe] kind = "
+                            f"{list(spec.probe.kind)} has none; add \"logistic\" or \"mass_mean\"")
+        _choice(c.mode, ("add", "ablate", "both"), "[causal] mode", p)
+        _choice(c.positions, ("all", "last"), "[causal] positions", p)
+        _at_least(c.limit, 1, "[causal] limit", p)
+        _at_least(c.batch_size, 1, "[causal] batch_size", p)
+        if c.template.count("{text}") != 1:
+            raise SpecError(f"[causal] template = {c.template!r} must contain {{text}} exactly "
+                            "once, e.g. \"{text} This statement is\"")
+        if len(c.targets) != 2:
+            raise SpecError(f"[causal] targets = {list(c.targets)}: give two answer strings, "
+                            "e.g. [\" True\", \" False\"]")
+        if spec.probe.level == "token":
+            raise SpecError("[causal] is not supported for token-level specs")
     if spec.probe.level == "token":
         if "tokens" not in spec.extract.pooling:
             raise SpecError(
@@ -673,6 +727,13 @@ def run_spec(
             t0 = time.perf_counter()
             gen = _run_generalisation(spec, lm, store, results, progress, notes, timing)
             timing["generalisation"] = time.perf_counter() - t0
+        if spec.evaluation.random_weights:
+            _random_weights(spec, dataset, results, progress, notes, timing)
+        causal = None
+        if spec.causal is not None:
+            t0 = time.perf_counter()
+            causal = _run_causal(spec, lm, dataset, store, results, notes)
+            timing["causal"] = time.perf_counter() - t0
 
     # -- write --------------------------------------------------------------------------------
     from ..activations.store import atomic_write, write_json
@@ -684,15 +745,18 @@ def run_spec(
         result.save(out / "probes" / kind)
     if gen is not None:
         atomic_write(out / "generalisation.csv", lambda f: gen.to_csv(f, index=False), "w")
+    if causal is not None:
+        atomic_write(out / "causal.csv", lambda f: causal.to_csv(f, index=False), "w")
     write_json(out / "spec.json", {"path": spec.path, **spec.to_dict()})
 
     figures: list[str] = []
     if spec.outputs.figures:
         t0 = time.perf_counter()
-        figures = _write_figures(spec, store, results, gen, out, notes)
+        figures = _write_figures(spec, store, results, gen, causal, out, notes)
         timing["figures"] = time.perf_counter() - t0
     timing["total"] = time.perf_counter() - t_start
-    summary = _summary(spec, lm, dataset, store, reused, results, gen, timing, figures, notes)
+    summary = _summary(spec, lm, dataset, store, reused, results, gen, causal, timing, figures,
+                       notes)
     write_json(out / "summary.json", summary)
     atomic_write(out / "report.md", lambda f: f.write(_report(summary)), "w")
     return out
@@ -733,8 +797,100 @@ def _run_generalisation(spec: ProbeSpec, lm: Any, store: Any, results: dict[str,
     )
 
 
-def _write_figures(spec: ProbeSpec, store: Any, results: dict[str, Any], gen: Any, out: Path,
-                   notes: list[str]) -> list[str]:
+def _random_weights(spec: ProbeSpec, dataset: Any, results: dict[str, Any], progress: bool,
+                    notes: list[str], timing: dict[str, float]) -> None:
+    """The same architecture with random weights (re-initialised with seed ``spec.seed``): the
+    same rows extracted into ``stores/random-weights`` and the same probes swept (no control,
+    no MDL); its rows join each kind's table with ``labels = "random_weights"``."""
+    import pandas as pd
+
+    from ..models import load_model
+
+    t0 = time.perf_counter()
+    random_lm = load_model(spec.model.spec, dtype=spec.model.dtype, random_init=spec.seed)
+    random_store, _, _ = _extract(random_lm, dataset, spec, spec.out_dir / "stores" /
+                                  "random-weights", True, progress, notes)
+    del random_lm
+    timing["random_weights_extract"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plain = dataclasses.replace(
+        spec, evaluation=dataclasses.replace(spec.evaluation, control=False, mdl=False))
+    for kind, result in _sweeps(plain, random_store, progress).items():
+        rows = result.table[result.table.labels == "task"].copy()
+        rows["labels"] = "random_weights"
+        results[kind].table = pd.concat([results[kind].table, rows], ignore_index=True)
+    timing["random_weights_sweeps"] = time.perf_counter() - t0
+
+
+def _causal_layers(spec: ProbeSpec, lm: Any, result: Any, pooling: str) -> list[int]:
+    """``[causal] layers``, or the best steerable layers (residual, not the final norm's output,
+    not the embeddings) by score and by selectivity."""
+    c = spec.causal
+    assert c is not None
+    if not isinstance(c.layers, str):
+        return [int(v) for v in c.layers]
+    steerable = lambda layer: 0 < layer < lm.n_layers  # noqa: E731
+    metric = result.main_metric
+    task = result.curve(metric)
+    task = task[(task.pooling == pooling) & task.layer.notna()]
+    task = task[[steerable(int(v)) for v in task.layer]]
+    layers = [int(task.loc[task["value"].idxmax(), "layer"])] if len(task) else []
+    if "control" in set(result.table.labels):
+        sel = result.selectivity(metric)
+        sel = sel[(sel.pooling == pooling) & sel.layer.notna()]
+        sel = sel[[steerable(int(v)) for v in sel.layer]]
+        if len(sel):
+            layers.append(int(sel.loc[sel["selectivity"].idxmax(), "layer"]))
+    return sorted(set(layers))
+
+
+def _run_causal(spec: ProbeSpec, lm: Any, dataset: Any, store: Any, results: dict[str, Any],
+                notes: list[str]) -> Any:
+    """Steer along the probe's direction at the chosen layers (``CausalCheck``); the direction
+    points to the probe's second class (e.g. ``True`` of ``[False, True]``)."""
+    import pandas as pd
+
+    from ._causal import CausalCheck
+
+    c = spec.causal
+    assert c is not None
+    kind = c.probe or next(k for k in spec.probe.kind if k in CLASSIFIER_KINDS)
+    result = results[kind]
+    if result.task_kind != "classification" or len(result.classes) != 2:
+        raise SpecError(f"[causal] steers along a binary probe's direction: the {kind} probe of "
+                        f"{spec.path or spec.name} has classes {result.classes}; use a target with "
+                        "two classes or remove [causal]")
+    pooling = result.best()["by_score"]["pooling"]
+    layers = _causal_layers(spec, lm, result, pooling)
+    if not layers:
+        raise SpecError("[causal] layers = \"best\" found no steerable layer (0 < layer < "
+                        f"{lm.n_layers}) in the store: list layers explicitly")
+    directions = {}
+    for layer in layers:
+        hook = store.layers.get(layer if layer >= 0 else lm.n_layers + 1 + layer)
+        if hook is None or (pooling, hook) not in result.directions:
+            raise SpecError(f"[causal] layer {layer} is not in the store's layers "
+                            f"{sorted(store.layers)}: extract it or choose among those")
+        directions[layer] = result.directions[(pooling, hook)][0]
+    rng = np.random.default_rng(spec.seed)
+    n = min(c.limit, len(dataset))
+    rows = np.sort(rng.choice(len(dataset), size=n, replace=False))
+    texts = [dataset.texts[i] for i in rows]
+    check = CausalCheck(lm, template=c.template, targets=c.targets)
+    modes = ("add", "ablate") if c.mode == "both" else (c.mode,)
+    tables = [check.run(texts, directions, alphas=c.alphas, mode=mode, positions=c.positions,
+                        batch_size=c.batch_size) for mode in modes]
+    table = pd.concat(tables, ignore_index=True)
+    table.insert(0, "probe", kind)
+    table.insert(1, "pooling", pooling)
+    notes.append(f"causal check: {kind} direction (towards {result.classes[1]!r}) at layers "
+                 f"{layers}, {n} texts in {c.template!r}, answer log P({c.targets[0]!r}) - "
+                 f"log P({c.targets[1]!r})")
+    return table
+
+
+def _write_figures(spec: ProbeSpec, store: Any, results: dict[str, Any], gen: Any, causal: Any,
+                   out: Path, notes: list[str]) -> list[str]:
     from ..viz import write_figure
     from ..viz.probing import generalisation_heatmap, latlon_map, layer_curves
 
@@ -764,6 +920,11 @@ def _write_figures(spec: ProbeSpec, store: Any, results: dict[str, Any], gen: An
             save(fig, f"latlon_{kind}")
     if gen is not None and len(gen):
         save(generalisation_heatmap(gen), "generalisation")
+    if causal is not None and len(causal) and spec.causal is not None:
+        from ..viz.causal import causal_curves
+
+        t = spec.causal.targets
+        save(causal_curves(causal, answer=f"log P({t[0]!r}) - log P({t[1]!r})"), "causal")
     return sorted(str(p.relative_to(out)) for p in written)
 
 
@@ -794,6 +955,13 @@ def _kind_summary(result: Any) -> dict[str, Any]:
     control = _metric_at(result, metric, "control", b["pooling"], b["hook_point"])
     if control is not None:
         out["control_at_best"] = control
+    random = _metric_at(result, metric, "random_weights", b["pooling"], b["hook_point"])
+    if random is not None:
+        out["random_weights_at_best"] = random
+        curve = result.curve(metric, "random_weights")
+        r = curve.loc[curve["value"].idxmax()]
+        out["random_weights_best"] = {"layer": None if r.layer != r.layer else int(r.layer),
+                                      "pooling": r.pooling, "value": float(r["value"])}
     if result.config.get("geo"):
         km = _metric_at(result, "median_great_circle_km", "task", b["pooling"], b["hook_point"])
         if km is not None:
@@ -803,8 +971,8 @@ def _kind_summary(result: Any) -> dict[str, Any]:
 
 
 def _summary(spec: ProbeSpec, lm: Any, dataset: Any, store: Any, reused: bool,
-             results: dict[str, Any], gen: Any, timing: dict[str, float], figures: list[str],
-             notes: list[str]) -> dict[str, Any]:
+             results: dict[str, Any], gen: Any, causal: Any, timing: dict[str, float],
+             figures: list[str], notes: list[str]) -> dict[str, Any]:
     first = next(iter(results.values()))
     summary: dict[str, Any] = {
         "name": spec.name,
@@ -833,10 +1001,35 @@ def _summary(spec: ProbeSpec, lm: Any, dataset: Any, store: Any, reused: bool,
                 for r in best.itertuples()
             ],
         }
+    if causal is not None and len(causal):
+        summary["causal"] = _causal_summary(spec, causal)
     summary["timing_s"] = {k: round(v, 2) for k, v in timing.items()}
     summary["figures"] = figures
     summary["notes"] = notes
     return summary
+
+
+def _causal_summary(spec: ProbeSpec, causal: Any) -> dict[str, Any]:
+    """Per layer: the effect at the largest and smallest alpha, ablation, and the worst KL."""
+    assert spec.causal is not None
+    out: dict[str, Any] = {"probe": str(causal["probe"].iloc[0]),
+                           "pooling": str(causal["pooling"].iloc[0]),
+                           "targets": list(spec.causal.targets),
+                           "template": spec.causal.template, "layers": []}
+    for layer, rows in causal.groupby("layer", sort=True):
+        entry: dict[str, Any] = {"layer": int(layer)}
+        add = rows[rows["mode"] == "add"].sort_values("alpha")
+        if len(add):
+            lo, hi = add.iloc[0], add.iloc[-1]
+            entry.update({"alpha_min": float(lo.alpha), "delta_at_alpha_min": float(
+                lo.delta_vs_alpha0), "alpha_max": float(hi.alpha), "delta_at_alpha_max": float(
+                hi.delta_vs_alpha0), "monotone": bool(np.all(np.diff(add.mean_logit_diff) >= 0))})
+        ablate = rows[rows["mode"] == "ablate"]
+        if len(ablate):
+            entry["delta_ablate"] = float(ablate.iloc[0].delta_vs_alpha0)
+        entry["max_kl_unrelated"] = float(rows["kl_unrelated"].max())
+        out["layers"].append(entry)
+    return out
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -857,6 +1050,8 @@ def summary_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
             "baseline": f"{_fmt(s['baseline']['value'])} ({s['baseline']['name']})"
             if "baseline" in s else "-",
             "control at best": _fmt(s.get("control_at_best", {}).get("value")),
+            "random weights at best": _fmt(s["random_weights_at_best"]["value"])
+            if "random_weights_at_best" in s else "-",
             "best selectivity": f"{_fmt(s['by_selectivity']['value'])} (layer "
                                 f"{s['by_selectivity']['layer']})" if "by_selectivity" in s else "-",
             "best MDL": f"layer {s['by_codelength']['layer']}: "
@@ -922,7 +1117,8 @@ def _report(s: Mapping[str, Any]) -> str:
         _md_table(summary_rows(s)),
         "",
         "Score and CI at the best layer by score; the baseline predicts the training folds' "
-        "majority class (or mean); selectivity is task minus control-task score (Hewitt & Liang).",
+        "majority class (or mean); selectivity is task minus control-task score (Hewitt & Liang); "
+        "random weights: the same probe on the same architecture re-initialised at random.",
         "",
     ]
     if "generalisation" in s:
@@ -933,6 +1129,24 @@ def _report(s: Mapping[str, Any]) -> str:
                   "cross-validated).", "",
                   "| train \\ test | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
         lines += ["| " + " | ".join(r) + " |" for r in grid]
+        lines.append("")
+    if "causal" in s:
+        c = s["causal"]
+        t0, t1 = c["targets"]
+        lines += ["## Causal check", "",
+                  f"Steering along the {c['probe']} direction ({c['pooling']} pooling) while the "
+                  f"model reads `{c['template']}`: mean change in log P({t0!r}) - log P({t1!r}) "
+                  "at the extreme alphas (units of the layer's residual norm), and the largest KL "
+                  "divergence of next-token distributions on unrelated prompts.", "",
+                  "| layer | alpha min: change | alpha max: change | monotone | ablation: change "
+                  "| max KL unrelated |", "|---|---|---|---|---|---|"]
+        for e in c["layers"]:
+            lo = f"{e['alpha_min']:+g}: {e['delta_at_alpha_min']:+.3f}" if "alpha_min" in e else "-"
+            hi = f"{e['alpha_max']:+g}: {e['delta_at_alpha_max']:+.3f}" if "alpha_max" in e else "-"
+            mono = ("yes" if e["monotone"] else "no") if "monotone" in e else "-"
+            ab = f"{e['delta_ablate']:+.3f}" if "delta_ablate" in e else "-"
+            lines.append(f"| {e['layer']} | {lo} | {hi} | {mono} | {ab} | "
+                         f"{e['max_kl_unrelated']:.4f} |")
         lines.append("")
     lines += ["## Timing", "", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in s["timing_s"].items()]

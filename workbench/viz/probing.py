@@ -37,8 +37,9 @@ def _table(result_or_table: Any) -> Any:
 
 
 def layer_curves(result_or_table: Any, metric: str = "accuracy", *, title: str | None = None) -> Any:
-    """Score per layer: the task probe with its CI band, the control task, and the majority
-    (or mean) baseline as a dashed line.
+    """Score per layer: the task probe with its CI band, the control task (dotted), the same
+    probe on a random-weights model (dashed, when the table has ``labels == "random_weights"``)
+    and the majority (or mean) baseline as a grey dashed line.
 
     Args:
         result_or_table: a ``SweepResult`` or a tidy sweep table (one or several probes and
@@ -67,7 +68,7 @@ def layer_curves(result_or_table: Any, metric: str = "accuracy", *, title: str |
     for i, (probe, pooling) in enumerate(groups):
         colour = _COLOURS[i % len(_COLOURS)]
         name = probe if len({p for _, p in groups}) == 1 else f"{probe} ({pooling})"
-        for labels, dash in (("task", "solid"), ("control", "dot")):
+        for labels, dash in (("task", "solid"), ("control", "dot"), ("random_weights", "dash")):
             rows = t[(t["labels"] == labels) & (t["probe"] == probe) & (t["pooling"] == pooling)]
             if not len(rows):
                 continue
@@ -81,11 +82,13 @@ def layer_curves(result_or_table: Any, metric: str = "accuracy", *, title: str |
                 ))
             fig.add_trace(go.Scatter(
                 x=x, y=list(rows["value"]), mode="lines+markers" if labels == "task" else "lines",
-                name=f"{name}" if labels == "task" else f"{name} control task",
+                name={"task": name, "control": f"{name} control task",
+                      "random_weights": f"{name} random weights"}[labels],
                 line={"color": colour, "dash": dash, "width": 2 if labels == "task" else 1.5},
                 customdata=np.asarray(rows["hook_point"], dtype=object),
                 hovertemplate="layer %{x} (%{customdata})<br>" + metric + " %{y:.4f}<extra>"
-                + name + (" control" if labels == "control" else "") + "</extra>",
+                + name + {"task": "", "control": " control",
+                          "random_weights": " random weights"}[labels] + "</extra>",
             ))
             if labels == "task" and i == 0:
                 lower = metric in ("mae", "great_circle_km", "median_great_circle_km")
