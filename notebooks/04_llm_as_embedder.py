@@ -1,0 +1,88 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · An LLM as a text embedder
+#
+# Which layer and which pooling make a decoder LLM a good sentence embedder? Mean pooling,
+# the last token, and a PromptEOL-style prompt (`This sentence : "{text}" means in one word:"`,
+# last token) are compared per layer of the bundled SmolLM2-135M on semantic textual similarity
+# (SICK-R: Spearman correlation of cosine similarity with human scores), against the bundled
+# all-MiniLM-L6-v2 sentence encoder, which was trained for exactly this.
+#
+# SICK comes from `../shared` when it is there; otherwise the notebook falls back to the
+# built-in `cities` statements as a labelled task (linear-probe accuracy and clustering).
+
+# %%
+import os
+
+import plotly.graph_objects as go
+
+import workbench as wb
+from workbench.evaluation import evaluate_grid, load_task
+from workbench.viz import embedding_heatmap
+
+PAIRS = int(os.environ.get("WB_NB_PAIRS", "1000"))
+LAYERS = os.environ.get("WB_NB_LAYERS", "all")
+RUNS = os.environ.get("WB_NB_RUNS", "runs/notebooks")
+
+try:
+    task = load_task("sick", limit=PAIRS)
+    metric = "spearman"
+except wb.WorkbenchError as exc:
+    print("SICK not available, using the built-in cities statements:", exc)
+    task = load_task("cities", limit=PAIRS)
+    metric = "accuracy"
+print(task.describe())
+
+# %%
+llm = evaluate_grid("smollm2-135m", task, layers=LAYERS, poolings="mean,last,prompteol",
+                    postprocess="none,center", out=f"{RUNS}/embed-smollm2-{PAIRS}",
+                    progress=False)
+minilm = evaluate_grid("minilm-l6", task, layers=[-1], poolings="native", postprocess="none",
+                       out=f"{RUNS}/embed-minilm-{PAIRS}", progress=False)
+reference = float(minilm[metric].iloc[0])
+print(f"MiniLM (its own pooling): {metric} = {reference:.2f}")
+print("SmolLM2 best:", llm.attrs["summary"]["best"])
+
+# %%
+fig = go.Figure()
+for (pooling, post), rows in llm.groupby(["pooling", "postprocess"], sort=False):
+    rows = rows.sort_values("layer")
+    fig.add_trace(go.Scatter(x=rows["layer"], y=rows[metric], mode="lines+markers",
+                             name=f"SmolLM2 {pooling} ({post})",
+                             line={"dash": "solid" if post == "none" else "dot"}))
+fig.add_hline(y=reference, line_dash="dash", line_color="black",
+              annotation_text=f"MiniLM sentence encoder {reference:.1f}")
+fig.update_layout(title=f"{task.describe()['name']}: {metric} by layer and pooling",
+                  xaxis_title="layer", yaxis_title=metric, template="plotly_white")
+fig
+
+# %% [markdown]
+# The same grid as a heatmap, with centering (subtracting the mean embedding, which removes the
+# shared direction that makes raw LLM embeddings anisotropic) beside the raw cosine:
+
+# %%
+embedding_heatmap(llm, metric)
+
+# %% [markdown]
+# Anisotropy (mean cosine between random pairs) per layer: high values mean every embedding
+# points the same way, which hurts raw cosine similarity and is what centering fixes.
+
+# %%
+raw = llm[llm["postprocess"] == "none"]
+fig = go.Figure()
+for pooling, rows in raw.groupby("pooling", sort=False):
+    rows = rows.sort_values("layer")
+    fig.add_trace(go.Scatter(x=rows["layer"], y=rows["anisotropy"], name=pooling,
+                             mode="lines+markers"))
+fig.update_layout(title="anisotropy by layer (raw)", xaxis_title="layer",
+                  yaxis_title="mean pairwise cosine", template="plotly_white")
+fig
