@@ -199,6 +199,10 @@ def extract(
     overwrite: bool = False,
     progress: bool = True,
     verify_resume: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    num_workers: int | None = None,
+    worker_cpus: float = 1.0,
 ) -> ActivationStore:
     """Extract activations of ``model`` over ``data`` into an on-disk store and return it.
 
@@ -228,6 +232,14 @@ def extract(
         overwrite: replace an output folder that holds a different run.
         progress: show a progress bar with texts/s, tokens/s and ETA.
         verify_resume: check the sha256 of shards kept from an interrupted run.
+        engine: ``"local"`` (this process, the default) or ``"ray"``: shards run on a pool of
+            Ray actors, one model replica each, and are written into the same store (see
+            ``workbench.activations.ray_engine``; needs ``pip install 'workbench[ray]'``).
+        ray_address: Ray cluster to join (``"auto"``, ``"ray://host:10001"``); default: the
+            running one, or a new local cluster.
+        num_workers: Ray actors (model replicas); default: one per GPU of the cluster for a
+            CUDA model, else ``cluster CPUs // worker_cpus``.
+        worker_cpus: CPUs per Ray actor (also its torch threads unless ``threads`` is given).
 
     Returns:
         The ``ActivationStore`` of the run (reused as is when the same run is complete).
@@ -237,6 +249,122 @@ def extract(
         ...                 layers=[0, 15, -1], pooling="mean,last", out="runs/demo")  # doctest: +SKIP
         >>> store.get("last").shape  # doctest: +SKIP
         (1, 3, 576)
+    """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine={engine!r}: use 'local' (this process) or 'ray' (a Ray cluster)")
+    plan = plan_run(
+        model, data, layers=layers, hook_points=hook_points, pooling=pooling, template=template,
+        pool_over=pool_over, out=out, storage_dtype=storage_dtype, max_length=max_length,
+        truncation=truncation, batch_tokens=batch_tokens, max_batch_size=max_batch_size,
+        shard_size=shard_size, padding_side=padding_side, text_column=text_column,
+        label_columns=label_columns, overwrite=overwrite, verify_resume=verify_resume,
+    )
+    if isinstance(plan, ActivationStore):
+        return plan
+    t0 = time.perf_counter()
+    if engine == "ray":
+        from .ray_engine import run_shards
+
+        new_metas = run_shards(
+            plan, address=ray_address, num_workers=num_workers, worker_cpus=worker_cpus,
+            threads=threads, progress=progress,
+        )
+    else:
+        new_metas = _run_local(plan, threads, progress)
+    return finish_run(plan, plan.done + new_metas, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """How each shard of a run is computed: everything ``_run_shard`` takes besides the texts."""
+
+    hooks: list[str]
+    poolings: list[Pooling]
+    template: str | None
+    pool_over: str
+    limit: int
+    storage_dtype: str
+    batch_tokens: int
+    max_batch_size: int
+    padding_side: str
+
+
+@dataclass
+class RunPlan:
+    """A run ready to compute: its model, rows, shard spec, writer and the shards left to do.
+
+    ``done`` holds the markers of shards kept from an earlier attempt, ``todo`` the indices of
+    the others; shard ``i`` holds rows ``bounds(i)``.
+    """
+
+    lm: Any
+    dataset: Any
+    spec: ShardSpec
+    shard_size: int
+    manifest: dict[str, Any]
+    writer: StoreWriter
+    done: list[dict[str, Any]]
+    todo: list[int]
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.dataset)
+
+    def bounds(self, index: int) -> tuple[int, int]:
+        """Rows ``[start, stop)`` of shard ``index``."""
+        return index * self.shard_size, min(self.n_rows, (index + 1) * self.shard_size)
+
+
+def compute_shard(
+    lm: Any,
+    texts: list[str],
+    start: int,
+    index: int,
+    spec: ShardSpec,
+    writer: StoreWriter,
+    bar: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Extract rows ``[start, start + len(texts))`` as shard ``index`` and commit it.
+
+    Used by both engines, so a shard's files do not depend on where it ran. Returns the marker.
+    """
+    meta = _run_shard(
+        lm, texts, spec.hooks, spec.poolings, spec.template, spec.pool_over, spec.limit,
+        spec.storage_dtype, spec.batch_tokens, spec.max_batch_size, spec.padding_side, bar,
+    )
+    meta.update(start=start, stop=start + len(texts), **(extra or {}))
+    meta["truncated_rows"] = [start + r for r in meta["truncated_rows"]]
+    arrays = meta.pop("arrays")
+    strings = meta.pop("token_strings")
+    return writer.write_shard(index, arrays, strings, meta)
+
+
+def plan_run(
+    model: Any,
+    data: Any,
+    *,
+    layers: Any,
+    hook_points: Sequence[str] | str | None,
+    pooling: str | Sequence[str],
+    template: str | None,
+    pool_over: str | None,
+    out: str | os.PathLike[str] | None,
+    storage_dtype: str,
+    max_length: int | None,
+    truncation: str,
+    batch_tokens: int,
+    max_batch_size: int,
+    shard_size: int,
+    padding_side: str,
+    text_column: str | None,
+    label_columns: Sequence[str] | None,
+    overwrite: bool,
+    verify_resume: bool,
+) -> RunPlan | ActivationStore:
+    """Check the options, open (or resume) the run folder and list the shards to compute.
+
+    Returns the existing ``ActivationStore`` when the same run is already complete.
     """
     from ..models import LoadedModel, load_model
 
@@ -273,7 +401,7 @@ def extract(
     context = lm.max_length
     limit = max_length or context
     if limit > context:
-        warnings.warn(f"max_length={limit} exceeds {lm.name}'s context of {context}", stacklevel=2)
+        warnings.warn(f"max_length={limit} exceeds {lm.name}'s context of {context}", stacklevel=3)
 
     # -- manifest and identity -------------------------------------------------------------------
     identity = {
@@ -354,10 +482,6 @@ def extract(
     if truncation == "error":
         _refuse_long_texts(lm, dataset.texts, template_text, limit)
 
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    manifest["extraction"]["threads"] = torch.get_num_threads()
     shard_metas: list[dict[str, Any]] = []
     todo: list[int] = []
     for index in range(n_shards):
@@ -366,27 +490,40 @@ def extract(
             todo.append(index)
         else:
             shard_metas.append(meta)
-    done_rows = sum(m["stop"] - m["start"] for m in shard_metas)
-    bar = _progress(n, done_rows, progress, lm.name)
+    spec = ShardSpec(hooks, poolings, template_text, pool_over, limit, storage_dtype,
+                     batch_tokens, max_batch_size, padding_side)
+    return RunPlan(lm, dataset, spec, shard_size, manifest, writer, shard_metas, todo)
+
+
+def _run_local(plan: RunPlan, threads: int | None, progress: bool) -> list[dict[str, Any]]:
+    """Compute the shards left in this process, one after the other; returns their markers."""
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    plan.manifest["extraction"]["threads"] = torch.get_num_threads()
+    plan.manifest["extraction"]["engine"] = {"name": "local"}
+    shard_metas: list[dict[str, Any]] = []
+    done_rows = sum(m["stop"] - m["start"] for m in plan.done)
+    bar = _progress(plan.n_rows, done_rows, progress, plan.lm.name)
     try:
-        for index in todo:
-            start, stop = index * shard_size, min(n, (index + 1) * shard_size)
-            meta = _run_shard(
-                lm, dataset.texts[start:stop], hooks, poolings, template_text, pool_over, limit,
-                storage_dtype, batch_tokens, max_batch_size, padding_side, bar,
-            )
-            meta.update(start=start, stop=stop)
-            meta["truncated_rows"] = [start + r for r in meta["truncated_rows"]]
-            arrays = meta.pop("arrays")
-            strings = meta.pop("token_strings")
-            shard_metas.append(writer.write_shard(index, arrays, strings, meta))
-            del arrays
+        for index in plan.todo:
+            start, stop = plan.bounds(index)
+            texts = plan.dataset.texts[start:stop]
+            shard_metas.append(compute_shard(plan.lm, texts, start, index, plan.spec,
+                                             plan.writer, bar))
     finally:
         if bar is not None:
             bar.close()
         if threads is not None:
             torch.set_num_threads(previous_threads)
+    return shard_metas
 
+
+def finish_run(
+    plan: RunPlan, shard_metas: list[dict[str, Any]], wall_seconds: float
+) -> ActivationStore:
+    """Write the final manifest (stats over every shard) and return the store."""
+    manifest, writer, n, limit = plan.manifest, plan.writer, plan.n_rows, plan.spec.limit
     shard_metas.sort(key=lambda m: m["index"])
     truncated = [r for m in shard_metas for r in m["truncated_rows"]]
     seconds = sum(m["seconds"] for m in shard_metas)
@@ -400,6 +537,7 @@ def extract(
         "n_nan_positions": sum(m["n_nan"] for m in shard_metas),
         "n_fp16_overflow": sum(m["n_fp16_overflow"] for m in shard_metas),
         "seconds": round(seconds, 3),
+        "wall_seconds": round(wall_seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         "texts_per_s": round(n / seconds, 1) if seconds else None,
     }
@@ -408,13 +546,13 @@ def extract(
         warnings.warn(
             f"{len(truncated)} texts were longer than {limit} tokens and were truncated (rows "
             f"{truncated[:10]}); the count is in the manifest. Pass truncation='error' to refuse",
-            stacklevel=2,
+            stacklevel=3,
         )
     if manifest["stats"]["n_fp16_overflow"]:
         warnings.warn(
             f"{manifest['stats']['n_fp16_overflow']} values exceeded float16's range and are "
             "stored as inf: use storage_dtype='float32' for this model",
-            stacklevel=2,
+            stacklevel=3,
         )
     return ActivationStore(writer.path)
 
@@ -609,7 +747,7 @@ def _run_shard(
         warnings.warn(
             f"{n_nan} texts have no token at a requested position ({names}) or none in the "
             "pooled span (pool_over='text' after truncation); their vectors are NaN",
-            stacklevel=3,
+            stacklevel=5,
         )
     return {
         "arrays": arrays,
