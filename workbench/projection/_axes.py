@@ -1,0 +1,101 @@
+"""Probe directions as axes: x = the projection onto a probe's direction, y (and z) = the top
+principal components of what is left once that direction is removed ("The Geometry of Truth")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._estimators import PCAProjection, ProjectionInputError, _check_width, check_rows
+
+
+def probe_direction(direction: Any, d_model: int | None = None) -> np.ndarray:
+    """A unit ``[d_model]`` float32 vector from a vector, ``[1, d_model]`` or a fitted probe
+    (its ``directions_``)."""
+    if hasattr(direction, "fit"):  # a probe: it must be fitted
+        try:
+            vec = direction.directions_
+        except (AttributeError, ValueError) as exc:
+            raise ProjectionInputError(
+                f"{type(direction).__name__} is not fitted or has no directions_: fit the probe "
+                "first, or pass its direction (a [d_model] vector)") from exc
+    else:
+        vec = direction
+    if hasattr(vec, "detach"):
+        vec = vec.detach().cpu().numpy()
+    if vec is None:
+        raise ProjectionInputError("direction is None: pass a fitted probe or a [d_model] vector")
+    vec = np.asarray(vec, dtype=np.float64)
+    if vec.ndim == 2 and vec.shape[0] == 1:
+        vec = vec[0]
+    if vec.ndim != 1:
+        raise ProjectionInputError(
+            f"direction has shape {vec.shape}: pass one vector [d_model] (for a multi-class probe "
+            "choose a class, e.g. probe.directions_[k])"
+        )
+    if d_model is not None and vec.shape[0] != d_model:
+        raise ProjectionInputError(
+            f"direction has {vec.shape[0]} entries but X has {d_model} columns: use the probe "
+            "fitted on this layer and model"
+        )
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise ProjectionInputError(f"direction has norm {norm}: it must be finite and non-zero")
+    return (vec / norm).astype(np.float32)
+
+
+class ProbeAxes(TransformerMixin, BaseEstimator):
+    """Coordinates along a probe direction and the top PC(s) orthogonal to it.
+
+    Args:
+        direction: a fitted probe (``directions_``) or a ``[d_model]`` vector.
+        n_components: 2 (direction, PC1 of the residual) or 3.
+        random_state: seed of the PCA solver.
+
+    Attributes:
+        direction_: unit ``[d]``; mean_: ``[d]``; components_: ``[k, d]`` orthonormal rows, the
+        first being ``direction_``; explained_variance_ratio_: ``[k - 1]`` of the residual PCs;
+        embedding_: ``[n, k]``.
+
+    Examples:
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).normal(size=(40, 6))
+        >>> ProbeAxes(direction=np.eye(6)[0]).fit_transform(X).shape
+        (40, 2)
+    """
+
+    def __init__(self, direction: Any = None, n_components: int = 2,
+                 random_state: int | None = 0) -> None:
+        self.direction = direction
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any = None) -> ProbeAxes:
+        X = check_rows(X, min_rows=3, method="ProbeAxes")
+        if self.n_components not in (2, 3):
+            raise ProjectionInputError(f"n_components={self.n_components}: use 2 or 3")
+        d = probe_direction(self.direction, X.shape[1])
+        self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        Xc = X - self.mean_
+        residual = Xc - np.outer(Xc @ d, d)
+        pca = PCAProjection(self.n_components - 1, random_state=self.random_state).fit(residual)
+        pcs = pca.components_ - np.outer(pca.components_ @ d, d)  # exact orthogonality
+        pcs /= np.linalg.norm(pcs, axis=1, keepdims=True)
+        self.direction_ = d
+        self.components_ = np.vstack([d[None], pcs]).astype(np.float32)
+        self.explained_variance_ratio_ = pca.explained_variance_ratio_
+        self.n_features_in_ = X.shape[1]
+        self.embedding_ = (Xc @ self.components_.T).astype(np.float32)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``[n, d]`` -> ``[n, k]``: column 0 along the probe direction."""
+        check_is_fitted(self)
+        X = _check_width(self, X, "ProbeAxes")
+        return ((X - self.mean_) @ self.components_.T).astype(np.float32)
+
+    def fit_transform(self, X: Any, y: Any = None, **_: Any) -> np.ndarray:
+        return self.fit(X).embedding_

@@ -1,0 +1,365 @@
+"""PCA, UMAP and t-SNE as scikit-learn transformers, with input checks that name the fix.
+
+Every projection works in float32, pre-reduces wide inputs with PCA before UMAP/t-SNE (so 100k
+points at d_model 576 fit in a few hundred MB), is deterministic for a fixed ``random_state``,
+and keeps only numpy arrays as fitted state (so it saves to safetensors + JSON, no pickle).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import WorkbenchError
+
+
+class ProjectionInputError(WorkbenchError, ValueError):
+    """Rows a projection cannot use: NaN/inf rows, too few rows for the method, a constant
+    column under scaling, zero variance, or a shape that does not match the fitted one."""
+
+
+def check_rows(X: Any, *, min_rows: int, method: str, hint: str = "") -> np.ndarray:
+    """``X`` as a C-contiguous float32 ``[n, d]`` array, or a ``ProjectionInputError``.
+
+    Args:
+        X: ``[n, d]`` array-like (a torch tensor works too).
+        min_rows: the fewest rows the method can use.
+        method: the method's name, for the message.
+        hint: what to change when there are too few rows (e.g. ``pass n_neighbors<=4``).
+    """
+    if hasattr(X, "detach"):
+        X = X.detach().cpu().numpy()
+    arr = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
+    if arr.ndim != 2:
+        raise ProjectionInputError(
+            f"{method} takes a 2-D array [rows, d_model], got shape {arr.shape}: select one "
+            "layer (store.layer(l, pooling)) or reshape to [rows, features]"
+        )
+    bad = np.nonzero(~np.isfinite(arr).all(axis=1))[0]
+    if bad.size:
+        raise ProjectionInputError(
+            f"{bad.size} of {len(arr)} rows contain NaN or inf (rows {bad[:10].tolist()}"
+            f"{' ...' if bad.size > 10 else ''}); a pooling such as pos:K gives NaN for texts "
+            "shorter than K tokens: drop them first, e.g. X[np.isfinite(X).all(axis=1)]"
+        )
+    if len(arr) < min_rows:
+        raise ProjectionInputError(
+            f"{method} needs at least {min_rows} rows, got {len(arr)}"
+            + (f": {hint}" if hint else ": pass more rows")
+        )
+    if len(arr) and float(np.ptp(arr, axis=0).max(initial=0.0)) == 0.0:
+        raise ProjectionInputError(
+            f"all {len(arr)} rows are identical (every column is constant): there is nothing to "
+            "project; check the layer (e.g. a BOS-only pooling gives the same vector for every text)"
+        )
+    return arr
+
+
+def _flip_signs(components: np.ndarray) -> np.ndarray:
+    """Each row's largest-magnitude entry made positive: one sign convention for every solver."""
+    idx = np.abs(components).argmax(axis=1)
+    signs = np.sign(components[np.arange(len(components)), idx])
+    signs[signs == 0] = 1.0
+    return components * signs[:, None]
+
+
+class PCAProjection(TransformerMixin, BaseEstimator):
+    """Principal components in float32.
+
+    Args:
+        n_components: output dimensions (2 or 3 for a picture; 50 as a pre-reduction).
+        scale: divide each column by its standard deviation first (a constant column is then an
+            error); hidden states are usually projected unscaled.
+        svd_solver: scikit-learn's (``auto`` picks the randomized solver for large inputs).
+        random_state: seed of the randomized solver.
+
+    Attributes:
+        mean_: ``[d]``; scale_: ``[d]`` (ones unless ``scale``); components_: ``[k, d]`` unit rows
+        (largest entry positive); explained_variance_ratio_: ``[k]``; embedding_: ``[n, k]`` of
+        the training rows; n_features_in_.
+
+    Examples:
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).normal(size=(100, 8))
+        >>> PCAProjection(n_components=2).fit_transform(X).shape
+        (100, 2)
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        *,
+        scale: bool = False,
+        svd_solver: str = "auto",
+        random_state: int | None = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.scale = scale
+        self.svd_solver = svd_solver
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any = None) -> PCAProjection:
+        from sklearn.decomposition import PCA
+
+        k = int(self.n_components)
+        X = check_rows(X, min_rows=max(k, 2), method=f"PCA with n_components={k}",
+                       hint=f"pass n_components<={max(len(np.asarray(X)) - 1, 1)} or more rows")
+        if k < 1 or k > X.shape[1]:
+            raise ProjectionInputError(
+                f"n_components={k} is not within 1..{X.shape[1]} (the number of columns)"
+            )
+        self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.scale_ = np.ones(X.shape[1], dtype=np.float32)
+        if self.scale:
+            std = X.std(axis=0, dtype=np.float64).astype(np.float32)
+            constant = np.nonzero(std == 0)[0]
+            if constant.size:
+                raise ProjectionInputError(
+                    f"{constant.size} columns are constant (columns {constant[:10].tolist()}), so "
+                    "scale=True would divide by zero: pass scale=False (the usual choice for "
+                    "hidden states) or drop those columns"
+                )
+            self.scale_ = std
+        Z = (X - self.mean_) / self.scale_
+        pca = PCA(n_components=k, svd_solver=self.svd_solver, random_state=self.random_state)
+        pca.fit(Z)
+        self.components_ = _flip_signs(pca.components_.astype(np.float32))
+        self.explained_variance_ratio_ = pca.explained_variance_ratio_.astype(np.float32)
+        self.n_features_in_ = X.shape[1]
+        self.embedding_ = self._apply(Z)
+        return self
+
+    def _apply(self, Z: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(Z @ self.components_.T, dtype=np.float32)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``[n, d]`` -> ``[n, n_components]``."""
+        check_is_fitted(self)
+        X = _check_width(self, X, "PCA")
+        return self._apply((X - self.mean_) / self.scale_)
+
+    def fit_transform(self, X: Any, y: Any = None, **_: Any) -> np.ndarray:
+        return self.fit(X).embedding_
+
+
+def _check_width(est: Any, X: Any, method: str) -> np.ndarray:
+    X = check_rows(X, min_rows=1, method=method)
+    if X.shape[1] != est.n_features_in_:
+        raise ProjectionInputError(
+            f"X has {X.shape[1]} columns but the {method} projection was fitted on "
+            f"{est.n_features_in_}: project vectors of the same model and hook point"
+        )
+    return X
+
+
+class _NeighbourEmbedding(TransformerMixin, BaseEstimator):
+    """Shared part of UMAP and t-SNE: PCA pre-reduction, the fitted embedding, and ``transform``
+    of new rows by distance-weighted interpolation of their nearest training rows (UMAP's own
+    initialisation of new points), which needs no pickled index."""
+
+    _method = "neighbour embedding"
+    n_components: int
+    pca_components: int | None
+    random_state: int | None
+    init: Any
+
+    def _min_rows(self) -> tuple[int, str]:
+        raise NotImplementedError
+
+    def _embed(self, Z: np.ndarray, init: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def _n_interp(self) -> int:
+        return 10
+
+    def fit(self, X: Any, y: Any = None) -> Any:
+        need, hint = self._min_rows()
+        X = check_rows(X, min_rows=need, method=self._method, hint=hint)
+        self.n_features_in_ = X.shape[1]
+        p = self.pca_components
+        if p is not None and X.shape[1] > p:
+            self.pca_ = PCAProjection(min(p, len(X) - 1), random_state=self.random_state).fit(X)
+            Z = self.pca_.embedding_
+        else:
+            self.pca_ = None
+            Z = X
+        init = self.init
+        if isinstance(init, np.ndarray | list):
+            init = np.asarray(init, dtype=np.float32)
+            if init.shape != (len(X), self.n_components):
+                raise ProjectionInputError(
+                    f"init has shape {init.shape}: it must be [rows, n_components] = "
+                    f"({len(X)}, {self.n_components})"
+                )
+        self.reduced_ = np.ascontiguousarray(Z, dtype=np.float32)
+        self.embedding_ = np.ascontiguousarray(self._embed(self.reduced_, init), dtype=np.float32)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """New rows ``[n, d]`` -> ``[n, n_components]``, placed at the inverse-distance-weighted
+        mean of the embeddings of their nearest training rows (exact for training rows)."""
+        from sklearn.neighbors import NearestNeighbors
+
+        check_is_fitted(self)
+        X = _check_width(self, X, self._method)
+        Z = self.pca_.transform(X) if self.pca_ is not None else X
+        k = min(self._n_interp(), len(self.reduced_))
+        dist, idx = NearestNeighbors(n_neighbors=k).fit(self.reduced_).kneighbors(Z)
+        w = 1.0 / np.maximum(dist, 1e-12)
+        exact = dist[:, 0] <= 1e-6 * (1.0 + np.abs(Z).max(axis=1))
+        w[exact] = 0.0
+        w[exact, 0] = 1.0
+        w /= w.sum(axis=1, keepdims=True)
+        return np.einsum("nk,nkc->nc", w, self.embedding_[idx]).astype(np.float32)
+
+    def fit_transform(self, X: Any, y: Any = None, **_: Any) -> np.ndarray:
+        return self.fit(X).embedding_
+
+
+class UMAPProjection(_NeighbourEmbedding):
+    """UMAP (umap-learn) after a PCA pre-reduction.
+
+    Args:
+        n_components: 2 or 3.
+        n_neighbors, min_dist, metric: UMAP's; ``n_neighbors`` must be below the row count.
+        pca_components: PCA dimensions before UMAP (None: none).
+        init: ``"spectral"``, ``"pca"``, ``"random"`` or an ``[n, n_components]`` array (the
+            layer-aligned projection passes the previous layer's embedding).
+        n_epochs: optimisation epochs (None: UMAP's default, 200 for large inputs).
+        random_state: seed (UMAP then runs single-threaded and is reproducible).
+
+    Attributes:
+        embedding_: ``[n, n_components]``; reduced_: ``[n, pca_components]`` training rows after
+        the pre-reduction; pca_: the fitted ``PCAProjection`` or None.
+
+    Examples:
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).normal(size=(60, 8))
+        >>> UMAPProjection(n_neighbors=5).fit_transform(X).shape  # doctest: +SKIP
+        (60, 2)
+    """
+
+    _method = "UMAP"
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        *,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        metric: str = "euclidean",
+        pca_components: int | None = 50,
+        init: Any = "spectral",
+        n_epochs: int | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.metric = metric
+        self.pca_components = pca_components
+        self.init = init
+        self.n_epochs = n_epochs
+        self.random_state = random_state
+
+    def _min_rows(self) -> tuple[int, str]:
+        k = int(self.n_neighbors)
+        if k < 2:
+            raise ProjectionInputError(f"n_neighbors={k}: UMAP needs n_neighbors >= 2")
+        return k + 1, (f"UMAP with n_neighbors={k} needs more rows than neighbours: pass "
+                       f"n_neighbors below the number of rows, or more rows")
+
+    def _n_interp(self) -> int:
+        return int(self.n_neighbors)
+
+    def _embed(self, Z: np.ndarray, init: Any) -> np.ndarray:
+        import warnings
+
+        from ..data._tables import require
+
+        umap = require("umap", "projection")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs.*")
+            warnings.filterwarnings("ignore", message=".*spectral initialisation.*")
+            model = umap.UMAP(
+                n_components=self.n_components, n_neighbors=self.n_neighbors,
+                min_dist=self.min_dist, metric=self.metric, init=init, n_epochs=self.n_epochs,
+                random_state=self.random_state, n_jobs=1, low_memory=True,
+            )
+            return model.fit_transform(Z)
+
+
+class TSNEProjection(_NeighbourEmbedding):
+    """t-SNE (scikit-learn, Barnes-Hut) after a PCA pre-reduction.
+
+    Args:
+        n_components: 2 or 3.
+        perplexity: must be below the row count.
+        pca_components: PCA dimensions before t-SNE (None: none).
+        init: ``"pca"``, ``"random"`` or an ``[n, n_components]`` array (rescaled to standard
+            deviation 1e-4 as scikit-learn does for its PCA init).
+        max_iter: optimisation iterations.
+        random_state: seed.
+
+    Attributes:
+        embedding_, reduced_, pca_: as for ``UMAPProjection``; kl_divergence_.
+    """
+
+    _method = "t-SNE"
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        *,
+        perplexity: float = 30.0,
+        pca_components: int | None = 50,
+        init: Any = "pca",
+        max_iter: int = 1000,
+        random_state: int | None = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.perplexity = perplexity
+        self.pca_components = pca_components
+        self.init = init
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _min_rows(self) -> tuple[int, str]:
+        need = int(np.floor(self.perplexity)) + 1
+        return need, (f"t-SNE with perplexity={self.perplexity} needs more rows than the "
+                      "perplexity: pass a smaller perplexity (5-50 is usual), or more rows")
+
+    def _embed(self, Z: np.ndarray, init: Any) -> np.ndarray:
+        from sklearn.manifold import TSNE
+
+        if isinstance(init, np.ndarray):
+            init = (init - init.mean(axis=0)) / max(float(init[:, 0].std()), 1e-12) * 1e-4
+        method = "barnes_hut" if self.n_components <= 3 else "exact"
+        model = TSNE(n_components=self.n_components, perplexity=self.perplexity, init=init,
+                     max_iter=self.max_iter, random_state=self.random_state, method=method,
+                     learning_rate="auto")
+        out = model.fit_transform(Z)
+        self.kl_divergence_ = float(model.kl_divergence_)
+        return out
+
+
+METHODS: dict[str, type[Any]] = {"pca": PCAProjection, "umap": UMAPProjection,
+                                 "tsne": TSNEProjection}
+
+
+def make_projection(method: str, n_components: int = 2, **params: Any) -> Any:
+    """A projection by name (``pca``, ``umap``, ``tsne``), or an error listing the names."""
+    key = method.lower().replace("-", "")
+    if key not in METHODS:
+        raise ProjectionInputError(f"unknown projection {method!r}: use one of {sorted(METHODS)}")
+    cls = METHODS[key]
+    valid = set(cls().get_params())
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ProjectionInputError(
+            f"{cls.__name__} has no parameter {unknown}: its parameters are {sorted(valid)}"
+        )
+    return cls(n_components=n_components, **params)
