@@ -30,6 +30,10 @@ class UnknownHookPointError(WorkbenchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class TargetTokenError(WorkbenchError, ValueError):
+    """A target or foil that is not exactly one token of the model's tokenizer."""
+
+
 class PoolingError(WorkbenchError, ValueError):
     """An unknown pooling, template or position specification."""
 

@@ -12,7 +12,7 @@ import torch
 
 from ..activations import hook_names
 from ..activations.pooling import apply_template
-from ..errors import ContextLengthError, WorkbenchError
+from ..errors import ContextLengthError, TargetTokenError, WorkbenchError
 
 
 class AttributionInputError(WorkbenchError, ValueError):
@@ -22,10 +22,6 @@ class AttributionInputError(WorkbenchError, ValueError):
 
 class TokenIndexError(WorkbenchError, IndexError):
     """A token position outside the text's tokens."""
-
-
-class TargetTokenError(WorkbenchError, ValueError):
-    """A target or foil that is not exactly one token of the model's tokenizer."""
 
 
 @dataclass(frozen=True)
