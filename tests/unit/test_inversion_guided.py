@@ -1,0 +1,89 @@
+"""Guided decoding, correction and the leakage report on tiny random models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.inversion.correction import GuidedCorrector
+from workbench.inversion.embedders import EmbeddingInputError, ModelEmbedder, cosine_to
+from workbench.inversion.guided import WRITE_PROMPT, GuidedInverter, _prompt_ids
+from workbench.inversion.leakage import add_noise, default_entities, leakage_report
+
+TEXT = "the city of paris is in france"
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_bert):
+    return ModelEmbedder(tiny_bert, pooling="mean")
+
+
+def _greedy(lm, n: int) -> str:
+    """The LLM's own greedy continuation of the prompt: decoding with no guidance."""
+    ids = torch.tensor([_prompt_ids(lm.tokenizer, WRITE_PROMPT)])
+    out = []
+    with torch.no_grad():
+        for _ in range(n):
+            nxt = int(lm.model(input_ids=ids).logits[0, -1].argmax())
+            out.append(nxt)
+            ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+    return lm.tokenizer.decode(out, skip_special_tokens=True)
+
+
+def test_guided_beats_unguided_start(tiny_llama, embedder):
+    target = embedder.embed([TEXT])[0]
+    g = GuidedInverter(tiny_llama, embedder, beam_width=3, top_k=5, keywords=5, max_tokens=8,
+                       rewrite_rounds=1, prior_words=2000)
+    res = g.invert(target)
+    start = float(cosine_to(embedder.embed([_greedy(tiny_llama, 8) or "."]), target)[0])
+    assert res.cosine > start + 0.05
+    assert res.cosine == pytest.approx(float(cosine_to(embedder.embed([res.text]), target)[0]),
+                                       abs=1e-5)
+    cosines = [c for _, _, c in res.history]
+    assert cosines == sorted(cosines) and len(cosines) == 2  # never worse after a round
+
+
+def test_keyword_prior_helps(tiny_llama, embedder):
+    target = embedder.embed([TEXT])[0]
+    plain = GuidedInverter(tiny_llama, embedder, beam_width=2, top_k=3, keywords=0,
+                           max_tokens=6, rewrite_rounds=0)
+    prior = GuidedInverter(tiny_llama, embedder, beam_width=2, top_k=3, keywords=8,
+                           max_tokens=6, rewrite_rounds=0, prior_words=2000)
+    assert prior.invert(target).cosine > plain.invert(target).cosine
+
+
+def test_correction_is_monotone_and_seeded(tiny_llama, embedder):
+    target = embedder.embed([TEXT])[0]
+    g = GuidedInverter(tiny_llama, embedder, beam_width=2, top_k=3, keywords=4, max_tokens=6,
+                       prior_words=2000)
+    res = GuidedCorrector(g, steps=2).correct(target, "a dog")
+    assert res.history[0][1] == "a dog" and len(res.history) == 3
+    cos = [c for _, _, c in res.history]
+    assert cos == sorted(cos)
+
+
+def test_guided_bad_input(tiny_llama, tiny_bert, embedder):
+    g = GuidedInverter(tiny_llama, embedder, keywords=0)
+    with pytest.raises(EmbeddingInputError, match="dimension 32"):
+        g.invert(np.ones(384))
+    with pytest.raises(EmbeddingInputError, match="NaN"):
+        g.invert(np.full(32, np.nan))
+    with pytest.raises(Exception, match="encoder"):
+        GuidedInverter(tiny_bert, embedder)
+
+
+def test_leakage_report(tiny_llama):
+    texts = ["the city of paris is in france", "a dog barked at Bob", "numbers like 12"]
+    rep = leakage_report(tiny_llama, texts, layers=[1, -1], poolings=["mean", "last"],
+                         noise=[0.0, 10.0], ks=(1,), progress=False,
+                         guided={"max_tokens": 4, "prior_words": 500})
+    assert [(r["layer"], r["pooling"]) for r in rep.rows] == [(1, "mean"), (1, "last"),
+                                                              (3, "mean"), (3, "last")]
+    assert all(0 <= r["token_f1"] <= 1 and -1 <= r["cosine"] <= 1 for r in rep.rows)
+    assert [d["noise"] for d in rep.defence] == [0.0, 10.0]
+    assert rep.defence[0]["recall@1"] == 1.0  # clean vectors find themselves
+    assert "Gaussian-noise defence" in rep.to_markdown()
+    assert default_entities("Yesterday Bob met Alice in Paris.") == ["Bob", "Alice", "Paris"]
+    x = add_noise(np.ones((2, 4)), 0.0)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)

@@ -1,0 +1,412 @@
+"""A trained embedding inverter (GEIA / vec2text hypothesis model): the embedding goes through a
+small MLP to ``m`` soft-prompt vectors in the LLM's input space, and the LLM is trained with the
+LM loss to continue them with the text. The LLM stays frozen, or is adapted with LoRA (``peft``).
+
+Checkpoints are ``inverter.safetensors`` (MLP and LoRA weights), ``optimizer.safetensors`` and
+``inverter.json`` (config, step, losses, the embedder's and the LLM's fingerprints, the sha256 of
+both weight files), written atomically, the JSON last. Training resumes from the last checkpoint
+and reaches the same weights as an uninterrupted run (the data order is a function of the seed
+and the step).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..activations.store import atomic_write, file_sha256, write_json
+from ..errors import EmptyDatasetError, WorkbenchError
+from .embedders import Embedder, check_embeddings
+
+CONFIG_FILE = "inverter.json"
+WEIGHTS_FILE = "inverter.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+EMBEDDINGS_FILE = "train_embeddings.npy"
+
+
+class CheckpointMismatchError(WorkbenchError, ValueError):
+    """A checkpoint trained for another embedder or LLM, or a folder of another training run."""
+
+
+class CheckpointCorruptError(WorkbenchError, OSError):
+    """A checkpoint file whose sha256 does not match its JSON."""
+
+
+@dataclass(frozen=True)
+class InverterConfig:
+    """Hyperparameters of a soft-prefix inverter and its training.
+
+    Attributes:
+        prefix_length: soft-prompt vectors ``m``.
+        hidden: width of the MLP's hidden layer.
+        lora_rank: 0 keeps the LLM frozen; r > 0 adds LoRA adapters of rank r to the attention
+            projections.
+        lora_alpha: LoRA scaling.
+        lr: AdamW learning rate.
+        batch_size: texts per step.
+        max_tokens: texts are truncated to this many tokens in training.
+        seed: initialisation and data order.
+    """
+
+    prefix_length: int = 8
+    hidden: int = 1024
+    lora_rank: int = 0
+    lora_alpha: int = 16
+    lr: float = 1e-3
+    batch_size: int = 16
+    max_tokens: int = 48
+    seed: int = 0
+
+
+class PrefixMLP(nn.Module):
+    """``[batch, dim]`` embedding -> ``[batch, m, d_model]`` soft prompt (input unit-normalised)."""
+
+    def __init__(self, dim: int, d_model: int, m: int, hidden: int, scale: float) -> None:
+        super().__init__()
+        self.m, self.d_model = m, d_model
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, m * d_model))
+        self.out_norm = nn.LayerNorm(d_model)
+        with torch.no_grad():  # start at the typical norm of a token embedding
+            self.out_norm.weight.fill_(scale / d_model**0.5)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        e = nn.functional.normalize(e, dim=-1)
+        return self.out_norm(self.net(e).view(len(e), self.m, self.d_model))
+
+
+def _lora_targets(lm: Any) -> list[str]:
+    names = {n.rsplit(".", 1)[-1] for n, m in lm.blocks[0].named_modules()
+             if isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"}
+    for pair in (["q_proj", "v_proj"], ["c_attn"], ["query", "value"]):
+        if set(pair) <= names:
+            return pair
+    raise WorkbenchError(f"{lm.name}: no attention projection found for LoRA among {sorted(names)}"
+                         "; train with lora_rank=0 (frozen LLM)")
+
+
+class SoftPrefixInverter:
+    """Embedding -> text through a soft prompt for ``lm``.
+
+    Args:
+        lm: a decoder ``LoadedModel`` (its weights are never changed; LoRA adapts a copy).
+        embedder: the embedder whose vectors are inverted (fixes ``dim``).
+        config: an :class:`InverterConfig`.
+
+    Examples:
+        >>> inv = SoftPrefixInverter(lm, embedder, InverterConfig(prefix_length=4))  # doctest: +SKIP
+        >>> inv.fit(texts, out="runs/inverter", steps=200)  # doctest: +SKIP
+        >>> inv.invert(embedder.embed(["A man plays a guitar."]))  # doctest: +SKIP
+        ['A man is playing a guitar.']
+    """
+
+    def __init__(self, lm: Any, embedder: Embedder, config: InverterConfig | None = None) -> None:
+        if lm.kind != "decoder":
+            raise WorkbenchError(f"{lm.name} is an encoder: the inverter needs a decoder LLM "
+                                 "(e.g. smollm2-135m) to write text")
+        self.lm, self.embedder = lm, embedder
+        self.config = config or InverterConfig()
+        self.device = lm.device
+        torch.manual_seed(self.config.seed)
+        emb = lm.model.get_input_embeddings().weight
+        scale = float(emb.detach().float().norm(dim=1).mean())
+        self.prefix = PrefixMLP(embedder.dim, lm.d_model, self.config.prefix_length,
+                                self.config.hidden, scale).to(self.device)
+        self.model = lm.model
+        if self.config.lora_rank > 0:
+            from peft import LoraConfig, get_peft_model
+
+            base = copy.deepcopy(lm.model)
+            self.model = get_peft_model(base, LoraConfig(
+                r=self.config.lora_rank, lora_alpha=self.config.lora_alpha, lora_dropout=0.0,
+                target_modules=_lora_targets(lm)))
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        for n, p in self.model.named_parameters():
+            if "lora_" in n:
+                p.requires_grad_(True)
+        self.step_ = 0
+        self.losses_: list[float] = []
+
+    # -- parameters and checkpoints ------------------------------------------------------------
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Every trained tensor: ``prefix.*`` and ``lora.*``."""
+        state = {f"prefix.{k}": v.detach().cpu().contiguous()
+                 for k, v in self.prefix.state_dict().items()}
+        if self.config.lora_rank > 0:
+            from peft import get_peft_model_state_dict
+
+            for k, v in get_peft_model_state_dict(self.model).items():
+                state[f"lora.{k}"] = v.detach().cpu().contiguous()
+        return state
+
+    def _load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        self.prefix.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("prefix.")})
+        lora = {k[5:]: v for k, v in state.items() if k.startswith("lora.")}
+        if self.config.lora_rank > 0:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, lora)
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.prefix.parameters()) + [p for p in self.model.parameters()
+                                                 if p.requires_grad]
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be loaded for this LLM and embedder."""
+        return {"embedder": self.embedder.name, "embedder_fingerprint": self.embedder.fingerprint,
+                "embedder_dim": self.embedder.dim, "model": self.lm.name,
+                "model_fingerprint": self.lm.weights_fingerprint}
+
+    def save(self, out: str | Path, optimizer: torch.optim.Optimizer | None = None,
+             extra: dict[str, Any] | None = None) -> Path:
+        """Write the checkpoint atomically (weight files first, the JSON commit marker last)."""
+        from safetensors.torch import save
+
+        out = Path(out)
+        atomic_write(out / WEIGHTS_FILE, lambda f: f.write(save(self.trainable_state())))
+        files = {WEIGHTS_FILE: file_sha256(out / WEIGHTS_FILE)}
+        groups = None
+        if optimizer is not None:
+            sd = optimizer.state_dict()
+            tensors = {f"{i}.{k}": v.detach().cpu().contiguous()
+                       for i, st in sd["state"].items() for k, v in st.items()}
+            atomic_write(out / OPTIMIZER_FILE, lambda f: f.write(save(tensors)))
+            files[OPTIMIZER_FILE] = file_sha256(out / OPTIMIZER_FILE)
+            groups = sd["param_groups"]
+        write_json(out / CONFIG_FILE, {
+            "kind": "soft-prefix-inverter", "workbench_version": __version__,
+            **self.identity(), "config": asdict(self.config), "step": self.step_,
+            "losses": self.losses_, "files": files, "optimizer_param_groups": groups,
+            **(extra or {}),
+        })
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, lm: Any, embedder: Embedder) -> SoftPrefixInverter:
+        """A trained inverter from ``path``, refused if trained for another embedder or LLM.
+
+        Raises:
+            CheckpointMismatchError: the recorded embedder or LLM fingerprint differs (both
+                hashes are in the message).
+            FileNotFoundError: no ``inverter.json`` in ``path``.
+        """
+        meta = read_checkpoint(path)
+        inv = cls(lm, embedder, InverterConfig(**meta["config"]))
+        _check_identity(meta, inv.identity(), Path(path))
+        inv._load_trainable(_read_tensors(Path(path), WEIGHTS_FILE, meta))
+        inv.step_, inv.losses_ = int(meta["step"]), list(meta["losses"])
+        return inv
+
+    # -- training ------------------------------------------------------------------------------
+
+    def _encode_texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids ``[b, t]`` (text + eos, right-padded) and mask ``[b, t]``."""
+        tok = self.lm.tokenizer
+        eos = tok.eos_token_id
+        seqs = [tok(t, add_special_tokens=False)["input_ids"][: self.config.max_tokens]
+                + ([eos] if eos is not None else []) for t in texts]
+        width = max(len(s) for s in seqs)
+        ids = torch.zeros(len(seqs), width, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _head(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Soft prompt ``[b, m, d]`` followed by the BOS embedding when there is one."""
+        bos = self.lm.tokenizer.bos_token_id
+        if bos is None:
+            return prefix
+        emb = self.model.get_input_embeddings()(torch.full((len(prefix), 1), bos,
+                                                           device=self.device))
+        return torch.cat([prefix, emb.to(prefix.dtype)], dim=1)
+
+    def loss(self, vectors: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """Mean token cross-entropy of ``texts`` after the soft prompts of ``vectors`` ``[b, dim]``."""
+        ids, mask = self._encode_texts(texts)
+        head = self._head(self.prefix(vectors.to(self.device)).to(self.lm.dtype))
+        tok_emb = self.model.get_input_embeddings()(ids)
+        inputs = torch.cat([head, tok_emb], dim=1)
+        att = torch.cat([torch.ones(len(ids), head.shape[1], dtype=mask.dtype,
+                                    device=self.device), mask], dim=1)
+        logits = self.model(inputs_embeds=inputs, attention_mask=att).logits
+        logits = logits[:, head.shape[1] - 1:-1].float()  # the positions that predict the text
+        labels = ids.masked_fill(mask == 0, -100)
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                           labels.reshape(-1), ignore_index=-100)
+
+    def _batch_indices(self, step: int, n: int) -> np.ndarray:
+        bs = self.config.batch_size
+        flat = np.arange(step * bs, (step + 1) * bs)
+        epochs, pos = flat // n, flat % n
+        perms = {e: np.random.default_rng([self.config.seed, int(e)]).permutation(n)
+                 for e in np.unique(epochs)}
+        return np.array([perms[e][p] for e, p in zip(epochs, pos, strict=True)])
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        out: str | Path,
+        steps: int,
+        *,
+        checkpoint_every: int = 50,
+        resume: bool = True,
+        max_seconds: float | None = None,
+        progress: bool = True,
+        stop_after: int | None = None,
+    ) -> SoftPrefixInverter:
+        """Train for ``steps`` optimizer steps in total, checkpointing into ``out``.
+
+        Args:
+            texts: training corpus (empty strings are refused).
+            out: checkpoint folder; if it holds a checkpoint of the same run, training resumes
+                from it (``resume=False`` refuses instead).
+            steps: total steps (a resumed run does only the missing ones).
+            checkpoint_every: steps between checkpoints (and a final one).
+            max_seconds: stop (after checkpointing) when this much wall time has passed.
+            stop_after: stop after this many steps of this call (simulates an interruption).
+
+        Raises:
+            EmptyDatasetError: no texts, or empty texts (their rows are listed).
+            CheckpointMismatchError: ``out`` holds a checkpoint of another run.
+        """
+        from tqdm.auto import tqdm
+
+        texts = list(texts)
+        if not texts:
+            raise EmptyDatasetError("no training texts: pass a list of sentences")
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise EmptyDatasetError(f"training texts at rows {empty[:10]} are empty: drop them")
+        out = Path(out)
+        corpus = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+        run = {"corpus_fingerprint": corpus, "n_texts": len(texts)}
+        opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=0.0)
+        if (out / CONFIG_FILE).exists():
+            meta = read_checkpoint(out)
+            _check_identity(meta, self.identity(), out)
+            if not resume or meta.get("corpus_fingerprint") != corpus or \
+                    meta["config"] != asdict(self.config):
+                theirs = str(meta.get("corpus_fingerprint", "?"))[:12]
+                raise CheckpointMismatchError(
+                    f"{out} holds another training run (its corpus {theirs} / config "
+                    f"{meta['config']} vs this corpus {corpus[:12]} / config "
+                    f"{asdict(self.config)}); pass another --out or delete it")
+            self._load_trainable(_read_tensors(out, WEIGHTS_FILE, meta))
+            self.step_, self.losses_ = int(meta["step"]), list(meta["losses"])
+            if OPTIMIZER_FILE in meta["files"]:
+                state = _read_tensors(out, OPTIMIZER_FILE, meta)
+                sd = {"state": {}, "param_groups": meta["optimizer_param_groups"]}
+                for key, v in state.items():
+                    i, name = key.split(".", 1)
+                    sd["state"].setdefault(int(i), {})[name] = v.to(self.device) \
+                        if name != "step" else v
+                opt.load_state_dict(sd)
+        vectors = self._train_vectors(texts, out, corpus)
+        start, done = time.time(), 0
+        bar = tqdm(total=steps, initial=self.step_, disable=not progress, desc="train inverter")
+        self.prefix.train()
+        try:
+            while self.step_ < steps:
+                idx = self._batch_indices(self.step_, len(texts))
+                loss = self.loss(torch.from_numpy(vectors[idx]), [texts[i] for i in idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                self.step_ += 1
+                done += 1
+                value = float(loss.detach())
+                self.losses_.append(round(value, 6))
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+                timeout = max_seconds is not None and time.time() - start > max_seconds
+                stop = stop_after is not None and done >= stop_after
+                if self.step_ % checkpoint_every == 0 or self.step_ == steps or timeout or stop:
+                    self.save(out, opt, run)
+                if timeout or stop:
+                    break
+        finally:
+            bar.close()
+            self.prefix.eval()
+        return self
+
+    def _train_vectors(self, texts: list[str], out: Path, corpus: str) -> np.ndarray:
+        """Embeddings of the corpus, cached in ``out`` (keyed by corpus and embedder)."""
+        path, key = out / EMBEDDINGS_FILE, out / (EMBEDDINGS_FILE + ".json")
+        ident = {"corpus": corpus, "embedder": self.embedder.fingerprint}
+        if path.exists() and key.exists() and json.loads(key.read_text()) == ident:
+            return np.load(path, allow_pickle=False)
+        vec = check_embeddings(self.embedder.embed(texts), self.embedder)
+        atomic_write(path, lambda f: np.save(f, vec, allow_pickle=False))
+        write_json(key, ident)
+        return vec
+
+    # -- inference -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def invert(self, vectors: Any, *, num_beams: int = 1, num_return: int = 1,
+               max_new_tokens: int = 40) -> list[list[str]] | list[str]:
+        """Texts for ``vectors`` ``[n, dim]`` (or ``[dim]``): a list of ``n`` strings, or of ``n``
+        lists of ``num_return`` strings (best first) when ``num_return > 1``.
+
+        Raises:
+            EmbeddingInputError: a dimension other than the embedder's, NaN or zero vectors.
+        """
+        x = torch.from_numpy(check_embeddings(vectors, self.embedder)).to(self.device)
+        head = self._head(self.prefix(x).to(self.lm.dtype))
+        tok = self.lm.tokenizer
+        att = torch.ones(head.shape[:2], dtype=torch.long, device=self.device)
+        gen = self.model.generate(
+            inputs_embeds=head, attention_mask=att, max_new_tokens=max_new_tokens,
+            num_beams=max(num_beams, num_return), num_return_sequences=num_return,
+            do_sample=False, eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        # training texts are single lines ending in eos: a newline ends the text too
+        texts = [t.strip().split("\n")[0].strip()
+                 for t in tok.batch_decode(gen, skip_special_tokens=True)]
+        if num_return == 1:
+            return texts
+        return [texts[i * num_return:(i + 1) * num_return] for i in range(len(x))]
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The JSON of a checkpoint folder."""
+    p = Path(path) / CONFIG_FILE
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist: pass a folder written by "
+                                "`workbench invert train` (it holds inverter.json)")
+    return json.loads(p.read_text())
+
+
+def _check_identity(meta: dict[str, Any], now: dict[str, Any], path: Path) -> None:
+    diffs = [f"{k}: checkpoint {meta.get(k)} vs now {now[k]}"
+             for k in ("embedder_fingerprint", "model_fingerprint") if meta.get(k) != now[k]]
+    if diffs:
+        raise CheckpointMismatchError(
+            f"{path} was trained for embedder {meta.get('embedder')} and model "
+            f"{meta.get('model')}, not {now['embedder']} / {now['model']} ("
+            + "; ".join(diffs) + "): load it with the embedder and LLM it was trained for, or "
+            "train a new inverter")
+
+
+def _read_tensors(path: Path, name: str, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    f = path / name
+    if file_sha256(f) != meta["files"][name]:
+        raise CheckpointCorruptError(f"{f} does not match the sha256 in {CONFIG_FILE}: the "
+                                     "checkpoint is damaged; delete the folder and retrain")
+    return load_file(str(f))
