@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.workbench-installed
 RUN    ?= runs/cities-smollm2
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install lint clean-runs
+.PHONY: demo test test-fast install browser notebooks dashboard lint clean-runs
 
 install: $(STAMP)
 
@@ -32,11 +32,30 @@ demo: install
 	$(BIN)/workbench info $(RUN) --stats
 	$(BIN)/workbench probe run probes/cities_truth.toml
 
-test: install
+# The dashboard's browser test drives Debian's chromium through Playwright (never
+# `playwright install`, which downloads its own browser); without root or apt it is skipped and
+# the test says so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is not installed and cannot be (no root/apt): the browser test will skip"
+
+test: install browser
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: install
 	$(BIN)/python -m pytest -q -ra -m "not slow"
+
+# executed copies of the research notebooks, full size, figures embedded as PNG too
+notebooks: install
+	mkdir -p notebooks/executed
+	for nb in notebooks/[0-9][0-9]_*.py; do \
+	  PLOTLY_RENDERER=plotly_mimetype+png $(BIN)/jupytext --to ipynb --execute \
+	    --output notebooks/executed/$$(basename $$nb .py).ipynb $$nb || exit 1; done
+
+dashboard: install
+	$(BIN)/workbench dashboard
 
 lint: install
 	$(BIN)/ruff check workbench tests benchmarks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,13 @@ from .embed import app as embed_app  # noqa: E402, I001
 app.add_typer(embed_app, name="embed")
 from .probe import app as probe_app  # noqa: E402, I001
 app.add_typer(probe_app, name="probe")
+from .project import app as project_app  # noqa: E402, I001
+app.add_typer(project_app, name="project")
+from .invert import app as invert_app  # noqa: E402, I001
+app.add_typer(invert_app, name="invert")
+from .lens import app as lens_app; app.add_typer(lens_app, name="lens")  # noqa: E402, I001, E702
+from .dashboard import dashboard as _dashboard  # noqa: E402, I001
+app.command("dashboard")(_dashboard)
 console = Console()
 err = Console(stderr=True)
 
@@ -84,12 +92,19 @@ def extract(
     seed: Annotated[int, typer.Option(help="seed of built-in datasets")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an out folder holding another run")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray actors, one model replica each)")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://head:10001); default: start a local one")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray actors (model replicas); default: GPUs, or CPUs")] = None,
 ) -> None:
     """Extract activations of MODEL over DATASET into a resumable store (rerun to resume)."""
     from ..activations.extract import extract as run_extract
     from ..data import load_dataset
     from ..models import load_model
 
+    if engine == "ray":  # URLs (s3://, gs://, file://...) are read by Ray Data
+        from ..activations.ray_engine import read_texts
+
+        load_dataset = partial(read_texts, address=address)  # noqa: F811
     data = load_dataset(
         dataset,
         text_column=text_column,
@@ -120,6 +135,7 @@ def extract(
         threads=threads,
         overwrite=overwrite,
         progress=progress,
+        engine=engine, ray_address=address, num_workers=workers,
     )
     _print_info(store, stats=False)
 

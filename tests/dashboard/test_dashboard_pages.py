@@ -1,0 +1,223 @@
+"""Every dashboard page under Streamlit's AppTest, on the bundled SmolLM2 and a tiny runs folder
+made by the real pipeline: no exception, no error box, the key widgets, and the results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.dashboard import APP, PAGES, RUNS_ENV
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 300
+
+
+@pytest.fixture
+def app(tiny_runs: Path, monkeypatch: pytest.MonkeyPatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(RUNS_ENV, str(tiny_runs))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    return at
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _open(at, page: str):
+    at.switch_page(PAGES[page]).run()
+    _ok(at)
+    return at
+
+
+def _array(value) -> np.ndarray:
+    """A plotly JSON array (a list, or ``{"dtype", "bdata", "shape"}`` base64)."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = [int(v) for v in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape)
+    return np.asarray(value, dtype=float)
+
+
+def _figures(at) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+def test_runs_page_lists_stores_and_experiments(app, tiny_runs: Path) -> None:
+    _ok(app)
+    assert app.title[0].value == "Runs"
+    stores = app.dataframe[0].value
+    assert {"tiny_cities/store", "tiny_places/store"} <= set(stores["store"])
+    assert set(stores.loc[stores["store"] == "tiny_cities/store", "rows"]) == {80}
+    experiments = app.dataframe[1].value
+    assert set(experiments["experiment"]) == {"tiny_cities", "tiny_places"}
+    app.selectbox(key="runs_store").set_value("tiny_places/store").run()
+    _ok(app)
+    assert app.json[0].value  # the manifest
+    assert "world_places" in app.json[0].value
+
+
+def test_runs_page_starts_an_extraction(app, tiny_runs: Path) -> None:
+    out = tiny_runs / "from-dashboard"
+    app.selectbox(key="extract_model").set_value("smollm2-135m")
+    app.selectbox(key="extract_dataset").set_value("cities")
+    app.text_input(key="extract_layers").set_value("0,-1")
+    app.multiselect(key="extract_pooling").set_value(["last"])
+    app.number_input(key="extract_limit").set_value(6)
+    app.text_input(key="extract_out").set_value(str(out))
+    app.button[0].click().run()
+    _ok(app)
+    assert any("store written" in s.value for s in app.success)
+    from workbench.activations import ActivationStore
+
+    store = ActivationStore(out)
+    assert store.complete and len(store) == 6
+    assert store.get("last").shape == (6, 2, 576)
+
+
+def test_probes_page_curves_heatmap_and_layer(app, tiny_runs: Path) -> None:
+    at = _open(app, "probes")
+    assert at.sidebar.selectbox(key="probe_experiment").value == "tiny_cities"
+    figs = _figures(at)
+    kinds = [tr["type"] for f in figs for tr in f["data"]]
+    assert "heatmap" in kinds  # generalisation and confusion matrix
+    assert sum(f["layout"]["title"]["text"].startswith("accuracy by layer") for f in figs) == 1
+    assert at.select_slider(key="probe_gen_layer").value == "best"
+    layer = next(w for w in at.select_slider if w.label == "Layer")
+    assert layer.options == ["0", "10", "20", "30"]
+    layer.set_value(20).run()
+    _ok(at)
+    table = pd.read_csv(tiny_runs / "tiny_cities" / "results.csv")
+    stored = table[(table.probe == "logistic") & (table.labels == "task")
+                   & (table.metric == "accuracy") & (table.layer == 20)
+                   & (table.pooling == at.selectbox(key="probe_layer_pooling").value)]
+    confusion = next(f for f in _figures(at) if "confusion" in f["layout"]["title"]["text"])
+    z = _array(confusion["data"][0]["z"])
+    assert z.sum() == 80
+    # the page's out-of-fold predictions reproduce the stored sweep at that layer
+    assert np.trace(z) / z.sum() == pytest.approx(float(stored["value"].iloc[0]), abs=1e-9)
+    worst = next(d.value for d in at.dataframe if "predicted" in d.value)
+    assert len(worst) == min(20, z.sum() - np.trace(z))
+    assert (worst["true"] != worst["predicted"]).all()
+    at.select_slider(key="probe_gen_layer").set_value(10).run()
+    _ok(at)
+    gen = next(f for f in _figures(at) if "generalisation" in f["layout"]["title"]["text"])
+    assert "layer 10" in gen["layout"]["title"]["text"]
+    at.toggle(key="probe_selectivity").set_value(True).run()
+    _ok(at)
+
+
+def test_probes_page_latlon_map(app) -> None:
+    at = _open(app, "probes")
+    at.sidebar.selectbox(key="probe_experiment").set_value("tiny_places").run()
+    _ok(at)
+    assert at.selectbox(key="probe_metric").value == "r2"
+    figs = _figures(at)
+    assert any(tr["type"] == "scattergeo" for f in figs for tr in f["data"])
+    worst = next(d.value for d in at.dataframe if "error_km" in d.value)
+    assert "error_km" in worst and (np.diff(worst["error_km"]) <= 0).all()
+    assert len(worst) == 20
+
+
+def test_lens_page(app) -> None:
+    at = _open(app, "lens")
+    assert at.text_input(key="lens_prompt").value
+    at.text_input(key="lens_prompt").set_value("The capital of France is").run()
+    at.text_input(key="lens_target").set_value(" Paris").run()
+    _ok(at)
+    fig = _figures(at)[0]
+    z = _array(fig["data"][0]["z"]).astype(float)
+    assert z.shape[0] == 31  # layers 0..30
+    assert ((z > 0) & (z <= 1)).all()
+    assert at.get("vega_lite_chart")  # the target's rank per layer
+
+
+def test_pooling_lab_compares_poolings(app, tiny_runs: Path) -> None:
+    at = _open(app, "pooling_lab")
+    at.selectbox(key="pool_task").set_value("cities")
+    at.multiselect(key="pool_poolings").set_value(["mean", "last", "prompteol"])
+    at.text_input(key="pool_layers").set_value("0,15,30")
+    at.number_input(key="pool_limit").set_value(40)
+    at.button[0].click().run()
+    _ok(at)
+    out = tiny_runs / "pooling-lab-smollm2-135m-cities-40"
+    df = pd.read_csv(out / "results.csv")
+    assert set(df["pooling"]) == {"mean", "last", "prompteol"}
+    assert sorted(set(df["layer"])) == [0, 15, 30]
+    assert any(tr["type"] == "heatmap" for f in _figures(at) for tr in f["data"])
+    at.selectbox(key="pool_run_metric").set_value("accuracy").run()
+    _ok(at)
+    # the saved grid shows up in the Saved grids tab
+    at.run()
+    assert "pooling-lab-smollm2-135m-cities-40" in at.selectbox(key="pool_grid").options
+
+
+def test_projection_page_scatter_and_item(app) -> None:
+    at = _open(app, "projection")
+    assert at.selectbox(key="proj_store").value == "tiny_cities/store"
+    assert at.radio(key="proj_method").value == "pca"
+    fig = _figures(at)[0]
+    n = sum(len(_array(tr["x"])) for tr in fig["data"])
+    assert n == 80  # every item, one trace per label
+    assert {tr["type"] for tr in fig["data"]} == {"scattergl"}
+    first = [_array(tr["x"]) for tr in fig["data"]]
+    layers = at.select_slider(key="proj_layer")
+    assert at.selectbox(key="proj_pooling").value == "mean"
+    assert layers.options == ["0", "10", "20", "30"]
+    layers.set_value("30").run()
+    _ok(at)
+    moved = [_array(tr["x"]) for tr in _figures(at)[0]["data"]]
+    assert not all(np.array_equal(a, b) for a, b in zip(first, moved, strict=True))
+    assert fig["layout"]["xaxis"]["range"] == _figures(at)[0]["layout"]["xaxis"]["range"]
+    at.selectbox(key="proj_colour").set_value("probe score: tiny_cities/logistic").run()
+    _ok(at)
+    assert "colorbar" in _figures(at)[0]["data"][0]["marker"]
+    at.number_input(key="proj_row").set_value(3).run()
+    _ok(at)
+    lens = next(d.value for d in at.dataframe if "prob" in d.value)
+    assert len(lens) == 10 and (np.diff(lens["prob"]) <= 0).all()
+    at.toggle(key="proj_scope").set_value(True).run()
+    _ok(at)
+    assert any(m.value.startswith("> ") for m in at.markdown)  # the Patchscope description
+    at.button(key="proj_attribute").click().run()
+    _ok(at)
+    assert any(tr["type"] == "heatmap" for f in _figures(at) for tr in f["data"])
+
+
+def test_inversion_page_guided_and_noise(app) -> None:
+    at = _open(app, "inversion")
+    at.text_area(key="inv_text").set_value("The city of Paris is in France.")
+    at.multiselect(key="inv_methods").set_value(["guided"])
+    at.button(key="inv_go").click().run()
+    _ok(at)
+    table = next(d.value for d in at.dataframe if "token_f1" in d.value)
+    assert list(table["method"]) == ["guided"]
+    assert -1 <= table["cosine"].iloc[0] <= 1 and 0 <= table["bleu"].iloc[0] <= 100
+    assert _figures(at)[0]["data"][0]["type"] == "table"
+    at.slider(key="inv_noise").set_value(0.2).run()
+    at.button(key="inv_go").click().run()
+    _ok(at)
+    assert at.get("vega_lite_chart")  # the defence curve over two noise levels
+
+
+def test_attribution_page_three_targets(app) -> None:
+    at = _open(app, "attribution")
+    at.slider(key="attr_steps").set_value(8).run()
+    _ok(at)
+    assert _figures(at)[0]["data"][0]["type"] == "heatmap"
+    at.radio(key="attr_kind").set_value("probe").run()
+    _ok(at)
+    assert at.selectbox(key="attr_exp").value == "tiny_cities"
+    assert _figures(at)[0]["data"][0]["type"] == "heatmap"
+    at.radio(key="attr_kind").set_value("similarity pair").run()
+    _ok(at)
+    assert len(_array(_figures(at)[0]["data"][0]["z"])) == 2  # one row per text

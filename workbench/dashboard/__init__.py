@@ -1,0 +1,35 @@
+"""The Streamlit dashboard: a thin UI over the library (``workbench dashboard``).
+
+``app.py`` routes the pages under ``app_pages/`` with ``st.navigation``; ``_state.py`` holds the
+runs folder and the error guard, ``_cache.py`` the cached models (``st.cache_resource``) and
+arrays/tables (``st.cache_data``), ``_data.py`` reads run folders. Nothing here imports
+streamlit at package import time.
+
+Examples:
+    >>> from workbench.dashboard import APP
+    >>> APP.name
+    'app.py'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+APP = Path(__file__).with_name("app.py")
+"""The Streamlit script (``streamlit run`` it, or use ``workbench dashboard``)."""
+
+PAGES = {
+    "runs": "app_pages/runs.py",
+    "probes": "app_pages/probes.py",
+    "projection": "app_pages/projection.py",
+    "lens": "app_pages/lens.py",
+    "inversion": "app_pages/inversion.py",
+    "attribution": "app_pages/attribution.py",
+    "pooling_lab": "app_pages/pooling_lab.py",
+}
+"""Page name -> script path relative to ``APP`` (what ``AppTest.switch_page`` takes)."""
+
+RUNS_ENV = "WORKBENCH_RUNS"
+"""Environment variable naming the runs folder (default ``runs`` in the working directory)."""
+
+__all__ = ["APP", "PAGES", "RUNS_ENV"]

@@ -1,0 +1,52 @@
+"""Session-wide settings of the dashboard: the runs folder and the error guard."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+from ..errors import WorkbenchError
+from . import RUNS_ENV
+
+
+def runs_dir() -> Path:
+    """The runs folder: ``$WORKBENCH_RUNS`` (set by ``workbench dashboard --runs``) or ``runs``."""
+    return Path(os.environ.get(RUNS_ENV) or "runs").expanduser().resolve()
+
+
+@contextmanager
+def shown_errors(what: str, stop: bool = False) -> Iterator[None]:
+    """Run a block; a library error becomes an ``st.error`` with its message (no traceback),
+    and with ``stop=True`` the page ends there (what follows needs the block's results).
+
+    Streamlit's own control flow (``st.rerun``, ``st.stop``) derives from ``BaseException`` and
+    passes through.
+    """
+    try:
+        yield
+    except WorkbenchError as exc:
+        st.error(f"{what}: {exc}", icon=":material/error:")
+    except (KeyError, ValueError, OSError, RuntimeError, ImportError, IndexError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        st.error(f"{what}: {type(exc).__name__}: {message}", icon=":material/error:")
+    else:
+        return
+    if stop:
+        st.stop()
+
+
+def missing_api(feature: str, module: str) -> bool:
+    """True (and an info box saying what is missing) when ``module`` cannot be imported."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        st.info(f"{feature} needs `{module}`, which is not available in this install "
+                f"({exc}).", icon=":material/construction:")
+        return True
+    return False

@@ -1,0 +1,55 @@
+"""Driving the served dashboard from Playwright (used by the browser test and the benchmark).
+
+Streamlit marks its root element with ``data-test-script-state`` (``running`` /
+``notRunning``) and shows a script's exception as ``[data-testid="stException"]``.
+
+Examples:
+    >>> from workbench.dashboard.testing import wait_for_script  # doctest: +SKIP
+    >>> page.goto(url); wait_for_script(page)                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+EXCEPTION = '[data-testid="stException"]'
+PLOT = '[data-testid="stPlotlyChart"] .js-plotly-plot .main-svg'
+
+
+def wait_for_script(page: Any, timeout_ms: float = 120_000, start_ms: float = 2_000) -> None:
+    """Wait until the app's script has run: it starts within ``start_ms`` (skipped when it
+    already finished) and ends within ``timeout_ms``."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    if start_ms > 0:  # (a Playwright timeout of 0 means "wait forever")
+        try:
+            page.wait_for_selector(RUNNING, timeout=start_ms, state="attached")
+        except PlaywrightTimeout:
+            pass
+    page.wait_for_selector(IDLE, timeout=timeout_ms, state="attached")
+
+
+def wait_for_plots(page: Any, count: int, timeout_ms: float = 60_000) -> None:
+    """Wait until ``count`` plotly figures have drawn their SVG."""
+    page.wait_for_function(
+        "([sel, n]) => document.querySelectorAll(sel).length >= n", arg=[PLOT, count],
+        timeout=timeout_ms,
+    )
+
+
+def exceptions(page: Any) -> list[str]:
+    """Texts of the Streamlit exception elements on the page (empty when none)."""
+    return [e.inner_text() for e in page.locator(EXCEPTION).all()]
+
+
+def alerts(page: Any) -> list[str]:
+    """Texts of ``st.error`` and ``st.warning`` boxes on the page (``role="alert"``)."""
+    return [e.inner_text() for e in
+            page.locator('[data-testid="stAlertContainer"][role="alert"]').all()]
+
+
+def slider(page: Any, label: str) -> Any:
+    """The range input of the slider (or select slider) labelled ``label``."""
+    return page.locator(f'input[type="range"][aria-label="{label}"]')
