@@ -37,30 +37,60 @@ class LinearFits:
         return X @ self.coef[problem] + self.intercept[problem]
 
 
-def _moments(X: torch.Tensor, masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+#: counts [P], means [P, d], centred Grams [P, d, d] (float64), rows centred on the overall mean
+#: [n, d] (the data's precision)
+Moments = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def ridge_moments(X: np.ndarray, masks: np.ndarray) -> Moments:
+    """What ``ridge_fits`` needs of ``X`` for ``masks``, computed once per layer and shared by
+    every label set (task, control task)."""
+    return _moments(torch.from_numpy(np.ascontiguousarray(X)), masks)
+
+
+def _moments(X: torch.Tensor, masks: np.ndarray) -> Moments:
     """Counts ``[P]``, means ``[P, d]`` and centred Grams ``[P, d, d]`` (float64) of the rows
-    selected by each mask ``[P, n]``, sharing work between complementary masks."""
-    Xd = X.double()
+    selected by each mask ``[P, n]``, sharing work between complementary masks.
+
+    The Grams are GEMMs in the data's precision (float32 for stored activations, as
+    scikit-learn's on float32 data; float64 for float64 input) of rows centred on the overall
+    mean first, so the per-mask centring subtracts only small fold-mean shifts and loses
+    no precision to hidden states' large constant offsets."""
+    work = torch.float64 if X.dtype == torch.float64 else torch.float32
+    mu = X.mean(dim=0, dtype=torch.float64)
+    Xc = X.to(work) - mu.to(work)  # [n, d] centred
     masks_t = torch.from_numpy(masks)
     counts = masks_t.sum(dim=1).double()
-    sums = masks_t.double() @ Xd  # [P, d]
+    sums = masks_t.to(work) @ Xc  # [P, d]
     full = bool(masks.all(axis=0).any()) or masks.sum(axis=1).max() > 0.5 * masks.shape[1]
     grams = []
-    G_all = Xd.T @ Xd if full else None
-    for m in masks_t:
-        if G_all is not None and int(m.sum()) > 0.5 * len(m):
-            rest = Xd[~m]
-            grams.append(G_all - rest.T @ rest)
+    G_all = None
+    held: dict[int, torch.Tensor] = {}  # the held-out block's Gram of each mask
+    if full:
+        held_out = ~masks_t
+        for p in range(len(masks_t)):
+            if held_out[p].any() and int(masks_t[p].sum()) > 0.5 * masks.shape[1]:
+                block = Xc[held_out[p]]
+                held[p] = (block.T @ block).double()
+        blocks = held_out[list(held)] if held else None
+        if blocks is not None and bool((blocks.sum(dim=0) == 1).all()):
+            G_all = sum(held.values())  # CV folds partition the rows: one pass over the data
         else:
-            sel = Xd[m]
-            grams.append(sel.T @ sel)
+            G_all = (Xc.T @ Xc).double()
+    for p, m in enumerate(masks_t):
+        if G_all is not None and int(m.sum()) > 0.5 * len(m):
+            grams.append(G_all - held[p] if p in held else G_all.clone())
+        else:
+            sel = Xc[m]
+            grams.append((sel.T @ sel).double())
     G = torch.stack(grams)
-    means = sums / counts.clamp(min=1)[:, None]
-    Gc = G - counts[:, None, None] * means[:, :, None] * means[:, None, :]
-    return counts, means, Gc
+    shift = sums.double() / counts.clamp(min=1)[:, None]  # each mask's mean minus the overall
+    Gc = G - counts[:, None, None] * shift[:, :, None] * shift[:, None, :]
+    return counts, shift + mu, Gc, Xc
 
 
-def ridge_fits(X: np.ndarray, Y: np.ndarray, masks: np.ndarray, alpha: float) -> LinearFits:
+def ridge_fits(X: np.ndarray, Y: np.ndarray, masks: np.ndarray, alpha: float,
+               moments: Moments | None = None) -> LinearFits:
     """Ridge with intercept for each train mask; every label column of ``Y`` at once.
 
     Args:
@@ -68,17 +98,20 @@ def ridge_fits(X: np.ndarray, Y: np.ndarray, masks: np.ndarray, alpha: float) ->
         Y: ``[n, t]`` targets (task and control columns side by side).
         masks: ``[P, n]`` bool, the train rows of each problem.
         alpha: L2 penalty (scikit-learn's ``Ridge(alpha)``).
+        moments: ``ridge_moments(X, masks)`` when several label sets share ``X`` and ``masks``.
 
     Returns:
         ``LinearFits`` with ``coef [P, d, t]`` and ``intercept [P, t]``.
     """
     Xt = torch.from_numpy(np.ascontiguousarray(X))
     Yt = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float64))
-    counts, means, Gc = _moments(Xt, masks)
+    counts, means, Gc, Xc = moments if moments is not None else _moments(Xt, masks)
     m = torch.from_numpy(masks).double()
     y_means = (m @ Yt) / counts[:, None]  # [P, t]
-    XtY = torch.einsum("pn,nd,nt->pdt", m, Xt.double(), Yt)
-    XtY_c = XtY - counts[:, None, None] * means[:, :, None] * y_means[:, None, :]
+    # centred cross-products sum_i m_i (x_i - mu)(y_i - ybar_p): the overall-mean shift of x
+    # drops out; [P, t, n] @ [n, d] is one float32 GEMM
+    Yc = (m[:, None, :] * (Yt.T[None] - y_means[:, :, None])).to(Xc.dtype)  # [P, t, n]
+    XtY_c = (Yc @ Xc).double().transpose(1, 2)  # [P, d, t]
     eye = torch.eye(X.shape[1], dtype=torch.float64)
     coef = torch.linalg.solve(Gc + alpha * eye, XtY_c)  # [P, d, t]
     intercept = y_means - torch.einsum("pd,pdt->pt", means, coef)

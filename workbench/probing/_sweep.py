@@ -14,7 +14,7 @@ from sklearn.base import clone
 
 from ..errors import ProbeTargetError, StoreSelectionError
 from . import _metrics as metrics
-from ._batched import LinearFits, logistic_fits, ridge_fits
+from ._batched import LinearFits, logistic_fits, ridge_fits, ridge_moments
 from ._estimators import LogisticProbe, MassMeanProbe, MLPProbe, RidgeProbe
 
 PROBES: dict[str, Callable[..., Any]] = {
@@ -366,10 +366,11 @@ def sweep(
             raise
         _check_finite(hook, X, f"activations ({pooling_name})")
         preds: dict[str, np.ndarray] = {}
+        moments = ridge_moments(X, masks) if use_fast and is_regression else None
         for label_name, labels in label_sets.items():
             oof, full_coef = _fit_predict(
                 X, labels, masks, folds, n_folds, probe, estimator, is_regression,
-                len(classes), C, alpha, seed, use_fast,
+                len(classes), C, alpha, seed, use_fast, moments,
             )
             preds[label_name] = oof
             if label_name == "task" and full_coef is not None:
@@ -467,13 +468,15 @@ def _fit_predict(
     alpha: float,
     seed: int,
     fast: bool,
+    moments: Any = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Out-of-fold predictions (regression ``[n, t]``; classes ``[n, K]`` scores) and the
-    all-train-rows probe's ``(coef [k, d], intercept [k])``."""
+    all-train-rows probe's ``(coef [k, d], intercept [k])``; ``moments``: ``ridge_moments`` of
+    ``X`` shared between label sets."""
     n = len(X)
     if fast:
         if is_regression:
-            fits: LinearFits = ridge_fits(X, labels, masks, alpha)
+            fits: LinearFits = ridge_fits(X, labels, masks, alpha, moments)
         else:
             fits = logistic_fits(X, np.tile(labels, (len(masks), 1)), masks, C,
                                  n_classes=n_classes)
