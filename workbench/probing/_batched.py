@@ -57,8 +57,9 @@ def _moments(X: torch.Tensor, masks: np.ndarray) -> Moments:
     mean first, so the per-mask centring subtracts only small fold-mean shifts and loses
     no precision to hidden states' large constant offsets."""
     work = torch.float64 if X.dtype == torch.float64 else torch.float32
-    mu = X.mean(dim=0, dtype=torch.float64)
-    Xc = X.to(work) - mu.to(work)  # [n, d] centred
+    Xw = X.to(work)
+    mu = Xw.mean(dim=0).double()  # torch's cascade summation: float32 is accurate here
+    Xc = Xw - mu.to(work)  # [n, d] centred
     masks_t = torch.from_numpy(masks)
     counts = masks_t.sum(dim=1).double()
     sums = masks_t.to(work) @ Xc  # [P, d]
