@@ -124,8 +124,13 @@ def make_rows(n: int) -> list[tuple[str, int]]:
 def save_deep_model(folder: Path) -> Path:
     """A random 24-block Llama with d_model 128: many thin layers, as in a big model's store."""
     import torch
-    from conftest import minilm_folder
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from workbench.models import bundled_models
+
+    # (not `from conftest import ...`: with tests/dashboard/conftest.py also on the path, the
+    # module named conftest is whichever pytest imported first)
+    (minilm,) = [m for m in bundled_models() if m.name == "minilm-l6"]
 
     torch.manual_seed(0)
     config = LlamaConfig(num_hidden_layers=N_BLOCKS, hidden_size=D_MODEL, intermediate_size=D_MODEL,
@@ -133,7 +138,7 @@ def save_deep_model(folder: Path) -> Path:
                          max_position_embeddings=128, bos_token_id=101, eos_token_id=102,
                          pad_token_id=0, architectures=["LlamaForCausalLM"])
     LlamaForCausalLM(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_folder()).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm.path()).save_pretrained(folder)
     return folder
 
 
