@@ -66,12 +66,16 @@ projection_scatter(xy, labels, hover=list(store.texts),
 
 # %% [markdown]
 # **Attribute one example**: which tokens drive a logistic probe's score at the best layer
-# (layer integrated gradients on the input embeddings; `delta` is the completeness error).
+# (layer integrated gradients on the input embeddings). `delta` is the completeness error: the
+# scores must add up to the change of the probe's output from the baseline input; it shrinks
+# with `n_steps` (here 64 steps left errors of 35-50% of the change, 256 steps under 1%), and
+# the library warns when it exceeds 5%.
 
 # %%
 layer = best["layer"]
 probe = LogisticProbe().fit(store.layer(layer, "last"), store.column("label"))
-attributions = attribute_probe(lm, [cities.texts[0], cities.texts[1]], probe, layer)
+attributions = attribute_probe(lm, [cities.texts[0], cities.texts[1]], probe, layer, n_steps=256)
 for a in attributions:
-    print(a.text, "| output", round(float(a.output), 3), "| delta", round(float(a.delta), 4))
+    print(a.text, "| output", round(a.output, 3), "| baseline", round(a.baseline_output, 3),
+          "| delta", round(a.delta, 4), f"({100 * a.relative_delta:.1f}%)")
 attribution_heatmap(attributions)

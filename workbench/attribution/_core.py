@@ -3,6 +3,7 @@ with offsets, the reference input, a forward that stops at a residual layer, and
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -260,9 +261,18 @@ def integrate(
     finally:
         lm.model.train(was_training)
     scores = attributions.detach().float().sum(dim=-1)[0].cpu().numpy()
-    return Attribution(
+    result = Attribution(
         text=enc.text, tokens=list(enc.tokens), offsets=enc.offsets, scores=scores,
         target=target, output=float(out[0]), baseline_output=float(ref[0]),
         delta=float(delta.detach().reshape(-1)[0]), n_steps=n_steps,
         baseline_token=lm.tokenizer.convert_ids_to_tokens(ref_id), kept_first=bool(keep_first),
     )
+    if result.relative_delta > 0.05:
+        warnings.warn(
+            f"integrated gradients did not converge for {enc.text[:60]!r}: the scores miss the "
+            f"attributed change ({result.output - result.baseline_output:+.3f}) by "
+            f"{result.delta:+.3f} ({100 * result.relative_delta:.0f}%); raise n_steps (e.g. "
+            f"n_steps={4 * n_steps}) until attribution.relative_delta is small",
+            stacklevel=3,
+        )
+    return result
