@@ -31,6 +31,7 @@ import pandas as pd
 import workbench as wb
 from workbench.probing import CausalCheck, generalisation_matrix, sweep
 from workbench.projection import ProbeAxes
+from workbench.viz import projection_scatter
 from workbench.viz.causal import causal_curves
 from workbench.viz.probing import generalisation_heatmap, layer_curves
 
@@ -96,12 +97,9 @@ labels = np.asarray(store.column("label")).astype(int)
 direction = results["mass_mean"].directions[("last", best["hook_point"])][0]
 xy = ProbeAxes(direction=direction).fit_transform(X)
 
-import plotly.express as px  # noqa: E402
-
-px.scatter(x=xy[:, 0], y=xy[:, 1], color=np.where(labels == 1, "true", "false"),
-           hover_name=np.asarray(store.texts), opacity=0.6,
-           labels={"x": "projection on the truth direction", "y": "top PC of the rest"},
-           title=f"cities at layer {layer}: truth direction vs the top remaining PC")
+projection_scatter(xy, np.where(labels == 1, "true", "false"), hover=list(store.texts),
+                   axis_titles=["projection on the truth direction", "top PC of the rest"],
+                   title=f"cities at layer {layer}: truth direction vs the top remaining PC")
 
 # %% [markdown]
 # ## 4 · Causal check

@@ -23,11 +23,9 @@
 # %%
 import os
 
-import plotly.graph_objects as go
-
 import workbench as wb
 from workbench.evaluation import evaluate_grid, load_task
-from workbench.viz import embedding_heatmap
+from workbench.viz import embedding_heatmap, embedding_layer_curves
 
 PAIRS = int(os.environ.get("WB_NB_PAIRS", "1000"))
 LAYERS = os.environ.get("WB_NB_LAYERS", "all")
@@ -53,17 +51,8 @@ print(f"MiniLM (its own pooling): {metric} = {reference:.2f}")
 print("SmolLM2 best:", llm.attrs["summary"]["best"])
 
 # %%
-fig = go.Figure()
-for (pooling, post), rows in llm.groupby(["pooling", "postprocess"], sort=False):
-    rows = rows.sort_values("layer")
-    fig.add_trace(go.Scatter(x=rows["layer"], y=rows[metric], mode="lines+markers",
-                             name=f"SmolLM2 {pooling} ({post})",
-                             line={"dash": "solid" if post == "none" else "dot"}))
-fig.add_hline(y=reference, line_dash="dash", line_color="black",
-              annotation_text=f"MiniLM sentence encoder {reference:.1f}")
-fig.update_layout(title=f"{task.describe()['name']}: {metric} by layer and pooling",
-                  xaxis_title="layer", yaxis_title=metric, template="plotly_white")
-fig
+embedding_layer_curves(llm, metric, reference=("MiniLM sentence encoder", reference),
+                       title=f"{task.describe()['name']}: {metric} by layer and pooling")
 
 # %% [markdown]
 # The same grid as a heatmap, with centering (subtracting the mean embedding, which removes the
@@ -77,12 +66,5 @@ embedding_heatmap(llm, metric)
 # points the same way, which hurts raw cosine similarity and is what centering fixes.
 
 # %%
-raw = llm[llm["postprocess"] == "none"]
-fig = go.Figure()
-for pooling, rows in raw.groupby("pooling", sort=False):
-    rows = rows.sort_values("layer")
-    fig.add_trace(go.Scatter(x=rows["layer"], y=rows["anisotropy"], name=pooling,
-                             mode="lines+markers"))
-fig.update_layout(title="anisotropy by layer (raw)", xaxis_title="layer",
-                  yaxis_title="mean pairwise cosine", template="plotly_white")
-fig
+embedding_layer_curves(llm[llm["postprocess"] == "none"], "anisotropy",
+                       title="anisotropy by layer (raw): mean pairwise cosine")

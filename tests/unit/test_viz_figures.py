@@ -134,3 +134,18 @@ def test_write_figure_html(tmp_path):
     written = write_figure(fig, tmp_path / "scatter", png=False)
     assert written == [tmp_path / "scatter.html"]
     assert "plotly" in written[0].read_text()[:5000].lower()
+
+
+def test_embedding_layer_curves_draws_one_line_per_pooling_and_postprocess():
+    import pandas as pd
+
+    from workbench.viz import embedding_layer_curves
+
+    df = pd.DataFrame({"layer": [0, 1, 0, 1], "pooling": ["mean"] * 2 + ["last"] * 2,
+                       "postprocess": ["none"] * 4, "spearman": [10.0, 20.0, 5.0, 30.0]})
+    fig = embedding_layer_curves(df, "spearman", reference=("MiniLM", 77.1))
+    assert [t.name for t in fig.data] == ["mean (none)", "last (none)"]
+    assert list(fig.data[1].y) == [5.0, 30.0]
+    assert fig.layout.shapes and fig.layout.shapes[0].y0 == 77.1
+    with pytest.raises(KeyError, match="accuracy"):
+        embedding_layer_curves(df, "accuracy")

@@ -55,13 +55,10 @@ def _pooler(lm: Any, pooling: str, template: str | None, pool_over: str | None, 
 def _linear(probe: Any, d_model: int, output: Any) -> tuple[torch.Tensor, float, str]:
     """Weight ``[d]``, bias and a name of the probe's scalar output."""
     if isinstance(probe, np.ndarray | torch.Tensor | list):
-        w = np.asarray(probe.detach().cpu() if isinstance(probe, torch.Tensor) else probe,
-                       dtype=np.float64)
-        w = w[0] if w.ndim == 2 and w.shape[0] == 1 else w
-        if w.shape != (d_model,):
-            raise AttributionInputError(
-                f"direction has shape {w.shape}: pass a [d_model] = ({d_model},) vector")
-        return torch.from_numpy(w / np.linalg.norm(w)).float(), 0.0, "projection on direction"
+        from ..probing._directions import unit_direction  # probing loads scikit-learn
+
+        w = unit_direction(probe, d_model, error=AttributionInputError)
+        return torch.from_numpy(w).float(), 0.0, "projection on direction"
     coef = getattr(probe, "coef_", None)
     if coef is None:
         raise AttributionInputError(

@@ -80,7 +80,7 @@ def _moments(X: torch.Tensor, masks: np.ndarray) -> Moments:
             G_all = (Xc.T @ Xc).double()
     for p, m in enumerate(masks_t):
         if G_all is not None and int(m.sum()) > 0.5 * len(m):
-            grams.append(G_all - held[p] if p in held else G_all.clone())
+            grams.append(G_all - held[p] if p in held else G_all)  # torch.stack copies
         else:
             sel = Xc[m]
             grams.append((sel.T @ sel).double())
@@ -119,6 +119,37 @@ def ridge_fits(X: np.ndarray, Y: np.ndarray, masks: np.ndarray, alpha: float,
     return LinearFits(coef.numpy(), intercept.numpy())
 
 
+@dataclass(frozen=True)
+class Whitening:
+    """Whitened coordinates of one layer's rows, shared by every logistic problem on them.
+
+    Attributes:
+        mean: ``[d]`` the rows' mean.
+        basis: ``[d, r]``, ``V diag(lam)^-1/2`` over the non-null eigenvectors of the centred
+            covariance: ``w = basis @ u``.
+        Z: ``[n, r]`` the centred rows in that basis (unit-variance columns).
+        inv_lam: ``[r]`` ``1 / lam``.
+    """
+
+    mean: torch.Tensor
+    basis: torch.Tensor
+    Z: torch.Tensor
+    inv_lam: torch.Tensor
+
+
+def whiten(X: np.ndarray) -> Whitening:
+    """The ``Whitening`` of ``X [n, d]`` (float64: the solver must resolve changes far below
+    float32's 1e-7; torch's eigh and GEMMs follow torch's thread setting, numpy's BLAS may not)."""
+    Xd = torch.from_numpy(np.asarray(X, dtype=np.float64))
+    mean = Xd.mean(dim=0)
+    Xc = Xd - mean
+    lam, V = torch.linalg.eigh(Xc.T @ Xc / len(Xd))
+    keep = lam > max(float(lam.max()), 1e-300) * 1e-10
+    lam, V = lam[keep], V[:, keep]
+    basis = V / lam.sqrt()
+    return Whitening(mean, basis, Xc @ basis, 1.0 / lam)
+
+
 def logistic_fits(
     X: np.ndarray,
     y: np.ndarray,
@@ -127,6 +158,7 @@ def logistic_fits(
     max_iter: int = 500,
     tol: float = 1e-5,
     n_classes: int = 2,
+    whitening: Whitening | None = None,
 ) -> LinearFits:
     """L2 logistic regression for each (train mask, label vector) problem of one layer.
 
@@ -136,8 +168,8 @@ def logistic_fits(
 
     The problems are solved together by scipy's L-BFGS-B (an analytic gradient; no autograd,
     and no ``torch.optim``, whose first use imports ``torch._dynamo`` for seconds) in whitened
-    coordinates: with the centred covariance ``V diag(lam) V'`` of all rows, ``w = V diag(lam)^-1/2 u`` is an exact change of
-    variables (directions of zero variance carry no signal and get zero weight) under which the
+    coordinates: with the centred covariance ``V diag(lam) V'`` of all rows,
+    ``w = V diag(lam)^-1/2 u`` is an exact change of variables (directions of zero variance carry no signal and get zero weight) under which the
     data term is well conditioned and the penalty ``||w||^2 = sum(u^2 / lam)`` is diagonal. Each
     problem's objective is scikit-learn's divided by ``C * n_train``; the intercept is free.
 
@@ -150,6 +182,7 @@ def logistic_fits(
         tol: stop when the largest (preconditioned) gradient entry is below ``tol``, or when the
             summed objective's relative change falls below ``1e-13`` per problem.
         n_classes: number of classes ``K``.
+        whitening: ``whiten(X)`` when several label sets share ``X`` (task, control task).
 
     Returns:
         ``LinearFits`` with ``coef [P, d, k]`` and ``intercept [P, k]``, ``k = 1`` for binary
@@ -157,17 +190,8 @@ def logistic_fits(
     """
     from scipy.optimize import minimize
 
-    # float64 throughout: the objective must resolve changes far below float32's 1e-7 to
-    # converge; torch's eigh and GEMMs follow torch's thread setting (numpy's BLAS may not)
-    Xd = torch.from_numpy(np.asarray(X, dtype=np.float64))
-    mu = Xd.mean(dim=0)
-    Xc = Xd - mu
-    lam, V = torch.linalg.eigh(Xc.T @ Xc / len(Xd))
-    keep = lam > max(float(lam.max()), 1e-300) * 1e-10
-    lam, V = lam[keep], V[:, keep]
-    basis = V / lam.sqrt()  # [d, r]: w = basis @ u
-    Z = Xc @ basis  # [n, r], unit variance columns
-    inv_lam = 1.0 / lam
+    w = whitening if whitening is not None else whiten(X)
+    Z, inv_lam = w.Z, w.inv_lam
     M = torch.from_numpy(np.asarray(masks, dtype=np.float64))  # [P, n]
     n_train = M.sum(dim=1)
     weight = M / n_train[:, None]  # [P, n]: each problem's mean over its train rows
@@ -183,10 +207,8 @@ def logistic_fits(
     ridge = inv_lam[None, :, None] / (C * n_train[:, None, None])  # [P, r, 1]
     scale = (0.25 + ridge).rsqrt()
     n_u = P * r * k
-    evals = [0]
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        evals[0] += 1
         xt = torch.from_numpy(x)
         u = xt[:n_u].view(P, r, k) * scale
         b = xt[n_u:].view(P, k)
@@ -211,9 +233,8 @@ def logistic_fits(
     x0 = np.zeros(n_u + P * k)
     fit = minimize(objective, x0, jac=True, method="L-BFGS-B",
                    options={"maxiter": max_iter, "maxcor": 20, "gtol": tol, "ftol": 1e-13 * P})
-    grad = float(np.abs(objective(fit.x)[1]).max())
     xt = torch.from_numpy(fit.x)
     u = xt[:n_u].view(P, r, k) * scale
-    coef = torch.einsum("dr,prk->pdk", basis, u).numpy()  # [P, d, k]
-    intercept = xt[n_u:].view(P, k).numpy() - np.einsum("d,pdk->pk", mu.numpy(), coef)
-    return LinearFits(coef, intercept, evals[0], grad <= 10 * tol)
+    coef = torch.einsum("dr,prk->pdk", w.basis, u).numpy()  # [P, d, k]
+    intercept = xt[n_u:].view(P, k).numpy() - np.einsum("d,pdk->pk", w.mean.numpy(), coef)
+    return LinearFits(coef, intercept, int(fit.nfev), float(np.abs(fit.jac).max()) <= 10 * tol)

@@ -23,6 +23,7 @@ import torch
 from ..activations import hook_names
 from ..activations.extract import _eval_mode
 from ..errors import ContextLengthError, LayerOutOfRangeError, PoolingError
+from ._directions import unit_direction
 
 MODES = ("add", "ablate")
 SCALES = ("norm", "absolute")
@@ -160,19 +161,7 @@ def _resolve_layer(lm: Any, layer: int) -> int:
 
 
 def _unit(direction: Any, d_model: int, where: str = "direction") -> torch.Tensor:
-    arr = direction.detach().cpu().numpy() if isinstance(direction, torch.Tensor) else direction
-    vec = np.asarray(arr, dtype=np.float64)
-    if vec.ndim == 2 and vec.shape[0] == 1:
-        vec = vec[0]  # a binary probe's directions_ [1, d_model]
-    if vec.shape != (d_model,):
-        raise ValueError(
-            f"{where} has shape {vec.shape}: expected [d_model] = ({d_model},) — pass one vector "
-            "per layer (e.g. probe.directions_[0])"
-        )
-    norm = float(np.linalg.norm(vec))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise ValueError(f"{where} has norm {norm}: it must be finite and non-zero")
-    return torch.from_numpy(vec / norm).float()
+    return torch.from_numpy(unit_direction(direction, d_model, where=where)).float()
 
 
 @contextmanager

@@ -43,7 +43,24 @@ def _unit_rows(w: np.ndarray) -> np.ndarray:
     return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
 
 
-class LogisticProbe(ClassifierMixin, BaseEstimator):
+class _Delegating:
+    """``predict`` by the fitted scikit-learn model in ``_model`` (after checking ``X`` against
+    what the probe was fitted on), and ``directions_`` from ``coef_``."""
+
+    def _delegate(self, method: str, X: Any) -> np.ndarray:
+        X = _fitted_input(self, X)  # NotFittedError before _model is looked up
+        return getattr(self._model, method)(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._delegate("predict", X)
+
+    @property
+    def directions_(self) -> np.ndarray:
+        check_is_fitted(self)
+        return _unit_rows(self.coef_)
+
+
+class LogisticProbe(_Delegating, ClassifierMixin, BaseEstimator):
     """L2-regularised logistic regression probe.
 
     Args:
@@ -108,25 +125,14 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         self._model = model
         return self
 
-    @property
-    def directions_(self) -> np.ndarray:
-        check_is_fitted(self)
-        return _unit_rows(self.coef_)
-
     def decision_function(self, X: Any) -> np.ndarray:
-        X = _fitted_input(self, X)
-        return self._model.decision_function(X)
+        return self._delegate("decision_function", X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        X = _fitted_input(self, X)
-        return self._model.predict_proba(X)
-
-    def predict(self, X: Any) -> np.ndarray:
-        X = _fitted_input(self, X)
-        return self._model.predict(X)
+        return self._delegate("predict_proba", X)
 
 
-class RidgeProbe(RegressorMixin, BaseEstimator):
+class RidgeProbe(_Delegating, RegressorMixin, BaseEstimator):
     """Ridge regression probe for continuous and multi-output targets (latitude + longitude).
 
     Args:
@@ -155,15 +161,6 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
         self.intercept_ = model.intercept_
         self._model = model
         return self
-
-    @property
-    def directions_(self) -> np.ndarray:
-        check_is_fitted(self)
-        return _unit_rows(self.coef_)
-
-    def predict(self, X: Any) -> np.ndarray:
-        X = _fitted_input(self, X)
-        return self._model.predict(X)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -241,7 +238,7 @@ class MassMeanProbe(ClassifierMixin, BaseEstimator):
         return tags
 
 
-class MLPProbe(ClassifierMixin, BaseEstimator):
+class MLPProbe(_Delegating, ClassifierMixin, BaseEstimator):
     """A small non-linear baseline: one hidden ReLU layer, early stopping.
 
     Report it beside the linear probes: a large gap says the information is there but not
@@ -279,9 +276,4 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         return _unit_rows(self._model.coefs_[0].T)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        X = _fitted_input(self, X)
-        return self._model.predict_proba(X)
-
-    def predict(self, X: Any) -> np.ndarray:
-        X = _fitted_input(self, X)
-        return self._model.predict(X)
+        return self._delegate("predict_proba", X)

@@ -829,18 +829,16 @@ def _causal_layers(spec: ProbeSpec, lm: Any, result: Any, pooling: str) -> list[
     assert c is not None
     if not isinstance(c.layers, str):
         return [int(v) for v in c.layers]
-    steerable = lambda layer: 0 < layer < lm.n_layers  # noqa: E731
+
+    def best(frame: Any, column: str) -> list[int]:
+        frame = frame[(frame.pooling == pooling) & frame.layer.notna()]
+        frame = frame[[0 < int(v) < lm.n_layers for v in frame.layer]]  # steerable layers
+        return [int(frame.loc[frame[column].idxmax(), "layer"])] if len(frame) else []
+
     metric = result.main_metric
-    task = result.curve(metric)
-    task = task[(task.pooling == pooling) & task.layer.notna()]
-    task = task[[steerable(int(v)) for v in task.layer]]
-    layers = [int(task.loc[task["value"].idxmax(), "layer"])] if len(task) else []
+    layers = best(result.curve(metric), "value")
     if "control" in set(result.table.labels):
-        sel = result.selectivity(metric)
-        sel = sel[(sel.pooling == pooling) & sel.layer.notna()]
-        sel = sel[[steerable(int(v)) for v in sel.layer]]
-        if len(sel):
-            layers.append(int(sel.loc[sel["selectivity"].idxmax(), "layer"]))
+        layers += best(result.selectivity(metric), "selectivity")
     return sorted(set(layers))
 
 
@@ -865,9 +863,11 @@ def _run_causal(spec: ProbeSpec, lm: Any, dataset: Any, store: Any, results: dic
     if not layers:
         raise SpecError("[causal] layers = \"best\" found no steerable layer (0 < layer < "
                         f"{lm.n_layers}) in the store: list layers explicitly")
+    from ..activations.hook_names import normalize_layers
+
     directions = {}
     for layer in layers:
-        hook = store.layers.get(layer if layer >= 0 else lm.n_layers + 1 + layer)
+        hook = store.layers.get(normalize_layers(layer, lm.n_layers, lm.name)[0])
         if hook is None or (pooling, hook) not in result.directions:
             raise SpecError(f"[causal] layer {layer} is not in the store's layers "
                             f"{sorted(store.layers)}: extract it or choose among those")

@@ -14,7 +14,7 @@ from sklearn.base import clone
 
 from ..errors import ProbeTargetError, StoreSelectionError
 from . import _metrics as metrics
-from ._batched import LinearFits, logistic_fits, ridge_fits, ridge_moments
+from ._batched import LinearFits, logistic_fits, ridge_fits, ridge_moments, whiten
 from ._estimators import LogisticProbe, MassMeanProbe, MLPProbe, RidgeProbe
 
 PROBES: dict[str, Callable[..., Any]] = {
@@ -366,11 +366,13 @@ def sweep(
             raise
         _check_finite(hook, X, f"activations ({pooling_name})")
         preds: dict[str, np.ndarray] = {}
-        moments = ridge_moments(X, masks) if use_fast and is_regression else None
+        shared = None
+        if use_fast:
+            shared = ridge_moments(X, masks) if is_regression else whiten(X)
         for label_name, labels in label_sets.items():
             oof, full_coef = _fit_predict(
                 X, labels, masks, folds, n_folds, probe, estimator, is_regression,
-                len(classes), C, alpha, seed, use_fast, moments,
+                len(classes), C, alpha, seed, use_fast, shared,
             )
             preds[label_name] = oof
             if label_name == "task" and full_coef is not None:
@@ -468,18 +470,18 @@ def _fit_predict(
     alpha: float,
     seed: int,
     fast: bool,
-    moments: Any = None,
+    shared: Any = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Out-of-fold predictions (regression ``[n, t]``; classes ``[n, K]`` scores) and the
-    all-train-rows probe's ``(coef [k, d], intercept [k])``; ``moments``: ``ridge_moments`` of
-    ``X`` shared between label sets."""
+    all-train-rows probe's ``(coef [k, d], intercept [k])``; ``shared``: what the fast solver
+    needs of ``X`` (``ridge_moments`` / ``whiten``), computed once for every label set."""
     n = len(X)
     if fast:
         if is_regression:
-            fits: LinearFits = ridge_fits(X, labels, masks, alpha, moments)
+            fits: LinearFits = ridge_fits(X, labels, masks, alpha, shared)
         else:
             fits = logistic_fits(X, np.tile(labels, (len(masks), 1)), masks, C,
-                                 n_classes=n_classes)
+                                 n_classes=n_classes, whitening=shared)
         width = labels.shape[1] if is_regression else n_classes
         out = np.full((n, width), np.nan)
         for k in range(n_folds):

@@ -9,42 +9,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..probing._directions import unit_direction
 from ._estimators import PCAProjection, ProjectionInputError, _check_width, check_rows
 
 
 def probe_direction(direction: Any, d_model: int | None = None) -> np.ndarray:
     """A unit ``[d_model]`` float32 vector from a vector, ``[1, d_model]`` or a fitted probe
     (its ``directions_``)."""
-    if hasattr(direction, "fit"):  # a probe: it must be fitted
-        try:
-            vec = direction.directions_
-        except (AttributeError, ValueError) as exc:
-            raise ProjectionInputError(
-                f"{type(direction).__name__} is not fitted or has no directions_: fit the probe "
-                "first, or pass its direction (a [d_model] vector)") from exc
-    else:
-        vec = direction
-    if hasattr(vec, "detach"):
-        vec = vec.detach().cpu().numpy()
-    if vec is None:
-        raise ProjectionInputError("direction is None: pass a fitted probe or a [d_model] vector")
-    vec = np.asarray(vec, dtype=np.float64)
-    if vec.ndim == 2 and vec.shape[0] == 1:
-        vec = vec[0]
-    if vec.ndim != 1:
-        raise ProjectionInputError(
-            f"direction has shape {vec.shape}: pass one vector [d_model] (for a multi-class probe "
-            "choose a class, e.g. probe.directions_[k])"
-        )
-    if d_model is not None and vec.shape[0] != d_model:
-        raise ProjectionInputError(
-            f"direction has {vec.shape[0]} entries but X has {d_model} columns: use the probe "
-            "fitted on this layer and model"
-        )
-    norm = float(np.linalg.norm(vec))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise ProjectionInputError(f"direction has norm {norm}: it must be finite and non-zero")
-    return (vec / norm).astype(np.float32)
+    return unit_direction(direction, d_model, error=ProjectionInputError).astype(np.float32)
 
 
 class ProbeAxes(TransformerMixin, BaseEstimator):

@@ -90,5 +90,44 @@ def embedding_heatmap(
     return fig
 
 
+def embedding_layer_curves(
+    df: Any,
+    metric: str = "spearman",
+    *,
+    reference: tuple[str, float] | None = None,
+    title: str | None = None,
+) -> Any:
+    """``metric`` by layer, one line per (pooling, post-processing) of an ``evaluate_grid``
+    table (raw cells solid, post-processed dotted), with an optional reference line.
+
+    Args:
+        df: the DataFrame of ``evaluate_grid`` (``layer``, ``pooling``, ``postprocess``, metric).
+        metric: the column to draw (``spearman``, ``accuracy``, ``anisotropy``, ...).
+        reference: ``(name, value)`` drawn as a horizontal line (e.g. a sentence encoder's
+            score on the same task).
+        title: figure title.
+
+    Raises:
+        KeyError: ``metric`` or a needed column is not in ``df`` (the columns are listed).
+    """
+    go, _ = require_plotly()
+    missing = [c for c in ("layer", "pooling", "postprocess", metric) if c not in df.columns]
+    if missing:
+        raise KeyError(f"columns {missing} are not in the results; its columns are {list(df.columns)}")
+    fig = go.Figure()
+    for (pooling, post), rows in df.groupby(["pooling", "postprocess"], sort=False):
+        rows = rows.sort_values("layer")
+        fig.add_trace(go.Scatter(x=rows["layer"], y=rows[metric], mode="lines+markers",
+                                 name=f"{_short(pooling)} ({post})",
+                                 line={"dash": "solid" if post == "none" else "dot"}))
+    if reference is not None:
+        name, value = reference
+        fig.add_hline(y=value, line_dash="dash", line_color="black",
+                      annotation_text=f"{name} {value:.1f}")
+    fig.update_layout(title=title or f"{metric} by layer", xaxis_title="layer",
+                      yaxis_title=metric, template="plotly_white")
+    return fig
+
+
 def _short(name: str) -> str:
     return name if len(name) <= 24 else name[:21] + "..."

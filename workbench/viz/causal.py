@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._embedding import require_plotly
-
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
-            "#17becf")
+from .probing import _COLOURS
 
 
 def causal_curves(table: Any, *, title: str | None = None,
