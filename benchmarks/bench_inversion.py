@@ -45,16 +45,30 @@ def split(conllu: Path = DEV, n_heldout: int = 100, seed: int = 0,
     return [texts[i] for i in held], entities, train
 
 
-def _methods(lm: Any, emb: Any, trained: Any, steps: int) -> dict[str, Any]:
-    """name -> callable(target [dim]) -> InversionResult."""
+def _methods(lm: Any, emb: Any, trained: Any, corrector: Any, steps: int,
+             corrector_steps: int) -> dict[str, tuple[str | None, Any]]:
+    """name -> (base method or None, callable). A callable without a base maps a target [dim]
+    to an InversionResult; one with a base maps (target, the base's InversionResult) to one that
+    goes on from it (its time includes the base's)."""
     from workbench.inversion.correction import HybridInverter
     from workbench.inversion.embedders import cosine_to
     from workbench.inversion.guided import GuidedInverter, InversionResult
 
     greedy = GuidedInverter(lm, emb, beam_width=1, top_k=5, keywords=10, rewrite_rounds=0)
     beam = GuidedInverter(lm, emb, rewrite_rounds=steps)
-    out: dict[str, Any] = {"guided greedy": greedy.invert,
-                           f"guided beam + {steps} rewrite(s)": beam.invert}
+    out: dict[str, tuple[str | None, Any]] = {
+        "guided greedy": (None, greedy.invert),
+        f"guided beam + {steps} rewrite(s)": (None, beam.invert)}
+
+    def corrected(x: np.ndarray, first: Any) -> Any:
+        fixed = corrector.correct(x, first.text, corrector_steps)
+        last = first.history[-1][0]
+        return InversionResult(fixed.text, fixed.cosine, first.history + [
+            (last + s, t, c) for s, t, c in fixed.history[1:]], first.seconds + fixed.seconds)
+
+    if corrector is not None:
+        out[f"guided greedy + trained corrector ({corrector_steps} steps)"] = (
+            "guided greedy", corrected)
     if trained is not None:
         def run_trained(x: np.ndarray) -> Any:
             t0 = time.time()
@@ -62,9 +76,12 @@ def _methods(lm: Any, emb: Any, trained: Any, steps: int) -> dict[str, Any]:
             cos = float(cosine_to(emb.embed([text]), x)[0])
             return InversionResult(text, cos, [(0, text, cos)], time.time() - t0)
 
-        out["soft-prefix inverter"] = run_trained
-        out[f"hybrid (prefix proposes, {steps} rewrite(s))"] = HybridInverter(
-            trained, GuidedInverter(lm, emb), proposals=4, steps=steps).invert
+        out["soft-prefix inverter"] = (None, run_trained)
+        if corrector is not None:
+            out[f"soft-prefix + trained corrector ({corrector_steps} steps)"] = (
+                "soft-prefix inverter", corrected)
+        out[f"hybrid (prefix proposes, {steps} rewrite(s))"] = (None, HybridInverter(
+            trained, GuidedInverter(lm, emb), proposals=4, steps=steps).invert)
     return out
 
 
@@ -77,17 +94,33 @@ def main() -> None:
                     help="trained inverter folder (trained here first if it holds none)")
     ap.add_argument("--train-minutes", type=float, default=0.0,
                     help="train (or resume) the soft-prefix inverter this long first")
+    ap.add_argument("--corrector", type=Path, default=Path("runs/corrector-minilm-smollm2"),
+                    help="trained corrector folder (its methods are skipped if it holds none)")
+    ap.add_argument("--corrector-steps", type=int, default=3, help="trained-corrector steps")
     ap.add_argument("--train-conllu", type=Path, default=None,
                     help="training sentences (default: the dev sentences not held out)")
     ap.add_argument("--methods", default="all", help="comma-separated substrings of method names")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "INVERSION.md")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="only merge the JSONs of runs split by --methods into --out")
     args = ap.parse_args()
+    if args.merge:
+        runs = [json.loads(f.read_text()) for f in args.merge]
+        meta = {**runs[0]["meta"], "load_average": max((r["meta"]["load_average"] for r in runs),
+                                                       key=lambda la: la[0])}
+        results = {k: v for r in runs for k, v in r["results"].items()}
+        args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results},
+                                                            indent=2))
+        args.out.write_text(_markdown(meta, results))
+        print(args.out.read_text())
+        return
 
     import torch
 
     torch.set_num_threads(args.threads)
     from workbench import load_model
+    from workbench.inversion.correction import TrainedCorrector
     from workbench.inversion.embedders import ModelEmbedder
     from workbench.inversion.metrics import evaluate
     from workbench.inversion.trained import InverterConfig, SoftPrefixInverter
@@ -107,21 +140,30 @@ def main() -> None:
                 max_seconds=60 * args.train_minutes)
     if (args.checkpoint / "inverter.json").exists():
         trained = SoftPrefixInverter.load(args.checkpoint, lm, emb)
-    methods = _methods(lm, emb, trained, args.steps)
+    corrector = None
+    if (args.corrector / "inverter.json").exists():
+        corrector = TrainedCorrector.load(args.corrector, lm, emb)
+    methods = _methods(lm, emb, trained, corrector, args.steps, args.corrector_steps)
     if args.methods != "all":
         wanted = args.methods.split(",")
-        methods = {k: v for k, v in methods.items() if any(w in k for w in wanted)}
+        chosen = {k for k in methods if any(w in k for w in wanted)}
+        chosen |= {methods[k][0] for k in chosen if methods[k][0] is not None}
+        methods = {k: v for k, v in methods.items() if k in chosen}
     targets = emb.embed(held)
     results: dict[str, Any] = {}
-    for name, fn in methods.items():
+    done: dict[str, tuple[list[Any], float, float]] = {}  # name -> (results, wall, cpu)
+    for name, (base, fn) in methods.items():
         runs, wall, cpu = [], 0.0, 0.0
+        if base is not None:
+            _, wall, cpu = done[base]  # a continuation costs its base's time too
         for i, x in enumerate(targets):
             w0, c0 = time.time(), time.process_time()
-            runs.append(fn(x))
+            runs.append(fn(x) if base is None else fn(x, done[base][0][i]))
             wall += time.time() - w0
             cpu += time.process_time() - c0
             print(f"[{name}] {i + 1}/{len(held)} cos {runs[-1].cosine:.3f}: {runs[-1].text}",
                   flush=True)
+        done[name] = (runs, wall, cpu)
         per_step = []
         for s in range(max(len(r.history) for r in runs)):
             hyps = [r.history[min(s, len(r.history) - 1)][1] for r in runs]
@@ -135,6 +177,7 @@ def main() -> None:
               flush=True)
         meta = {"n": len(held), "n_train": len(train), "threads": args.threads,
                 "trained_steps": None if trained is None else trained.step_,
+                "corrector_steps_trained": None if corrector is None else corrector.step_,
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                 "load_average": os.getloadavg()}
         # after every method, so that an interrupted run keeps what it measured

@@ -55,6 +55,9 @@ def run(
     method: Annotated[str, typer.Option(help="guided, trained or hybrid")] = "guided",
     checkpoint: Annotated[Path | None, typer.Option(help="trained inverter folder (trained, "
                                                          "hybrid)")] = None,
+    corrector: Annotated[Path | None, typer.Option(help="trained corrector folder (`invert train "
+                                                        "--kind corrector`): corrects the "
+                                                        "method's text for --steps rounds")] = None,
     steps: Annotated[int, typer.Option(help="correction (rewrite) rounds")] = 1,
     beam_width: Annotated[int, typer.Option(help="guided beams")] = 3,
     top_k: Annotated[int, typer.Option(help="LLM proposals per beam and step")] = 5,
@@ -68,6 +71,7 @@ def run(
     import numpy as np
 
     from ..errors import WorkbenchError
+    from ..inversion.correction import TrainedCorrector
     from ..inversion.embedders import ModelEmbedder, check_embeddings, cosine_to
     from ..inversion.metrics import bag_of_words, evaluate
     from ..models import load_model
@@ -89,6 +93,8 @@ def run(
         targets = check_embeddings(np.load(vector, allow_pickle=False), emb)
     inverter = _inverter(method, lm, emb, checkpoint, steps, beam_width, top_k, keywords,
                          max_tokens)
+    if corrector is not None:
+        inverter = _corrected(inverter, TrainedCorrector.load(corrector, lm, emb), steps)
     table = Table("#", "reconstruction", "cosine", "bow anchor", "seconds")
     for i, x in enumerate(targets):
         res = inverter(x)
@@ -136,11 +142,28 @@ def _inverter(method: str, lm: Any, emb: Any, checkpoint: Path | None, steps: in
     return run_trained
 
 
+def _corrected(inverter: Any, corrector: Any, steps: int) -> Any:
+    """``inverter`` followed by ``steps`` rounds of the trained ``corrector``; the history
+    goes on from the inverter's last step."""
+    from ..inversion.guided import InversionResult
+
+    def run_corrected(x: Any) -> InversionResult:
+        first = inverter(x)
+        fixed = corrector.correct(x, first.text, steps)
+        last = first.history[-1][0] if first.history else 0
+        history = first.history + [(last + s, t, c) for s, t, c in fixed.history[1:]]
+        return InversionResult(fixed.text, fixed.cosine, history, first.seconds + fixed.seconds)
+
+    return run_corrected
+
+
 @app.command("train")
 def train(
     data: Annotated[str, typer.Option(help="training texts: a data file (.txt/.csv/.jsonl/"
                                            ".conllu ...) or a built-in dataset")],
     out: Annotated[Path, typer.Option(help="checkpoint folder (rerun the command to resume)")],
+    kind: Annotated[str, typer.Option(help="inverter (embedding -> text) or corrector (target "
+                                           "and hypothesis -> better text)")] = "inverter",
     embedder: Annotated[str, typer.Option(help="model whose embeddings are inverted")] = "minilm-l6",
     layer: Annotated[int, typer.Option(help="layer of the embedder")] = -1,
     pooling: Annotated[str | None, typer.Option(help="pooling of the embedder")] = None,
@@ -159,21 +182,28 @@ def train(
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: cuda if present)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
-    """Train a soft-prefix inverter (embedding -> MLP -> soft prompt -> LLM) with the LM loss;
-    interrupted runs resume from the last checkpoint when the command is run again."""
+    """Train a soft-prefix inverter (embedding -> MLP -> soft prompt -> LLM) or, with --kind
+    corrector, a vec2text-style corrector (target, hypothesis and difference embeddings -> soft
+    prompt, then the hypothesis as text), with the LM loss; interrupted runs resume from the
+    last checkpoint when the command is run again."""
+    from ..errors import WorkbenchError
+    from ..inversion.correction import TrainedCorrector
     from ..inversion.embedders import ModelEmbedder
     from ..inversion.trained import InverterConfig, SoftPrefixInverter
     from ..models import load_model
 
     _threads(threads)
+    classes = {"inverter": SoftPrefixInverter, "corrector": TrainedCorrector}
+    if kind not in classes:
+        raise WorkbenchError(f"unknown --kind {kind!r}: use inverter or corrector")
     dev = _device(device)
     texts = _texts(data, limit, text_column)
     emb = ModelEmbedder(load_model(embedder, device=dev), layer=layer, pooling=pooling)
     lm = load_model(model, device=dev)
     config = InverterConfig(prefix_length=prefix_length, hidden=hidden, lora_rank=lora_rank,
                             lr=lr, batch_size=batch_size, seed=seed)
-    err.print(f"training on {len(texts)} texts, {emb.name} -> {lm.name} on {dev}")
-    inv = SoftPrefixInverter(lm, emb, config)
+    err.print(f"training a {kind} on {len(texts)} texts, {emb.name} -> {lm.name} on {dev}")
+    inv = classes[kind](lm, emb, config)
     inv.fit(texts, out, steps, checkpoint_every=checkpoint_every,
             max_seconds=None if max_minutes is None else 60 * max_minutes)
     last = inv.losses_[-10:]

@@ -2,7 +2,7 @@
 (guided decoding, trained soft-prompt inverters, iterative correction) for sentence embeddings."""
 
 # Inverting sentence embeddings (embedders, metrics, guided / trained / hybrid, leakage).
-from .correction import GuidedCorrector, HybridInverter  # noqa: E402, F401, I001
+from .correction import GuidedCorrector, HybridInverter, TrainedCorrector  # noqa: E402, F401, I001
 from .embedders import (  # noqa: E402, F401
     Embedder,
     EmbeddingInputError,

@@ -110,6 +110,9 @@ class SoftPrefixInverter:
         ['A man is playing a guitar.']
     """
 
+    #: ``kind`` recorded in the checkpoint JSON (a folder of another kind is refused on load).
+    KIND = "soft-prefix-inverter"
+
     def __init__(self, lm: Any, embedder: Embedder, config: InverterConfig | None = None) -> None:
         if lm.kind != "decoder":
             raise WorkbenchError(f"{lm.name} is an encoder: the inverter needs a decoder LLM "
@@ -120,7 +123,7 @@ class SoftPrefixInverter:
         torch.manual_seed(self.config.seed)
         emb = lm.model.get_input_embeddings().weight
         scale = float(emb.detach().float().norm(dim=1).mean())
-        self.prefix = PrefixMLP(embedder.dim, lm.d_model, self.config.prefix_length,
+        self.prefix = PrefixMLP(self._input_dim(), lm.d_model, self.config.prefix_length,
                                 self.config.hidden, scale).to(self.device)
         self.model = lm.model
         if self.config.lora_rank > 0:
@@ -137,6 +140,10 @@ class SoftPrefixInverter:
                 p.requires_grad_(True)
         self.step_ = 0
         self.losses_: list[float] = []
+
+    def _input_dim(self) -> int:
+        """Width of what the prefix MLP reads: the embedding."""
+        return self.embedder.dim
 
     # -- parameters and checkpoints ------------------------------------------------------------
 
@@ -186,7 +193,7 @@ class SoftPrefixInverter:
             files[OPTIMIZER_FILE] = file_sha256(out / OPTIMIZER_FILE)
             groups = sd["param_groups"]
         write_json(out / CONFIG_FILE, {
-            "kind": "soft-prefix-inverter", "workbench_version": __version__,
+            "kind": self.KIND, "workbench_version": __version__,
             **self.identity(), "config": asdict(self.config), "step": self.step_,
             "losses": self.losses_, "files": files, "optimizer_param_groups": groups,
             **(extra or {}),
@@ -203,6 +210,11 @@ class SoftPrefixInverter:
             FileNotFoundError: no ``inverter.json`` in ``path``.
         """
         meta = read_checkpoint(path)
+        if meta.get("kind", cls.KIND) != cls.KIND:
+            raise CheckpointMismatchError(
+                f"{path} holds a {meta.get('kind')}, not a {cls.KIND}: load it with the class "
+                "that trained it (SoftPrefixInverter for `workbench invert train`, "
+                "TrainedCorrector for `workbench invert train --kind corrector`)")
         inv = cls(lm, embedder, InverterConfig(**meta["config"]))
         _check_identity(meta, inv.identity(), Path(path))
         inv._load_trainable(_read_tensors(Path(path), WEIGHTS_FILE, meta))
@@ -211,19 +223,32 @@ class SoftPrefixInverter:
 
     # -- training ------------------------------------------------------------------------------
 
-    def _encode_texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids ``[b, t]`` (text + eos, right-padded) and mask ``[b, t]``."""
+    def _context_ids(self, context: str) -> list[int]:
+        """Token ids of a context written between the soft prompt and the text."""
+        return self.lm.tokenizer(context, add_special_tokens=False)["input_ids"]
+
+    def _encode_texts(self, texts: Sequence[str], contexts: Sequence[str] | None = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token ids ``[b, t]`` (context + text + eos, right-padded), attention mask ``[b, t]``
+        and labels ``[b, t]`` (the text's ids and eos; -100 on the context and padding)."""
         tok = self.lm.tokenizer
         eos = tok.eos_token_id
-        seqs = [tok(t, add_special_tokens=False)["input_ids"][: self.config.max_tokens]
-                + ([eos] if eos is not None else []) for t in texts]
+        seqs, targets = [], []
+        for i, t in enumerate(texts):
+            ctx = [] if contexts is None else self._context_ids(contexts[i])
+            text = tok(t, add_special_tokens=False)["input_ids"][: self.config.max_tokens] \
+                + ([eos] if eos is not None else [])
+            seqs.append(ctx + text)
+            targets.append([-100] * len(ctx) + text)
         width = max(len(s) for s in seqs)
         ids = torch.zeros(len(seqs), width, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):
+        labels = torch.full_like(ids, -100)
+        for i, (s, y) in enumerate(zip(seqs, targets, strict=True)):
             ids[i, :len(s)] = torch.tensor(s)
             mask[i, :len(s)] = 1
-        return ids.to(self.device), mask.to(self.device)
+            labels[i, :len(y)] = torch.tensor(y)
+        return ids.to(self.device), mask.to(self.device), labels.to(self.device)
 
     def _head(self, prefix: torch.Tensor) -> torch.Tensor:
         """Soft prompt ``[b, m, d]`` followed by the BOS embedding when there is one."""
@@ -234,9 +259,11 @@ class SoftPrefixInverter:
                                                            device=self.device))
         return torch.cat([prefix, emb.to(prefix.dtype)], dim=1)
 
-    def loss(self, vectors: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        """Mean token cross-entropy of ``texts`` after the soft prompts of ``vectors`` ``[b, dim]``."""
-        ids, mask = self._encode_texts(texts)
+    def loss(self, vectors: torch.Tensor, texts: Sequence[str],
+             contexts: Sequence[str] | None = None) -> torch.Tensor:
+        """Mean token cross-entropy of ``texts`` after the soft prompts of ``vectors``
+        ``[b, in_dim]`` (and after ``contexts``, whose tokens are not scored, when given)."""
+        ids, mask, labels = self._encode_texts(texts, contexts)
         head = self._head(self.prefix(vectors.to(self.device)).to(self.lm.dtype))
         tok_emb = self.model.get_input_embeddings()(ids)
         inputs = torch.cat([head, tok_emb], dim=1)
@@ -244,7 +271,6 @@ class SoftPrefixInverter:
                                     device=self.device), mask], dim=1)
         logits = self.model(inputs_embeds=inputs, attention_mask=att).logits
         logits = logits[:, head.shape[1] - 1:-1].float()  # the positions that predict the text
-        labels = ids.masked_fill(mask == 0, -100)
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                            labels.reshape(-1), ignore_index=-100)
 
@@ -292,7 +318,7 @@ class SoftPrefixInverter:
         if empty:
             raise EmptyDatasetError(f"training texts at rows {empty[:10]} are empty: drop them")
         out = Path(out)
-        corpus = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+        corpus = self._corpus_fingerprint(texts)
         run = {"corpus_fingerprint": corpus, "n_texts": len(texts)}
         opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=0.0)
         if (out / CONFIG_FILE).exists():
@@ -322,7 +348,7 @@ class SoftPrefixInverter:
         try:
             while self.step_ < steps:
                 idx = self._batch_indices(self.step_, len(texts))
-                loss = self.loss(torch.from_numpy(vectors[idx]), [texts[i] for i in idx])
+                loss = self._batch_loss(self.step_, idx, texts, vectors)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -342,6 +368,15 @@ class SoftPrefixInverter:
             bar.close()
             self.prefix.eval()
         return self
+
+    def _corpus_fingerprint(self, texts: list[str]) -> str:
+        """What identifies the training data of a run (a resumed run must see the same)."""
+        return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+
+    def _batch_loss(self, step: int, idx: np.ndarray, texts: list[str],
+                    vectors: np.ndarray) -> torch.Tensor:
+        """The loss of training step ``step`` on rows ``idx`` (a function of both only)."""
+        return self.loss(torch.from_numpy(vectors[idx]), [texts[i] for i in idx])
 
     def _train_vectors(self, texts: list[str], out: Path, corpus: str) -> np.ndarray:
         """Embeddings of the corpus, cached in ``out`` (keyed by corpus and embedder)."""
@@ -366,7 +401,16 @@ class SoftPrefixInverter:
             EmbeddingInputError: a dimension other than the embedder's, NaN or zero vectors.
         """
         x = torch.from_numpy(check_embeddings(vectors, self.embedder)).to(self.device)
-        head = self._head(self.prefix(x).to(self.lm.dtype))
+        texts = self._generate(self._head(self.prefix(x).to(self.lm.dtype)), num_beams=num_beams,
+                               num_return=num_return, max_new_tokens=max_new_tokens)
+        if num_return == 1:
+            return texts
+        return [texts[i * num_return:(i + 1) * num_return] for i in range(len(x))]
+
+    def _generate(self, head: torch.Tensor, *, num_beams: int, num_return: int,
+                  max_new_tokens: int) -> list[str]:
+        """Decode after the input embeddings ``head`` ``[b, p, d_model]``: ``b * num_return``
+        texts, each cut at its first newline (training texts are single lines ending in eos)."""
         tok = self.lm.tokenizer
         att = torch.ones(head.shape[:2], dtype=torch.long, device=self.device)
         gen = self.model.generate(
@@ -374,12 +418,8 @@ class SoftPrefixInverter:
             num_beams=max(num_beams, num_return), num_return_sequences=num_return,
             do_sample=False, eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        # training texts are single lines ending in eos: a newline ends the text too
-        texts = [t.strip().split("\n")[0].strip()
-                 for t in tok.batch_decode(gen, skip_special_tokens=True)]
-        if num_return == 1:
-            return texts
-        return [texts[i * num_return:(i + 1) * num_return] for i in range(len(x))]
+        return [t.strip().split("\n")[0].strip()
+                for t in tok.batch_decode(gen, skip_special_tokens=True)]
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
