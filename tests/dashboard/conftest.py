@@ -120,10 +120,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def served_app(tiny_runs: Path):
     """``workbench dashboard --runs <tiny runs> --port <free>`` (streamlit run, headless);
-    yields the base URL and stops the server afterwards."""
+    yields the base URL and stops the server afterwards.
+
+    Module-scoped: only the browser tests use it, and the server holds the models its pages
+    loaded (about 1.6 GB), released when that module ends rather than with the session."""
     from workbench.cli.dashboard import streamlit_command
 
     port = free_port()
@@ -166,9 +169,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-quic"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless system Chromium driven by Playwright (no browser download)."""
+    """Headless system Chromium driven by Playwright (no browser download); module-scoped
+    like ``served_app``."""
     exe = chromium_path()
     if exe is None:
         pytest.skip("no Chromium: apt-get install chromium, or set WORKBENCH_CHROMIUM to a "

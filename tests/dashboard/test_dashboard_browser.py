@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.dashboard.testing import alerts, exceptions, slider, wait_for_plots, wait_for_script
+from workbench.dashboard.testing import (
+    alerts,
+    exceptions,
+    slider,
+    wait_for_drawn,
+    wait_for_plots,
+    wait_for_script,
+)
 
 pytestmark = pytest.mark.slow
 PAGES = {"": "Runs", "probes": "Probes", "projection": "Projection", "lens": "Lens",
@@ -58,11 +65,31 @@ def test_every_page_opens(page, served_app, artifacts) -> None:
 
 def test_probes_layer_slider(page, served_app, artifacts) -> None:
     _open(page, served_app, "probes")
-    wait_for_plots(page, 3)  # curves, generalisation, confusion matrix
+    wait_for_drawn(page, 3)  # curves, generalisation, confusion matrix
     _step_layer(page, "ArrowLeft")  # the "One layer" slider
-    wait_for_plots(page, 3)
+    wait_for_drawn(page, 3)
     _clean(page, "Probes after moving the layer slider")
     _shot(page, artifacts, "probes_layer")
+    page.get_by_role("tab", name="Selectivity").click()  # a lazy tab: the page reruns
+    wait_for_script(page)
+    page.get_by_text("selectivity: task accuracy").wait_for()
+    wait_for_drawn(page, 3)
+    _clean(page, "Probes on the selectivity tab")
+
+
+def test_probes_latlon_map_draws(page, served_app, artifacts) -> None:
+    """The lat/long map draws its places in the browser (no CDN needed), every figure drawn."""
+    _open(page, served_app, "probes")
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').click()
+    page.get_by_role("option", name="tiny_places").click()
+    wait_for_script(page)
+    page.get_by_text("predicted vs true location").wait_for()
+    wait_for_drawn(page, 2)  # curves, map
+    chart = page.locator('[data-testid="stPlotlyChart"]').filter(
+        has_text="predicted vs true location")
+    assert chart.locator(".scatterlayer .trace .point").count() > 0
+    _clean(page, "Probes with the lat/long map")
+    _shot(page, artifacts, "probes_latlon")
 
 
 def test_lens_typed_prompt(page, served_app, artifacts) -> None:

@@ -105,15 +105,23 @@ def test_probes_page_curves_heatmap_and_layer(app, tiny_runs: Path) -> None:
     assert z.sum() == 80
     # the page's out-of-fold predictions reproduce the stored sweep at that layer
     assert np.trace(z) / z.sum() == pytest.approx(float(stored["value"].iloc[0]), abs=1e-9)
-    worst = next(d.value for d in at.dataframe if "predicted" in d.value)
+    worst = next(d.value for d in at.table if "predicted" in d.value)
     assert len(worst) == min(20, z.sum() - np.trace(z))
     assert (worst["true"] != worst["predicted"]).all()
     at.select_slider(key="probe_gen_layer").set_value(10).run()
     _ok(at)
     gen = next(f for f in _figures(at) if "generalisation" in f["layout"]["title"]["text"])
     assert "layer 10" in gen["layout"]["title"]["text"]
-    at.toggle(key="probe_selectivity").set_value(True).run()
+    # the selectivity tab is lazy: its figure is built only when the tab is open
+    assert not any(f["layout"]["title"]["text"].startswith("selectivity") for f in _figures(at))
+    at.session_state["probe_curves_tab"] = "Selectivity"
+    at.run()
     _ok(at)
+    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    assert not any(t.startswith("accuracy by layer") for t in titles)
+    sel = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("selectivity"))
+    assert {tr["name"] for tr in sel["data"]} == {"logistic (last)", "logistic (mean)",
+                                                    "mass_mean (last)", "mass_mean (mean)"}
 
 
 def test_probes_page_latlon_map(app) -> None:
@@ -121,11 +129,24 @@ def test_probes_page_latlon_map(app) -> None:
     at.sidebar.selectbox(key="probe_experiment").set_value("tiny_places").run()
     _ok(at)
     assert at.selectbox(key="probe_metric").value == "r2"
-    figs = _figures(at)
-    assert any(tr["type"] == "scattergeo" for f in figs for tr in f["data"])
-    worst = next(d.value for d in at.dataframe if "error_km" in d.value)
+    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    assert any(t.startswith("r2 by layer") for t in titles)  # this experiment's probes shown
+    # the map on plain lat/long axes (draws offline): true and predicted markers, error lines
+    geo = next(f for f in _figures(at) if "predicted vs true" in f["layout"]["title"]["text"])
+    assert [tr["name"] for tr in geo["data"]] == ["true", "predicted"]
+    n = len(_array(geo["data"][0]["x"]))
+    assert n == len(_array(geo["data"][1]["y"])) > 0
+    assert geo["layout"]["shapes"][0]["name"] == "error"
+    assert geo["layout"]["shapes"][0]["path"].count("M") == n
+    assert f"{n} places" in geo["layout"]["title"]["text"]  # all held-out rows: under the cap
+    worst = next(d.value for d in at.table if "error_km" in d.value)
     assert "error_km" in worst and (np.diff(worst["error_km"]) <= 0).all()
     assert len(worst) == 20
+    # the world-outline map is a toggle (scattergeo: its outlines come from plotly's CDN)
+    at.toggle(key="probe_map_outlines").set_value(True).run()
+    _ok(at)
+    figs = _figures(at)
+    assert any(tr["type"] == "scattergeo" for f in figs for tr in f["data"])
 
 
 def test_lens_page(app) -> None:

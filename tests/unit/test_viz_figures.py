@@ -12,6 +12,7 @@ from workbench.viz import (
     generalisation_heatmap,
     inversion_table,
     latlon_map,
+    latlon_scatter,
     layer_curves,
     layer_projection_slider,
     logit_lens_grid,
@@ -127,6 +128,27 @@ def test_probing_figures_have_ci_control_and_baseline():
                      ["Paris", "New York"])
     assert [t.name for t in geo.data] == ["error", "true", "predicted"]
     assert "median error" in geo.layout.title.text
+
+
+def test_latlon_scatter_and_sampled_maps():
+    rng = np.random.default_rng(0)
+    true = rng.uniform([-60, -180], [60, 180], size=(50, 2))
+    pred = true + rng.normal(size=(50, 2))
+    fig = latlon_scatter(true, pred, [f"p{i}" for i in range(50)])
+    assert [t.name for t in fig.data] == ["true", "predicted"]
+    assert {t.type for t in fig.data} == {"scatter"}  # SVG markers for a few places
+    assert fig.layout.shapes[0].name == "error" and fig.layout.shapes[0].path.count("M") == 50
+    assert "50 places" in fig.layout.title.text and "showing" not in fig.layout.title.text
+    assert latlon_scatter(true, pred, webgl=True).data[0].type == "scattergl"
+    small = latlon_scatter(true, pred, max_points=10)
+    assert len(small.data[0].x) == 10 and "50 places" in small.layout.title.text
+    assert "showing a random 10" in small.layout.title.text
+    geo, full = latlon_map(true, pred, max_points=10), latlon_map(true, pred)
+    assert len(geo.data[1].lat) == 10 and len(geo.data[0].lat) == 30  # 10 lines with gaps
+    assert len(full.data[1].lat) == 50 and "showing" not in full.layout.title.text
+    assert geo.layout.title.text.split(";")[0] == full.layout.title.text.rstrip(")")
+    with pytest.raises(ValueError, match="max_points=0"):
+        latlon_scatter(true, pred, max_points=0)
 
 
 def test_write_figure_html(tmp_path):

@@ -39,6 +39,27 @@ def wait_for_plots(page: Any, count: int, timeout_ms: float = 60_000) -> None:
     )
 
 
+DRAWN = """() => {
+  const charts = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'));
+  const drawn = charts.filter(c => c.querySelector(
+    '.js-plotly-plot .main-svg .trace, .js-plotly-plot .main-svg .hm, '
+    + '.js-plotly-plot .main-svg g.table, .js-plotly-plot canvas.gl-canvas-context'));
+  return [charts.length, drawn.length];
+}"""
+
+
+def wait_for_drawn(page: Any, count: int, timeout_ms: float = 60_000) -> None:
+    """Wait until at least ``count`` plotly figures are on the page and every one of them has
+    drawn its data: SVG traces, a heatmap or table, or a WebGL canvas.
+
+    Stricter than ``wait_for_plots``: a map whose outlines cannot be fetched (scattergeo
+    offline) has its ``.main-svg`` frame but never draws its points, and never passes here."""
+    page.wait_for_function(
+        f"([n]) => {{ const [all, drawn] = ({DRAWN})(); return all >= n && drawn === all; }}",
+        arg=[count], timeout=timeout_ms,
+    )
+
+
 def exceptions(page: Any) -> list[str]:
     """Texts of the Streamlit exception elements on the page (empty when none)."""
     return [e.inner_text() for e in page.locator(EXCEPTION).all()]

@@ -10,11 +10,11 @@ Examples:
 from ._embedding import embedding_heatmap, embedding_layer_curves
 from ._io import png_available, write_figure
 from .inversion import inversion_table
-from .probing import generalisation_heatmap, latlon_map, layer_curves
+from .probing import generalisation_heatmap, latlon_map, latlon_scatter, layer_curves
 from .projection import layer_projection_slider, projection_scatter
 from .tokens import attribution_heatmap, logit_lens_grid
 
 __all__ = ["embedding_heatmap", "embedding_layer_curves", "png_available", "write_figure"]
-__all__ += ["generalisation_heatmap", "latlon_map", "layer_curves"]
+__all__ += ["generalisation_heatmap", "latlon_map", "latlon_scatter", "layer_curves"]
 __all__ += ["attribution_heatmap", "inversion_table", "layer_projection_slider",
             "logit_lens_grid", "projection_scatter"]

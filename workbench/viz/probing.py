@@ -158,56 +158,154 @@ def generalisation_heatmap(df: Any, layer: int | None = None, *, title: str | No
     return fig
 
 
-def latlon_map(true: Any, pred: Any, labels: Any = None, *, title: str | None = None) -> Any:
-    """Predicted vs true places on a world map, each pair joined by a line.
-
-    Args:
-        true: ``[n, 2]`` true (latitude, longitude) in degrees.
-        pred: ``[n, 2]`` predicted (latitude, longitude).
-        labels: ``[n]`` names shown on hover.
-        title: figure title (default: the median great-circle error).
-
-    Returns:
-        A ``plotly.graph_objects.Figure`` (``scattergeo``).
-
-    Raises:
-        ValueError: ``true`` and ``pred`` are not both ``[n, 2]``, or ``labels`` has another
-            length.
-    """
-    go, _ = require_plotly()
+def _latlon_inputs(true: Any, pred: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``true``, ``pred`` ``[n, 2]`` float arrays and ``[n]`` label strings (object array),
+    checked."""
     true, pred = np.asarray(true, dtype=float), np.asarray(pred, dtype=float)
     if true.ndim != 2 or true.shape[1] != 2 or pred.shape != true.shape:
         raise ValueError(f"true and pred must both be [n, 2] (latitude, longitude), got "
                          f"{true.shape} and {pred.shape}")
     n = len(true)
-    names = [str(v) for v in labels] if labels is not None else [str(i) for i in range(n)]
-    if len(names) != n:
-        raise ValueError(f"{len(names)} labels for {n} points")
+    listed = [str(v) for v in labels] if labels is not None else [str(i) for i in range(n)]
+    if len(listed) != n:
+        raise ValueError(f"{len(listed)} labels for {n} points")
+    names = np.empty(n, dtype=object)
+    names[:] = listed
+    return true, pred, names
+
+
+def _shown(n: int, max_points: int | None, seed: int) -> np.ndarray:
+    """Indices of the places drawn: all of them, or a sorted random ``max_points`` (``seed``)."""
+    if max_points is not None and max_points < 1:
+        raise ValueError(f"max_points={max_points}: pass a positive number of places, or None "
+                         "to draw all of them")
+    if max_points is None or n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+
+
+def _latlon_title(n: int, shown: int, km: np.ndarray) -> str:
+    title = f"predicted vs true location ({n} places, median error {np.median(km):.0f} km"
+    return title + (f"; showing a random {shown})" if shown < n else ")")
+
+
+def latlon_map(true: Any, pred: Any, labels: Any = None, *, title: str | None = None,
+               max_points: int | None = None, seed: int = 0) -> Any:
+    """Predicted vs true places on a world map, each pair joined by a line.
+
+    The map's country outlines are fetched by plotly.js from its CDN when the figure is drawn
+    (offline, the map stays blank: ``latlon_scatter`` draws the same pairs without outlines).
+
+    Args:
+        true: ``[n, 2]`` true (latitude, longitude) in degrees.
+        pred: ``[n, 2]`` predicted (latitude, longitude).
+        labels: ``[n]`` names shown on hover.
+        title: figure title (default: the median great-circle error over all ``n`` places).
+        max_points: draw at most this many places (a random sample, ``seed``); the title still
+            reports the median error over all of them. None draws every place (scattergeo is
+            SVG: thousands of places take seconds to draw in a browser).
+        seed: the sample's seed.
+
+    Returns:
+        A ``plotly.graph_objects.Figure`` (``scattergeo``).
+
+    Raises:
+        ValueError: ``true`` and ``pred`` are not both ``[n, 2]``, ``labels`` has another
+            length, or ``max_points`` is not positive.
+    """
+    go, _ = require_plotly()
+    true, pred, names = _latlon_inputs(true, pred, labels)
     from ..probing._metrics import great_circle_km
 
     km = np.asarray(great_circle_km(true, pred), dtype=float)
-    lat_lines = np.column_stack([true[:, 0], pred[:, 0], np.full(n, np.nan)]).ravel()
-    lon_lines = np.column_stack([true[:, 1], pred[:, 1], np.full(n, np.nan)]).ravel()
+    n = len(true)
+    idx = _shown(n, max_points, seed)
+    t, p, m = true[idx], pred[idx], len(idx)
+    lat_lines = np.column_stack([t[:, 0], p[:, 0], np.full(m, np.nan)]).ravel()
+    lon_lines = np.column_stack([t[:, 1], p[:, 1], np.full(m, np.nan)]).ravel()
     fig = go.Figure()
     fig.add_trace(go.Scattergeo(lat=lat_lines, lon=lon_lines, mode="lines",
                                 line={"width": 0.5, "color": "rgba(120,120,120,0.35)"},
                                 name="error", hoverinfo="skip"))
     fig.add_trace(go.Scattergeo(
-        lat=true[:, 0], lon=true[:, 1], mode="markers", name="true",
-        marker={"size": 4, "color": "#1f77b4"}, text=names,
+        lat=t[:, 0], lon=t[:, 1], mode="markers", name="true",
+        marker={"size": 4, "color": "#1f77b4"}, text=names[idx].tolist(),
         hovertemplate="%{text}<br>true %{lat:.1f}, %{lon:.1f}<extra></extra>",
     ))
     fig.add_trace(go.Scattergeo(
-        lat=pred[:, 0], lon=pred[:, 1], mode="markers", name="predicted",
-        marker={"size": 4, "color": "#d62728"}, text=[f"{a}<br>error {k:.0f} km"
-                                                       for a, k in zip(names, km, strict=True)],
+        lat=p[:, 0], lon=p[:, 1], mode="markers", name="predicted",
+        marker={"size": 4, "color": "#d62728"},
+        text=[f"{a}<br>error {k:.0f} km" for a, k in zip(names[idx], km[idx], strict=True)],
         hovertemplate="%{text}<br>predicted %{lat:.1f}, %{lon:.1f}<extra></extra>",
     ))
     fig.update_geos(showcountries=True, countrycolor="rgb(210,210,210)", showland=True,
                     landcolor="rgb(245,245,245)", projection_type="natural earth")
-    fig.update_layout(
-        title=title or f"predicted vs true location ({n} places, median error "
-                       f"{np.median(km):.0f} km)",
-        template="plotly_white", legend={"orientation": "h"},
-    )
+    fig.update_layout(title=title or _latlon_title(n, m, km), template="plotly_white",
+                      legend={"orientation": "h"})
+    return fig
+
+
+WEBGL_ABOVE = 2500
+"""``latlon_scatter`` draws its markers with WebGL above this many places (SVG below: WebGL's
+fixed start-up cost, about half a second in a software-rendering browser, buys nothing for a
+few thousand markers)."""
+
+
+def latlon_scatter(true: Any, pred: Any, labels: Any = None, *, title: str | None = None,
+                   max_points: int | None = None, seed: int = 0,
+                   webgl: bool | None = None) -> Any:
+    """Predicted vs true places on longitude/latitude axes (an equirectangular map without
+    outlines), each pair joined by a line. Nothing is fetched, so it draws offline (unlike
+    ``latlon_map``), and it draws fast: the error lines are one SVG path (a layout shape), not
+    one element per line.
+
+    Args:
+        true, pred, labels, title, max_points, seed: as in ``latlon_map``.
+        webgl: markers in WebGL (``scattergl``) or SVG (``scatter``); None picks WebGL above
+            ``WEBGL_ABOVE`` drawn places.
+
+    Returns:
+        A ``plotly.graph_objects.Figure`` with ``true`` and ``predicted`` marker traces and
+        the ``error`` lines as a path shape (in the legend); x = longitude, y = latitude, one
+        degree as long on both axes.
+
+    Raises:
+        ValueError: as ``latlon_map``.
+
+    Examples:
+        >>> fig = latlon_scatter([[48.85, 2.35]], [[47.0, 3.0]], ["Paris"])
+        >>> [t.name for t in fig.data], fig.layout.shapes[0].name
+        (['true', 'predicted'], 'error')
+    """
+    go, _ = require_plotly()
+    true, pred, names = _latlon_inputs(true, pred, labels)
+    from ..probing._metrics import great_circle_km
+
+    km = np.asarray(great_circle_km(true, pred), dtype=float)
+    n = len(true)
+    idx = _shown(n, max_points, seed)
+    t, p, m = true[idx], pred[idx], len(idx)
+    cls = go.Scattergl if (webgl if webgl is not None else m > WEBGL_ABOVE) else go.Scatter
+    fig = go.Figure()
+    fig.add_trace(cls(
+        x=t[:, 1], y=t[:, 0], mode="markers", name="true",
+        marker={"size": 4, "color": "#1f77b4"}, text=names[idx],
+        hovertemplate="%{text}<br>true %{y:.1f}, %{x:.1f}<extra></extra>"))
+    fig.add_trace(cls(
+        x=p[:, 1], y=p[:, 0], mode="markers", name="predicted",
+        marker={"size": 4, "color": "#d62728"}, text=names[idx], customdata=km[idx],
+        hovertemplate="%{text}<br>error %{customdata:.0f} km<br>predicted %{y:.1f}, "
+                      "%{x:.1f}<extra></extra>"))
+    ok = np.isfinite(t).all(axis=1) & np.isfinite(p).all(axis=1)
+    path = "".join(f"M{a:.3f},{b:.3f}L{c:.3f},{d:.3f}"
+                   for a, b, c, d in zip(t[ok, 1], t[ok, 0], p[ok, 1], p[ok, 0], strict=True))
+    if path:
+        fig.add_shape(type="path", path=path, layer="below", name="error", showlegend=True,
+                      line={"width": 0.5, "color": "rgba(120,120,120,0.5)"})
+    fig.update_xaxes(range=[-180, 180], tick0=-180, dtick=30, title="longitude",
+                     zeroline=False, constrain="domain")
+    fig.update_yaxes(range=[-90, 90], tick0=-90, dtick=30, title="latitude", zeroline=False,
+                     scaleanchor="x", scaleratio=1, constrain="domain")
+    fig.update_layout(title=title or _latlon_title(n, m, km), template="plotly_white",
+                      legend={"orientation": "h"})
     return fig

@@ -1,5 +1,12 @@
 """Probes: layer curves with controls and selectivity, the generalisation heatmap, the lat/long
-map of regression probes, and per-layer confusion matrix and worst-classified items."""
+map of regression probes, and per-layer confusion matrix and worst-classified items.
+
+Every figure is plotly (one chart library for the browser to load, not plotly.js and Vega);
+the layer curves and the selectivity are lazy tabs (only the open one is built); the tables are
+static (``st.table``). The lat/long map is drawn on plain longitude/latitude axes
+(``latlon_scatter``: nothing is fetched, so it draws offline), at most ``MAP_POINTS`` places;
+the world-outline map (``latlon_map``, scattergeo, whose outlines the browser fetches from
+plotly's CDN) is a toggle."""
 
 from __future__ import annotations
 
@@ -10,8 +17,13 @@ import pandas as pd
 import streamlit as st
 
 from workbench.dashboard import _cache, _data
-from workbench.dashboard._figures import confusion_matrix
+from workbench.dashboard._figures import confusion_matrix, selectivity_curves
 from workbench.dashboard._state import runs_dir, shown_errors
+
+# the most places the lat/long map draws (a random sample beyond that, seed 0): each is two
+# SVG markers and a stretch of one path; a thousand pairs draw in about 0.2 s in headless
+# Chromium on the busy 2-core machine (benchmarks/bench_dashboard.py)
+MAP_POINTS = 1000
 
 st.title("Probes")
 root = runs_dir()
@@ -38,27 +50,37 @@ with shown_errors("could not read the experiment", stop=True):
             st.markdown(summary["description"])
 
     from workbench.probing._spec import summary_rows
-    from workbench.viz import generalisation_heatmap, latlon_map, layer_curves
+    from workbench.viz import generalisation_heatmap, latlon_map, latlon_scatter, layer_curves
 
-    st.dataframe(pd.DataFrame(summary_rows(summary)), hide_index=True, key="probe_best")
+    # static tables (st.table), not st.dataframe: the interactive grid is one more large
+    # script for the browser to load and draw (about 1.4 CPU-seconds of a page load here)
+    st.table(pd.DataFrame(summary_rows(summary)), hide_index=True)
 
     kinds = list(dict.fromkeys(table.loc[table["labels"] == "task", "probe"]))
     metrics = list(dict.fromkeys(table["metric"]))
     main_metric = "accuracy" if summary["task"] == "classification" else "r2"
-    c1, c2, c3 = st.columns([2, 2, 1])
-    shown = c1.multiselect("Probes", kinds, default=kinds, key="probe_kinds")
+    c1, c2 = st.columns(2)
+    # keyed by experiment: another experiment has other probe kinds (a shared key would keep
+    # the previous experiment's, which are not options here, and show no curve)
+    shown = c1.multiselect("Probes", kinds, default=kinds, key=f"probe_kinds:{name}")
     metric = c2.selectbox("Metric", metrics,
                           index=metrics.index(main_metric) if main_metric in metrics else 0,
                           key="probe_metric")
-    show_sel = c3.toggle("Selectivity", value=True, key="probe_selectivity")
     sub = table[table["probe"].isin(shown) | (table["labels"] == "majority")]
-    if shown:
-        st.plotly_chart(layer_curves(sub, metric=metric), key="probe_curves")
-    if show_sel and shown:
+    # lazy tabs: only the open tab's figure is built and sent (one figure fewer to draw on load)
+    curves_tab, sel_tab = st.tabs(["Layer curves", "Selectivity"], key="probe_curves_tab",
+                                  on_change="rerun")
+    if not shown:
+        st.info("Pick at least one probe to draw its curves.")
+    elif curves_tab.open:
+        curves_tab.plotly_chart(layer_curves(sub, metric=metric), key="probe_curves")
+    elif sel_tab.open:
         sel = _data.selectivity(sub, metric)
-        if sel is not None:
-            st.caption(f"Selectivity: task {metric} minus control-task {metric} (Hewitt & Liang)")
-            st.line_chart(sel, x_label="layer", y_label=f"selectivity ({metric})", height=260)
+        if sel is None:
+            sel_tab.info(f"No control task for {metric} in this experiment: selectivity is task "
+                         "minus control-task score")
+        else:
+            sel_tab.plotly_chart(selectivity_curves(sel, metric), key="probe_selectivity_curves")
 
     gen_path = folder / "generalisation.csv"
     if gen_path.is_file():
@@ -101,13 +123,23 @@ with shown_errors("could not compute this layer's predictions"):
                                      f"{np.trace(counts) / max(counts.sum(), 1):.3f})")
         left.plotly_chart(fig, key="probe_confusion")
         right.write("Worst-classified items (out of fold, most confident mistakes first)")
-        right.dataframe(_data.worst_items(pred), hide_index=True, key="probe_worst")
+        right.table(_data.worst_items(pred), hide_index=True)
     else:
         true, p = np.asarray(pred["true"]), np.asarray(pred["pred"])
         keep = np.isfinite(p).all(axis=1)
         if pred["geo"] and true.shape[1] == 2:
             texts = np.asarray(pred["texts"], dtype=object)
-            fig = latlon_map(true[keep], p[keep], labels=list(texts[keep]))
+            outlines = st.toggle(
+                "World outlines", value=False, key="probe_map_outlines",
+                help="Draw on a world map (plotly scattergeo): the browser fetches the country "
+                     "outlines from plotly's CDN, so the map stays blank without internet")
+            draw = latlon_map if outlines else latlon_scatter
+            fig = draw(true[keep], p[keep], labels=texts[keep], max_points=MAP_POINTS)
+            fig.update_layout(height=560)
             st.plotly_chart(fig, key="probe_map")
+            if keep.sum() > MAP_POINTS:
+                st.caption(f"The map draws a random {MAP_POINTS} of the {int(keep.sum())} "
+                           "held-out places (seed 0) to stay fast; its title's median error "
+                           "and the table below use all of them.")
         st.write("Largest errors (held-out predictions)")
-        st.dataframe(_data.worst_items(pred), hide_index=True, key="probe_worst")
+        st.table(_data.worst_items(pred), hide_index=True)
