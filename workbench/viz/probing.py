@@ -189,6 +189,18 @@ def _latlon_title(n: int, shown: int, km: np.ndarray) -> str:
     return title + (f"; showing a random {shown})" if shown < n else ")")
 
 
+def _latlon_drawn(true: Any, pred: Any, labels: Any, max_points: int | None, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked inputs of a lat/long figure: names ``[n]``, great-circle errors ``[n]`` (km),
+    the drawn rows ``[m]`` and their true and predicted (lat, lon) ``[m, 2]``."""
+    from ..probing._metrics import great_circle_km
+
+    true, pred, names = _latlon_inputs(true, pred, labels)
+    km = np.asarray(great_circle_km(true, pred), dtype=float)
+    idx = _shown(len(true), max_points, seed)
+    return names, km, idx, true[idx], pred[idx]
+
+
 def latlon_map(true: Any, pred: Any, labels: Any = None, *, title: str | None = None,
                max_points: int | None = None, seed: int = 0) -> Any:
     """Predicted vs true places on a world map, each pair joined by a line.
@@ -214,13 +226,8 @@ def latlon_map(true: Any, pred: Any, labels: Any = None, *, title: str | None = 
             length, or ``max_points`` is not positive.
     """
     go, _ = require_plotly()
-    true, pred, names = _latlon_inputs(true, pred, labels)
-    from ..probing._metrics import great_circle_km
-
-    km = np.asarray(great_circle_km(true, pred), dtype=float)
-    n = len(true)
-    idx = _shown(n, max_points, seed)
-    t, p, m = true[idx], pred[idx], len(idx)
+    names, km, idx, t, p = _latlon_drawn(true, pred, labels, max_points, seed)
+    n, m = len(km), len(idx)
     lat_lines = np.column_stack([t[:, 0], p[:, 0], np.full(m, np.nan)]).ravel()
     lon_lines = np.column_stack([t[:, 1], p[:, 1], np.full(m, np.nan)]).ravel()
     fig = go.Figure()
@@ -278,13 +285,8 @@ def latlon_scatter(true: Any, pred: Any, labels: Any = None, *, title: str | Non
         (['true', 'predicted'], 'error')
     """
     go, _ = require_plotly()
-    true, pred, names = _latlon_inputs(true, pred, labels)
-    from ..probing._metrics import great_circle_km
-
-    km = np.asarray(great_circle_km(true, pred), dtype=float)
-    n = len(true)
-    idx = _shown(n, max_points, seed)
-    t, p, m = true[idx], pred[idx], len(idx)
+    names, km, idx, t, p = _latlon_drawn(true, pred, labels, max_points, seed)
+    n, m = len(km), len(idx)
     cls = go.Scattergl if (webgl if webgl is not None else m > WEBGL_ABOVE) else go.Scatter
     fig = go.Figure()
     fig.add_trace(cls(
