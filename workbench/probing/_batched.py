@@ -112,9 +112,11 @@ def ridge_fits(X: np.ndarray, Y: np.ndarray, masks: np.ndarray, alpha: float,
     # centred cross-products sum_i m_i (x_i - mu)(y_i - ybar_p): the overall-mean shift of x
     # drops out; [P, t, n] @ [n, d] is one float32 GEMM
     Yc = (m[:, None, :] * (Yt.T[None] - y_means[:, :, None])).to(Xc.dtype)  # [P, t, n]
-    XtY_c = (Yc @ Xc).double().transpose(1, 2)  # [P, d, t]
+    XtY_c = (Yc @ Xc).double().transpose(1, 2).contiguous()  # [P, d, t]
     eye = torch.eye(X.shape[1], dtype=torch.float64)
-    coef = torch.linalg.solve(Gc + alpha * eye, XtY_c)  # [P, d, t]
+    # Gc + alpha I is symmetric positive definite: Cholesky, not a general LU solve (MKL's
+    # batched LU once failed here intermittently, "Parameter 6 was incorrect on entry to DLASWP")
+    coef = torch.cholesky_solve(XtY_c, torch.linalg.cholesky(Gc + alpha * eye))  # [P, d, t]
     intercept = y_means - torch.einsum("pd,pdt->pt", means, coef)
     return LinearFits(coef.numpy(), intercept.numpy())
 
