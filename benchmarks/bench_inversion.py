@@ -51,38 +51,26 @@ def _methods(lm: Any, emb: Any, trained: Any, corrector: Any, steps: int,
     to an InversionResult; one with a base maps (target, the base's InversionResult) to one that
     goes on from it (its time includes the base's)."""
     from workbench.inversion.correction import HybridInverter
-    from workbench.inversion.embedders import cosine_to
-    from workbench.inversion.guided import GuidedInverter, InversionResult
+    from workbench.inversion.guided import GuidedInverter
 
     greedy = GuidedInverter(lm, emb, beam_width=1, top_k=5, keywords=10, rewrite_rounds=0)
-    beam = GuidedInverter(lm, emb, rewrite_rounds=steps)
-    out: dict[str, tuple[str | None, Any]] = {
-        "guided greedy": (None, greedy.invert),
-        f"guided beam + {steps} rewrite(s)": (None, beam.invert)}
+    out: dict[str, tuple[str | None, Any]] = {"guided greedy": (None, greedy.invert)}
 
     def corrected(x: np.ndarray, first: Any) -> Any:
-        fixed = corrector.correct(x, first.text, corrector_steps)
-        last = first.history[-1][0]
-        return InversionResult(fixed.text, fixed.cosine, first.history + [
-            (last + s, t, c) for s, t, c in fixed.history[1:]], first.seconds + fixed.seconds)
+        return corrector.refine(x, first, corrector_steps)
 
     if corrector is not None:
         out[f"guided greedy + trained corrector ({corrector_steps} steps)"] = (
             "guided greedy", corrected)
     if trained is not None:
-        def run_trained(x: np.ndarray) -> Any:
-            t0 = time.time()
-            text = trained.invert(x)[0] or "."
-            cos = float(cosine_to(emb.embed([text]), x)[0])
-            return InversionResult(text, cos, [(0, text, cos)], time.time() - t0)
-
-        out["soft-prefix inverter"] = (None, run_trained)
+        out["soft-prefix inverter"] = (None, trained.reconstruct)
         if corrector is not None:
             out[f"soft-prefix + trained corrector ({corrector_steps} steps)"] = (
                 "soft-prefix inverter", corrected)
         out[f"hybrid (prefix proposes, {steps} rewrite(s))"] = (None, HybridInverter(
             trained, GuidedInverter(lm, emb), proposals=4, steps=steps).invert)
-    out[f"guided beam + {steps} rewrite(s)"] = out.pop(f"guided beam + {steps} rewrite(s)")
+    beam = GuidedInverter(lm, emb, rewrite_rounds=steps)
+    out[f"guided beam + {steps} rewrite(s)"] = (None, beam.invert)
     return out  # the slowest last, so that an interrupted run keeps the others
 
 

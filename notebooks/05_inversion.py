@@ -40,6 +40,7 @@ from workbench.inversion import (
     ModelEmbedder,
     Patchscope,
     SoftPrefixInverter,
+    SoftPromptModel,
     TrainedCorrector,
     TunedLens,
     evaluate_inversion,
@@ -168,14 +169,10 @@ inversion_table(rows, title="MiniLM embeddings inverted by SmolLM2 (guided decod
 # printed: read the table with them.
 
 # %%
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from workbench.inversion.embedders import cosine_to  # noqa: E402
-from workbench.inversion.guided import InversionResult  # noqa: E402
 
-
-def trained_model(cls: type, folder: str, name: str) -> SoftPrefixInverter:
+def trained_model(cls: type, folder: str, name: str) -> SoftPromptModel:
     """The checkpoint in ``folder``, or a small one trained here."""
     if (Path(folder) / "inverter.json").exists():
         return cls.load(folder, lm, minilm)
@@ -186,20 +183,11 @@ def trained_model(cls: type, folder: str, name: str) -> SoftPrefixInverter:
 soft = trained_model(SoftPrefixInverter, INVERTER, "inverter")
 corrector = trained_model(TrainedCorrector, CORRECTOR, "corrector")
 print(f"inverter: {soft.step_} steps; corrector: {corrector.step_} steps")
-
-
-def soft_invert(x: np.ndarray) -> InversionResult:
-    """The inverter's greedy decode of one embedding ``[384]``, with its cosine and time."""
-    t0 = time.time()
-    text = soft.invert(x, max_new_tokens=24)[0] or "."
-    cos = float(cosine_to(minilm.embed([text]), x)[0])
-    return InversionResult(text, cos, [(0, text, cos)], time.time() - t0)
-
-
-proposals = [soft_invert(x) for x in targets]
-corrected = [corrector.correct(x, r.text, steps=1 if FAST else 2, max_new_tokens=24)
+proposals = [soft.reconstruct(x, max_new_tokens=24) for x in targets]
+steps = 1 if FAST else 2
+corrected = [corrector.refine(x, r, steps, max_new_tokens=24)
              for x, r in zip(targets, proposals, strict=True)]
-guided_corrected = [corrector.correct(x, r.text, steps=1 if FAST else 2, max_new_tokens=24)
+guided_corrected = [corrector.refine(x, r, steps, max_new_tokens=24)
                     for x, r in zip(targets, results, strict=True)]
 hybrid = HybridInverter(soft, inverter, proposals=2 if FAST else 4, steps=0 if FAST else 1)
 hybrid_results = [hybrid.invert(x) for x in targets]

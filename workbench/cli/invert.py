@@ -93,11 +93,12 @@ def run(
         targets = check_embeddings(np.load(vector, allow_pickle=False), emb)
     inverter = _inverter(method, lm, emb, checkpoint, steps, beam_width, top_k, keywords,
                          max_tokens)
-    if corrector is not None:
-        inverter = _corrected(inverter, TrainedCorrector.load(corrector, lm, emb), steps)
+    fixer = TrainedCorrector.load(corrector, lm, emb) if corrector is not None else None
     table = Table("#", "reconstruction", "cosine", "bow anchor", "seconds")
     for i, x in enumerate(targets):
         res = inverter(x)
+        if fixer is not None:
+            res = fixer.refine(x, res, steps)
         anchor = "-"
         if text is not None:
             anchor = f"{float(cosine_to(emb.embed([bag_of_words(text)]), x)[0]):.3f}"
@@ -114,12 +115,9 @@ def run(
 def _inverter(method: str, lm: Any, emb: Any, checkpoint: Path | None, steps: int,
               beam_width: int, top_k: int, keywords: int, max_tokens: int) -> Any:
     """A callable: embedding [dim] -> InversionResult."""
-    import time
-
     from ..errors import WorkbenchError
     from ..inversion.correction import HybridInverter
-    from ..inversion.embedders import cosine_to
-    from ..inversion.guided import GuidedInverter, InversionResult
+    from ..inversion.guided import GuidedInverter
     from ..inversion.trained import SoftPrefixInverter
 
     guided = GuidedInverter(lm, emb, beam_width=beam_width, top_k=top_k, keywords=keywords,
@@ -132,29 +130,7 @@ def _inverter(method: str, lm: Any, emb: Any, checkpoint: Path | None, steps: in
     trained = SoftPrefixInverter.load(checkpoint, lm, emb)
     if method == "hybrid":
         return HybridInverter(trained, guided, steps=steps).invert
-
-    def run_trained(x: Any) -> InversionResult:
-        t0 = time.time()
-        text = trained.invert(x)[0]
-        cos = float(cosine_to(emb.embed([text or "."]), x)[0])
-        return InversionResult(text, cos, [(0, text, cos)], time.time() - t0)
-
-    return run_trained
-
-
-def _corrected(inverter: Any, corrector: Any, steps: int) -> Any:
-    """``inverter`` followed by ``steps`` rounds of the trained ``corrector``; the history
-    goes on from the inverter's last step."""
-    from ..inversion.guided import InversionResult
-
-    def run_corrected(x: Any) -> InversionResult:
-        first = inverter(x)
-        fixed = corrector.correct(x, first.text, steps)
-        last = first.history[-1][0] if first.history else 0
-        history = first.history + [(last + s, t, c) for s, t, c in fixed.history[1:]]
-        return InversionResult(fixed.text, fixed.cosine, history, first.seconds + fixed.seconds)
-
-    return run_corrected
+    return trained.reconstruct
 
 
 @app.command("train")

@@ -26,7 +26,6 @@ def confusion_matrix(counts: Any, classes: list[Any], *, title: str | None = Non
     return fig
 
 
-
 def selectivity_curves(wide: Any, metric: str, *, height: int = 260) -> Any:
     """Selectivity per layer (``_data.selectivity``: a ``[layers, probes]`` DataFrame of task
     minus control-task scores), one line per probe, with a zero line.

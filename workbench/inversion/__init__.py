@@ -12,7 +12,12 @@ from .embedders import (  # noqa: E402, F401
 from .guided import GuidedInverter, InversionResult  # noqa: E402, F401
 from .leakage import LeakageReport, leakage_report  # noqa: E402, F401
 from .metrics import evaluate as evaluate_inversion  # noqa: E402, F401
-from .trained import CheckpointMismatchError, InverterConfig, SoftPrefixInverter  # noqa: E402, F401
+from .trained import (  # noqa: E402, F401
+    CheckpointMismatchError,
+    InverterConfig,
+    SoftPrefixInverter,
+    SoftPromptModel,
+)
 
 # Decoding hidden states (logit lens, tuned lens, Patchscopes).
 from .lens import LensResult, LogitLens, TargetTokenError, logit_lens  # noqa: E402, F401

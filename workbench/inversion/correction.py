@@ -28,7 +28,7 @@ import torch
 
 from .embedders import Embedder, check_embeddings, cosine_to
 from .guided import GuidedInverter, InversionResult
-from .trained import InverterConfig, SoftPrefixInverter
+from .trained import InverterConfig, SoftPrefixInverter, SoftPromptModel
 
 #: The hypothesis as the corrector reads it, between the soft prompt and the corrected text.
 DRAFT_TEMPLATE = "Draft: {draft}\n"
@@ -58,7 +58,7 @@ def corrupt_text(text: str, rng: np.random.Generator, vocabulary: Sequence[str],
     return " ".join(out)
 
 
-class TrainedCorrector(SoftPrefixInverter):
+class TrainedCorrector(SoftPromptModel):
     """vec2text's corrector: (target, hypothesis, target - hypothesis) embeddings -> soft prompt,
     then ``Draft: <hypothesis>``, then the LLM writes the corrected text.
 
@@ -89,7 +89,7 @@ class TrainedCorrector(SoftPrefixInverter):
 
     def fit(self, texts: Sequence[str], out: str | Path, steps: int, *,
             drafts: Sequence[str] | None = None, **kwargs: Any) -> TrainedCorrector:
-        """Train like :meth:`SoftPrefixInverter.fit`. ``drafts`` (one per text, e.g. a base
+        """Train like :meth:`SoftPromptModel.fit`. ``drafts`` (one per text, e.g. a base
         inverter's hypotheses) are used for half of the rows of every batch; the others get
         :func:`corrupt_text` copies (a function of the seed and the step, so a resumed run sees
         the same drafts)."""
@@ -118,11 +118,14 @@ class TrainedCorrector(SoftPrefixInverter):
 
     @torch.inference_mode()
     def propose(self, target: np.ndarray, hypothesis: str, *, num_return: int = 4,
-                max_new_tokens: int = 40) -> list[str]:
+                max_new_tokens: int = 40, hypothesis_vector: np.ndarray | None = None
+                ) -> list[str]:
         """``num_return`` corrections of ``hypothesis`` towards ``target`` ``[dim]`` (beam
-        search, best first)."""
+        search, best first); ``hypothesis_vector`` ``[dim]``: its embedding, when known."""
         tgt = check_embeddings(target, self.embedder)
-        hyp = check_embeddings(self.embedder.embed([hypothesis or "."]), self.embedder)
+        if hypothesis_vector is None:
+            hypothesis_vector = self.embedder.embed([hypothesis or "."])
+        hyp = check_embeddings(hypothesis_vector, self.embedder)
         prefix = self.prefix(self.features(tgt, hyp).to(self.device)).to(self.lm.dtype)
         ctx = torch.tensor([self._context_ids(DRAFT_TEMPLATE.format(draft=hypothesis))],
                            device=self.device)
@@ -138,20 +141,30 @@ class TrainedCorrector(SoftPrefixInverter):
         step ``i`` (step 0 is the hypothesis itself)."""
         t0 = time.time()
         tgt = check_embeddings(target, self.embedder)[0]
-        text = hypothesis
-        cos = float(cosine_to(self.embedder.embed([text or "."]), tgt)[0])
+        text, vec = hypothesis, self.embedder.embed([hypothesis or "."])[0]
+        cos = float(cosine_to(vec[None], tgt)[0])
         history = [(0, text, cos)]
         for step in range(1, steps + 1):
-            props = [p for p in dict.fromkeys(self.propose(tgt, text, num_return=num_return,
-                                                           max_new_tokens=max_new_tokens))
-                     if p.strip()]
+            props = [p for p in dict.fromkeys(self.propose(
+                tgt, text, num_return=num_return, max_new_tokens=max_new_tokens,
+                hypothesis_vector=vec)) if p.strip()]
             if props:
-                scores = cosine_to(self.embedder.embed(props), tgt)
+                vectors = self.embedder.embed(props)
+                scores = cosine_to(vectors, tgt)
                 best = int(np.argmax(scores))
                 if scores[best] > cos:
-                    text, cos = props[best], float(scores[best])
+                    text, cos, vec = props[best], float(scores[best]), vectors[best]
             history.append((step, text, cos))
         return InversionResult(text, cos, history, time.time() - t0)
+
+    def refine(self, target: Any, first: InversionResult, steps: int = 3,
+               **kwargs: Any) -> InversionResult:
+        """``first`` (any inverter's result for ``target``) followed by ``steps`` corrections:
+        the history goes on from ``first``'s last step and the time includes ``first``'s."""
+        fixed = self.correct(target, first.text, steps, **kwargs)
+        last = first.history[-1][0] if first.history else 0
+        history = first.history + [(last + s, t, c) for s, t, c in fixed.history[1:]]
+        return InversionResult(fixed.text, fixed.cosine, history, first.seconds + fixed.seconds)
 
 
 class GuidedCorrector:

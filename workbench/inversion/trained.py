@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -27,7 +27,8 @@ from torch import nn
 from .._version import __version__
 from ..activations.store import atomic_write, file_sha256, write_json
 from ..errors import EmptyDatasetError, WorkbenchError
-from .embedders import Embedder, check_embeddings
+from .embedders import Embedder, check_embeddings, cosine_to
+from .guided import InversionResult
 
 CONFIG_FILE = "inverter.json"
 WEIGHTS_FILE = "inverter.safetensors"
@@ -95,23 +96,20 @@ def _lora_targets(lm: Any) -> list[str]:
                          "; train with lora_rank=0 (frozen LLM)")
 
 
-class SoftPrefixInverter:
-    """Embedding -> text through a soft prompt for ``lm``.
+class SoftPromptModel:
+    """What the trained inverter and the trained corrector share: an MLP from a feature vector to
+    a soft prompt for ``lm`` (frozen, or LoRA-adapted), trained with the LM loss on texts,
+    checkpointed, resumed and refused for another embedder or LLM. Subclasses set ``KIND`` and
+    what the MLP reads (``_input_dim``, ``_batch_loss``).
 
     Args:
         lm: a decoder ``LoadedModel`` (its weights are never changed; LoRA adapts a copy).
         embedder: the embedder whose vectors are inverted (fixes ``dim``).
         config: an :class:`InverterConfig`.
-
-    Examples:
-        >>> inv = SoftPrefixInverter(lm, embedder, InverterConfig(prefix_length=4))  # doctest: +SKIP
-        >>> inv.fit(texts, out="runs/inverter", steps=200)  # doctest: +SKIP
-        >>> inv.invert(embedder.embed(["A man plays a guitar."]))  # doctest: +SKIP
-        ['A man is playing a guitar.']
     """
 
     #: ``kind`` recorded in the checkpoint JSON (a folder of another kind is refused on load).
-    KIND = "soft-prefix-inverter"
+    KIND = "soft-prompt-model"
 
     def __init__(self, lm: Any, embedder: Embedder, config: InverterConfig | None = None) -> None:
         if lm.kind != "decoder":
@@ -201,7 +199,7 @@ class SoftPrefixInverter:
         return out
 
     @classmethod
-    def load(cls, path: str | Path, lm: Any, embedder: Embedder) -> SoftPrefixInverter:
+    def load(cls, path: str | Path, lm: Any, embedder: Embedder) -> Self:
         """A trained inverter from ``path``, refused if trained for another embedder or LLM.
 
         Raises:
@@ -293,7 +291,7 @@ class SoftPrefixInverter:
         max_seconds: float | None = None,
         progress: bool = True,
         stop_after: int | None = None,
-    ) -> SoftPrefixInverter:
+    ) -> Self:
         """Train for ``steps`` optimizer steps in total, checkpointing into ``out``.
 
         Args:
@@ -391,6 +389,33 @@ class SoftPrefixInverter:
 
     # -- inference -----------------------------------------------------------------------------
 
+    def _generate(self, head: torch.Tensor, *, num_beams: int, num_return: int,
+                  max_new_tokens: int) -> list[str]:
+        """Decode after the input embeddings ``head`` ``[b, p, d_model]``: ``b * num_return``
+        texts, each cut at its first newline (training texts are single lines ending in eos)."""
+        tok = self.lm.tokenizer
+        att = torch.ones(head.shape[:2], dtype=torch.long, device=self.device)
+        gen = self.model.generate(
+            inputs_embeds=head, attention_mask=att, max_new_tokens=max_new_tokens,
+            num_beams=max(num_beams, num_return), num_return_sequences=num_return,
+            do_sample=False, eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        return [t.strip().split("\n")[0].strip()
+                for t in tok.batch_decode(gen, skip_special_tokens=True)]
+
+
+class SoftPrefixInverter(SoftPromptModel):
+    """Embedding -> text through a soft prompt for ``lm`` (GEIA / vec2text's hypothesis model).
+
+    Examples:
+        >>> inv = SoftPrefixInverter(lm, embedder, InverterConfig(prefix_length=4))  # doctest: +SKIP
+        >>> inv.fit(texts, out="runs/inverter", steps=200)  # doctest: +SKIP
+        >>> inv.invert(embedder.embed(["A man plays a guitar."]))  # doctest: +SKIP
+        ['A man is playing a guitar.']
+    """
+
+    KIND = "soft-prefix-inverter"
+
     @torch.inference_mode()
     def invert(self, vectors: Any, *, num_beams: int = 1, num_return: int = 1,
                max_new_tokens: int = 40) -> list[list[str]] | list[str]:
@@ -407,19 +432,15 @@ class SoftPrefixInverter:
             return texts
         return [texts[i * num_return:(i + 1) * num_return] for i in range(len(x))]
 
-    def _generate(self, head: torch.Tensor, *, num_beams: int, num_return: int,
-                  max_new_tokens: int) -> list[str]:
-        """Decode after the input embeddings ``head`` ``[b, p, d_model]``: ``b * num_return``
-        texts, each cut at its first newline (training texts are single lines ending in eos)."""
-        tok = self.lm.tokenizer
-        att = torch.ones(head.shape[:2], dtype=torch.long, device=self.device)
-        gen = self.model.generate(
-            inputs_embeds=head, attention_mask=att, max_new_tokens=max_new_tokens,
-            num_beams=max(num_beams, num_return), num_return_sequences=num_return,
-            do_sample=False, eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        return [t.strip().split("\n")[0].strip()
-                for t in tok.batch_decode(gen, skip_special_tokens=True)]
+    def reconstruct(self, target: Any, *, max_new_tokens: int = 40) -> InversionResult:
+        """One embedding ``target`` ``[dim]`` as an ``InversionResult`` (greedy text, its cosine
+        to the target, wall time), like ``GuidedInverter.invert``; an empty decode reads ".".
+        """
+        t0 = time.time()
+        tgt = check_embeddings(target, self.embedder)
+        text = self.invert(tgt, max_new_tokens=max_new_tokens)[0] or "."
+        cos = float(cosine_to(self.embedder.embed([text]), tgt[0])[0])
+        return InversionResult(text, cos, [(0, text, cos)], time.time() - t0)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

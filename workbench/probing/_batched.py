@@ -171,8 +171,8 @@ def logistic_fits(
     The problems are solved together by scipy's L-BFGS-B (an analytic gradient; no autograd,
     and no ``torch.optim``, whose first use imports ``torch._dynamo`` for seconds) in whitened
     coordinates: with the centred covariance ``V diag(lam) V'`` of all rows,
-    ``w = V diag(lam)^-1/2 u`` is an exact change of variables (directions of zero variance carry no signal and get zero weight) under which the
-    data term is well conditioned and the penalty ``||w||^2 = sum(u^2 / lam)`` is diagonal. Each
+    ``w = V diag(lam)^-1/2 u`` is an exact change of variables (directions of zero variance carry
+    no signal and get zero weight) under which the data term is well conditioned and the penalty ``||w||^2 = sum(u^2 / lam)`` is diagonal. Each
     problem's objective is scikit-learn's divided by ``C * n_train``; the intercept is free.
 
     Args:
