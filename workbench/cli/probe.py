@@ -109,8 +109,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
             title="generalisation accuracy (best layer per pair; diagonal cross-validated)",
             title_justify="left",
         )
-        for r in cells:
-            table.add_row(*r)
+        for cells_row in cells:
+            table.add_row(*cells_row)
         console.print(table)
     timing = summary["timing_s"]
     console.print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()))

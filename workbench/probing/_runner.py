@@ -285,6 +285,11 @@ def _run_generalisation(
     g = spec.generalisation
     assert g is not None
     target = g.target or spec.probe.target
+    if not isinstance(target, str):  # the schema refuses this combination; kept for the types
+        raise SpecError(
+            "[generalisation] needs a target (one class column) when [probe] target "
+            "is a list of columns"
+        )
     stores: dict[str, Any] = {}
     t0 = time.perf_counter()
     for name in g.datasets:

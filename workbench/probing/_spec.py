@@ -388,7 +388,7 @@ def _validate(spec: ProbeSpec) -> None:
                 f'[causal] layers = {c.layers!r} in {p or "the spec"}: give "best" '
                 "(the best layers by score and selectivity) or a list of layers"
             )
-        classifiers = [k for k in spec.probe.kind if k in CLASSIFIER_KINDS]
+        classifiers: list[str] = [k for k in spec.probe.kind if k in CLASSIFIER_KINDS]
         if c.probe is not None and c.probe not in classifiers:
             raise SpecError(
                 f"[causal] probe (one of [probe] kind's classifiers) = {c.probe!r} in "
