@@ -75,7 +75,8 @@ def run(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    """The best layers per probe kind (``report.summary_rows``), the generalisation grid
+    """The best layers per probe kind (compact for a terminal; ``report.summary_rows`` has the
+    wide version of ``report.md`` and the dashboard), the generalisation grid
     (``report.generalisation_grid``), timing and notes."""
     from ..probing import report
 
@@ -87,12 +88,33 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{report.target_text(summary['target'])}, {summary['n_rows']} rows probed; "
         f"store {'reused' if summary['store']['reused'] else 'extracted'}"
     )
-    rows = report.summary_rows(summary)
-    if rows:
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        table = Table(*columns, title="best layers", title_justify="left")
-        for r in rows:
-            table.add_row(*(r.get(k, "-") for k in columns))
+    if summary["kinds"]:
+        table = Table(
+            "probe",
+            "metric",
+            "best layer",
+            "score [95% CI]",
+            "baseline",
+            "control@best",
+            "selectivity (layer)",
+            "MDL best (compression)",
+            title="best layers",
+            title_justify="left",
+        )
+        for kind, s in summary["kinds"].items():
+            b = s["by_score"]
+            ci = f" [{b['low']:.3f}, {b['high']:.3f}]" if "low" in b else ""
+            sel, mdl = s.get("by_selectivity"), s.get("by_codelength")
+            table.add_row(
+                kind,
+                s["metric"],
+                f"{b['layer']} ({b['pooling']})",
+                f"{b['value']:.3f}{ci}",
+                f"{s['baseline']['value']:.3f}" if "baseline" in s else "-",
+                f"{s['control_at_best']['value']:.3f}" if "control_at_best" in s else "-",
+                f"{sel['value']:.3f} ({sel['layer']})" if sel else "-",
+                f"{mdl['layer']} ({mdl['compression']:.2f})" if mdl else "-",
+            )
         console.print(table)
         for kind, s in summary["kinds"].items():
             if "median_km_at_best" in s:
