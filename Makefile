@@ -33,16 +33,22 @@ $(STAMP): pyproject.toml Makefile $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[all,dev]"
 	touch $(STAMP)
 
-# Refresh the pins: resolve pyproject.toml's extras afresh (pip-compile), torch held at
-# $(TORCH_VERSION) and left out of the file (the install step pins it, CPU wheel first), and the
-# package itself left out (installed editable).
+# Refresh the pins after a change of pyproject.toml: `make lock` keeps every pin it can and
+# resolves what changed; `make lock LOCK_FLAGS=--upgrade` moves everything to the newest releases
+# pyproject.toml admits. Either way: pip-compile, torch held at $(TORCH_VERSION) and left out of
+# the file (installed first, from the CPU wheel), the package itself left out (installed
+# editable). Then run `make test` and commit constraints.txt with the change.
+LOCK_FLAGS ?=
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION) pip-tools
 	echo "torch==$(TORCH_VERSION)" > $(VENV)/torch-pin.txt
-	$(BIN)/pip-compile --quiet --upgrade --extra all --extra dev --strip-extras --allow-unsafe \
-	  --no-emit-index-url --no-emit-find-links -c $(VENV)/torch-pin.txt -o $(LOCK).new pyproject.toml
-	grep -vE '^(torch==|workbench @ )' $(LOCK).new > $(LOCK) && rm $(LOCK).new
+	cp $(LOCK) $(VENV)/constraints.txt
+	cd $(VENV) && bin/pip-compile --quiet $(LOCK_FLAGS) --extra all --extra dev --strip-extras \
+	  --allow-unsafe --no-emit-index-url --no-emit-find-links -c torch-pin.txt \
+	  -o constraints.txt $(CURDIR)/pyproject.toml
+	sed -i "s#$(CURDIR)/##" $(VENV)/constraints.txt
+	grep -vE '^(torch==|workbench @ )' $(VENV)/constraints.txt > $(LOCK)
 
 demo: install
 	$(BIN)/workbench models
@@ -60,11 +66,14 @@ browser:
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium is not installed and cannot be (no root/apt): the browser test will skip"
 
+# two workers (the machine has two cores), one thread each, a test file per worker at a time
+XDIST := -n 2 --dist loadgroup
+
 test: install browser
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra $(XDIST) --durations=25
 
 test-fast: install
-	$(BIN)/python -m pytest -q -ra -m "not slow"
+	$(BIN)/python -m pytest -q -ra $(XDIST) -m "not slow"
 
 # executed copies of the research notebooks, full size, figures embedded as PNG too
 notebooks: install

@@ -419,12 +419,22 @@ def _gguf_to_cache(path: Path, trust_remote_code: bool) -> Path:
     """Dequantise a GGUF file once and cache it as config + safetensors; return the folder.
 
     The cache key is the file's sha256, so a changed file is converted again. The folder is
-    written under a temporary name and renamed, so an interrupted conversion leaves nothing.
+    written under a temporary name and renamed, so an interrupted conversion leaves nothing, and
+    a file lock makes concurrent processes (test workers, Ray actors) convert it once: the others
+    wait, then read the finished folder.
     """
+    from filelock import FileLock
+
     digest = file_sha256(path)
     target = cache_dir() / "gguf" / f"{path.stem}-{digest[:16]}"
-    if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
-        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not ((target / "model.safetensors").is_file() and (target / "config.json").is_file()):
+            _convert_gguf(path, target, digest, trust_remote_code)
+    return target
+
+
+def _convert_gguf(path: Path, target: Path, digest: str, trust_remote_code: bool) -> None:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -448,7 +458,6 @@ def _gguf_to_cache(path: Path, trust_remote_code: bool) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _reinitialise(lm: LoadedModel, seed: int) -> None:
