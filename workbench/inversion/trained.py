@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..activations.store import atomic_write, file_sha256, write_json
+from ..artifacts import atomic_write, file_sha256, write_json
 from ..errors import EmptyDatasetError, WorkbenchError
 from .embedders import Embedder, check_embeddings, cosine_to
 from .guided import InversionResult

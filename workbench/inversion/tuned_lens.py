@@ -39,7 +39,7 @@ from torch import nn
 from .._version import __version__
 from ..activations import hook_names
 from ..activations.extract import _eval_mode
-from ..activations.store import atomic_write, write_json
+from ..artifacts import atomic_write, write_json
 from ..errors import EmptyDatasetError, WorkbenchError
 from .lens import LogitLens, forward_kwargs
 

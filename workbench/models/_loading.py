@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..activations import hook_names
-from ..activations.store import file_sha256
+from ..artifacts import file_sha256
 from ..errors import LayerOutOfRangeError, UnknownHookPointError, UnknownModelError
 from ._bundled import BUNDLED
 from ._structure import ATTENTION_NAMES, MLP_NAMES, find_blocks, find_child, has_final_norm

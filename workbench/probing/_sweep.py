@@ -106,7 +106,7 @@ class SweepResult:
         """``results.csv``, ``mdl.csv``, ``probes.safetensors`` + ``probes.json``."""
         from safetensors.numpy import save_file
 
-        from ..activations.store import atomic_write, write_json
+        from ..artifacts import atomic_write, write_json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

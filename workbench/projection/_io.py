@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..activations.store import atomic_write, write_json
+from ..artifacts import atomic_write, write_json
 from ._aligned import AlignedProjection
 from ._axes import ProbeAxes
 from ._estimators import METHODS, ProjectionInputError
