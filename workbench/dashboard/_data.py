@@ -264,18 +264,18 @@ class SavedProbe:
 
 def saved_probe(folder: Path, kind: str, pooling: str, hook_point: str) -> SavedProbe:
     """The saved weights of one probe kind at one (pooling, hook point) of an experiment."""
-    from safetensors.numpy import load_file
+    from ..probing import load_probe_weights
 
     path = Path(folder) / "probes" / kind / "probes.safetensors"
     if not path.is_file():
         raise RunFolderError(f"{path} is missing ({kind} probes have no linear weights, or the "
                              "experiment was not saved): pick a logistic, ridge or mass-mean probe")
-    tensors = load_file(str(path))
+    tensors, config = load_probe_weights(path.parent)
     key = f"{pooling}/{hook_point}"
     if f"{key}/coef" not in tensors:
         have = sorted({k.rsplit("/", 1)[0] for k in tensors})
         raise RunFolderError(f"no {kind} probe for {key} in {path}; it has {have[:8]}...")
-    classes = probe_config(folder, kind).get("classes", [])
+    classes = config.get("classes", [])
     return SavedProbe(tensors[f"{key}/coef"], tensors[f"{key}/intercept"], classes)
 
 

@@ -103,10 +103,9 @@ class SweepResult:
         return out
 
     def save(self, folder: str | Path) -> None:
-        """``results.csv``, ``mdl.csv``, ``probes.safetensors`` + ``probes.json``."""
-        from safetensors.numpy import save_file
-
-        from ..artifacts import atomic_write, write_json
+        """``results.csv``, ``mdl.csv``, ``probes.safetensors`` + ``probes.json`` (which records
+        the weights' sha256, checked by ``load_probe_weights``)."""
+        from ..artifacts import atomic_write, save_tensors, write_json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -119,14 +118,31 @@ class SweepResult:
             tensors[f"{key}/coef"] = np.ascontiguousarray(coef, dtype=np.float32)
             tensors[f"{key}/intercept"] = np.ascontiguousarray(intercept, dtype=np.float32)
             index.append({"pooling": pooling, "hook_point": hook})
+        files = {}
         if tensors:
-            tmp = folder / ".probes.safetensors.tmp"
-            save_file(tensors, str(tmp))
-            tmp.replace(folder / "probes.safetensors")
+            files[PROBE_WEIGHTS] = save_tensors(folder / PROBE_WEIGHTS, tensors)
         write_json(
             folder / "probes.json",
-            {"config": self.config, "probes": index, "classes": self.classes, "best": self.best()},
+            {"config": self.config, "probes": index, "classes": self.classes, "best": self.best(),
+             "files": files},
         )
+
+
+PROBE_WEIGHTS = "probes.safetensors"
+
+
+def load_probe_weights(folder: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The probe weights saved by ``SweepResult.save`` in ``folder`` (``"{pooling}/{hook}/coef"``
+    ``[k, d_model]`` and ``".../intercept"`` ``[k]``) and its ``probes.json``, after checking the
+    weights' sha256 (``ArtifactCorruptError`` when damaged; a warning for older saves)."""
+    from ..artifacts import load_tensors, read_json
+
+    folder = Path(folder)
+    fix = "run the probe sweep again to rewrite it (`workbench probe run`)"
+    config = read_json(folder / "probes.json", "probe config", fix)
+    tensors = load_tensors(folder / PROBE_WEIGHTS, config.get("files", {}).get(PROBE_WEIGHTS),
+                           fix=fix, what="probe")
+    return tensors, config
 
 
 def _row(row: Any) -> dict[str, Any]:
