@@ -48,7 +48,9 @@ def output_error(exc: OSError, path: str | os.PathLike[str]) -> OutputPathError:
     code = exc.errno
     text = str(exc)
     out = arg("another folder", "another --out")
-    if code in (errno.ENOSPC, errno.EDQUOT) or "requested and" in text:
+    if code is None and "requested and" in text:  # numpy's short write: which limit was hit?
+        code = errno.EFBIG if _file_size_limited() else errno.ENOSPC
+    if code in (errno.ENOSPC, errno.EDQUOT):
         return OutputPathError(
             f"no space left on the device while writing {path}: free some space (or choose {out}) "
             "and run the same command again; completed parts are kept"
@@ -70,6 +72,17 @@ def output_error(exc: OSError, path: str | os.PathLike[str]) -> OutputPathError:
     return OutputPathError(
         f"cannot write {path}: {exc.strerror or text}; check the folder, or choose {out}"
     )
+
+
+def _file_size_limited() -> bool:
+    """Whether this process runs under a file-size limit (``ulimit -f``)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return False
+    return soft != resource.RLIM_INFINITY
 
 
 def make_dirs(path: str | os.PathLike[str]) -> Path:

@@ -30,7 +30,14 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..errors import ContextLengthError, EmptyDatasetError, OptionError, arg
+from ..errors import (
+    ContextLengthError,
+    EmptyDatasetError,
+    OptionError,
+    OutputPathError,
+    WorkbenchError,
+    arg,
+)
 from . import hook_names
 from .pooling import (
     POOL_OVER,
@@ -508,7 +515,14 @@ def plan_run(
     if truncation == "error":
         _refuse_long_texts(lm, dataset.texts, template_text, limit)
 
-    writer = StoreWriter(out, manifest, overwrite=overwrite)
+    try:
+        writer = StoreWriter(out, manifest, overwrite=overwrite)
+    except OutputPathError:
+        # A read-only folder can still serve the same run when it is complete and intact.
+        store = _complete_read_only(Path(out), identity_hash(identity), verify_resume, progress)
+        if store is None:
+            raise
+        return store
     try:
         return _resume(writer, manifest, dataset, n_shards, verify_resume, progress, missing,
                        lm, ShardSpec(hooks, poolings, template_text, pool_over, limit,
@@ -567,9 +581,28 @@ def _resume(
             "those rows before probing them, or they would count as a class",
             stacklevel=4,
         )
+    writer.save_manifest()  # first: the folder is a workbench run from here on
     writer.write_rows(_rows(dataset))
     writer.save_manifest()
     return RunPlan(lm, dataset, spec, shard_size, manifest, writer, shard_metas, todo)
+
+
+def _complete_read_only(
+    path: Path, identity: str, verify: bool, progress: bool
+) -> ActivationStore | None:
+    """The complete run in ``path`` if it is the same run (and intact, with ``verify``)."""
+    if not (path / "manifest.json").is_file():
+        return None
+    try:
+        store = ActivationStore(path)
+    except WorkbenchError:
+        return None
+    if store.manifest.get("identity_hash") != identity or not store.complete:
+        return None
+    if verify:
+        store.verify(progress=progress)
+    log.info("reusing complete run %s (read-only, not locked)", path)
+    return store
 
 
 def _marker_files(marker: Path) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from ..artifacts import (
     file_sha256,
     is_temp,
     make_dirs,
+    output_error,
     read_json,
     write_json,
 )
@@ -53,6 +54,7 @@ from ..errors import (
     StoreCorruptError,
     StoreMismatchError,
     StoreSelectionError,
+    WorkbenchError,
     arg,
 )
 from .pooling import Pooling, parse_poolings
@@ -102,15 +104,25 @@ class StoreWriter:
         self.shard_dir = self.path / SHARDS
         identity = manifest["identity"]
         manifest["identity_hash"] = identity_hash(identity)
-        if self.path.exists() and not self.path.is_dir():
-            raise OutputPathError(
-                f"output path {self.path} is a file, not a folder: choose "
-                f"{arg('another out=', 'another --out')} (a new or empty folder)"
-            )
-        self._refuse_foreign(overwrite)  # before the lock file is created in it
+        try:
+            if self.path.exists() and not self.path.is_dir():
+                raise OutputPathError(
+                    f"output path {self.path} is a file, not a folder: choose "
+                    f"{arg('another out=', 'another --out')} (a new or empty folder)"
+                )
+            self._refuse_foreign(overwrite)  # before the lock file is created in it
+        except OSError as exc:
+            if isinstance(exc, WorkbenchError):
+                raise
+            raise output_error(exc, self.path / MANIFEST) from None
         self.lock = FolderLock(self.path).acquire()
         try:
             self._open(identity, overwrite)
+        except OSError as exc:
+            self.close()
+            if isinstance(exc, WorkbenchError):
+                raise
+            raise output_error(exc, self.path / MANIFEST) from None
         except BaseException:
             self.close()
             raise
@@ -119,11 +131,8 @@ class StoreWriter:
         """Refuse a folder that holds files but no workbench run, naming what is there."""
         if not self.path.is_dir() or (self.path / MANIFEST).is_file():
             return
-        other = sorted(
-            p.name + ("/" if p.is_dir() else "")
-            for p in self.path.iterdir()
-            if p.name != FolderLock.NAME
-        )
+        other = sorted(p.name + ("/" if p.is_dir() else "") for p in self.path.iterdir()
+                       if not _run_leftover(p))
         if other:
             listed = ", ".join(other[:8]) + (
                 f" and {len(other) - 8} more" if len(other) > 8 else ""
@@ -269,6 +278,14 @@ class StoreWriter:
 
 
 _MARKER_GLOB = "[0-9][0-9][0-9][0-9][0-9].json"
+
+
+def _run_leftover(p: Path) -> bool:
+    """What a writer killed before its first manifest leaves: the lock, temporary files and a
+    ``shards/`` folder holding nothing else (so such a folder counts as empty)."""
+    if p.name == FolderLock.NAME or is_temp(p):
+        return True
+    return p.name == SHARDS and p.is_dir() and all(is_temp(q) for q in p.iterdir())
 
 
 def _mismatch_message(path: Path, old: dict[str, Any], new: dict[str, Any]) -> str:
