@@ -572,6 +572,9 @@ def _resume(
         )
     if complete and not todo:
         log.info("reusing complete run %s", writer.path)
+        if verify and writer.recorded_rows is not None and not writer.write_rows(_rows(dataset)):
+            warnings.warn(f"{writer.path / 'rows.jsonl'} was damaged and has been rewritten",
+                          stacklevel=4)
         writer.close()
         return ActivationStore(writer.path)
     if missing:

@@ -171,7 +171,7 @@ class StoreWriter:
             else:
                 # Same run: keep its shards and the first creation time.
                 self.manifest["created"] = old.get("created", self.manifest.get("created"))
-                self._old_rows = old.get("rows_file")
+                self.recorded_rows = old.get("rows_file")
         else:
             self._refuse_foreign(overwrite)  # again, now that we hold the lock
         make_dirs(self.shard_dir)
@@ -181,7 +181,7 @@ class StoreWriter:
                 if is_temp(stale):
                     stale.unlink(missing_ok=True)
 
-    _old_rows: dict[str, Any] | None = None
+    recorded_rows: dict[str, Any] | None = None
 
     def _committed_shards(self) -> bool:
         return self.shard_dir.is_dir() and any(self.shard_dir.glob(_MARKER_GLOB))
@@ -200,10 +200,11 @@ class StoreWriter:
         """Release the folder's lock (idempotent)."""
         self.lock.release()
 
-    def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        """``rows.jsonl``, unless the same run's copy is already there and intact."""
+    def write_rows(self, rows: Iterable[dict[str, Any]]) -> bool:
+        """``rows.jsonl``, unless the same run's copy is already there and intact; returns
+        whether that copy was kept."""
         target = self.path / ROWS
-        old = self._old_rows
+        old = self.recorded_rows
         if (
             target.is_file()
             and old is not None
@@ -211,13 +212,14 @@ class StoreWriter:
             and (file_sha256(target) == old["sha256"])
         ):
             self.manifest["rows_file"] = old
-            return
+            return True
         atomic_write(
             target,
             lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
             mode="w",
         )
         self.manifest["rows_file"] = file_info(target)
+        return False
 
     def save_manifest(self) -> None:
         write_json(self.path / MANIFEST, self.manifest)

@@ -171,11 +171,14 @@ def info(
     run: Annotated[Path, typer.Argument(help="a run folder written by extract")],
     stats: Annotated[bool, typer.Option(help="per-layer norm statistics (reads the store)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the raw manifest")] = False,
+    verify: Annotated[bool, typer.Option(help="with --stats: check the sha256 of every file first")] = True,
 ) -> None:
     """Print a run's manifest in a readable form."""
     from ..activations.store import ActivationStore
 
     store = ActivationStore(run)
+    if stats and verify:
+        store.verify(progress=True)
     if as_json:
         console.print_json(json.dumps(store.manifest))
         return
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     _DEBUG["on"] = "--debug" in args or os.environ.get("WORKBENCH_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     use_cli_names(True)
-    warnings.formatwarning = _one_line_warning
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(args=args, prog_name="workbench", standalone_mode=False)
@@ -332,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         use_cli_names(False)
+        warnings.formatwarning = formatwarning
     if code == 130:  # Ctrl-C (or SIGTERM), turned into an exit code by Typer
         if not _DEBUG.get("said"):
             err.print("interrupted: what was completed is kept; run the same command again to "
