@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..artifacts import atomic_write, load_tensors, read_json, save_tensors, write_json
+from ..artifacts import atomic_write, file_info, load_tensors, read_json, save_tensors, write_json
 from ..errors import ArtifactCorruptError, ArtifactNotFoundError, EmptyDatasetError, WorkbenchError
 from .embedders import Embedder, check_embeddings, cosine_to
 from .guided import InversionResult
@@ -377,11 +376,17 @@ class SoftPromptModel:
         """Embeddings of the corpus, cached in ``out`` (keyed by corpus and embedder)."""
         path, key = out / EMBEDDINGS_FILE, out / (EMBEDDINGS_FILE + ".json")
         ident = {"corpus": corpus, "embedder": self.embedder.fingerprint}
-        if path.exists() and key.exists() and json.loads(key.read_text()) == ident:
-            return np.load(path, allow_pickle=False)
+        if path.exists() and key.exists():
+            try:
+                cached = read_json(key, "embedding cache key")
+            except ArtifactCorruptError:
+                cached = {}
+            if {k: cached.get(k) for k in ident} == ident and cached.get("file") is not None and (
+                    file_info(path) == cached["file"]):
+                return np.load(path, allow_pickle=False)
         vec = check_embeddings(self.embedder.embed(texts), self.embedder)
         atomic_write(path, lambda f: np.save(f, vec, allow_pickle=False))
-        write_json(key, ident)
+        write_json(key, {**ident, "file": file_info(path)})  # a damaged cache is recomputed
         return vec
 
     # -- inference -----------------------------------------------------------------------------
