@@ -37,8 +37,9 @@ def test_files_honour_the_umask(tmp_path, umask):
 def test_store_files_are_group_readable_under_a_group_umask(tiny_llama, tmp_path):
     old = os.umask(0o002)
     try:
-        store = workbench.extract(tiny_llama, ["a b c", "d e"], out=tmp_path / "run",
-                                  layers=[0], progress=False)
+        store = workbench.extract(
+            tiny_llama, ["a b c", "d e"], out=tmp_path / "run", layers=[0], progress=False
+        )
     finally:
         os.umask(old)
     modes = {stat.S_IMODE(f.stat().st_mode) for f in store.path.rglob("*") if f.is_file()}
@@ -78,11 +79,16 @@ def test_folder_lock_names_its_holder_and_is_released(tmp_path):
 def test_store_flags_missing_labels(tiny_llama, tmp_path):
     from workbench.data import TextDataset
 
-    data = TextDataset(name="t", texts=["a b", "c d", "e f"], source="test",
-                       columns={"label": [1.0, float("nan"), None], "ok": [1, 2, 3]})
+    data = TextDataset(
+        name="t",
+        texts=["a b", "c d", "e f"],
+        source="test",
+        columns={"label": [1.0, float("nan"), None], "ok": [1, 2, 3]},
+    )
     with pytest.warns(UserWarning, match=r"missing values \(NaN/None\), by count: \{'label': 2\}"):
-        store = workbench.extract(tiny_llama, data, out=tmp_path / "run", layers=[0],
-                                  progress=False)
+        store = workbench.extract(
+            tiny_llama, data, out=tmp_path / "run", layers=[0], progress=False
+        )
     assert store.manifest["dataset"]["missing_labels"] == {"label": 2}
 
 
@@ -91,6 +97,9 @@ def test_embedder_warns_with_the_token_count(tiny_bert):
 
     embedder = ModelEmbedder(tiny_bert, pooling="mean")
     long_text = " ".join(["word"] * (tiny_bert.max_length + 50))
-    with pytest.warns(UserWarning, match=rf"1 of 2 texts are longer than .*'s "
-                      rf"{tiny_bert.max_length} tokens .*\(1, {tiny_bert.max_length + 52}\)"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"1 of 2 texts are longer than .*'s "
+        rf"{tiny_bert.max_length} tokens .*\(1, {tiny_bert.max_length + 52}\)",
+    ):
         embedder.embed(["short text", long_text])

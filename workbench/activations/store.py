@@ -3,7 +3,9 @@
 Layout::
 
     RUN/
-      manifest.json            model, tokenizer, dataset fingerprint, spec, shards, timing, status
+      .lock                    the writer's lock (fcntl.flock) and its PID: one writer per store
+      manifest.json            model, tokenizer, dataset fingerprint, spec, shards, timing, status,
+                               sha256 of rows.jsonl
       rows.jsonl               one line per row: text and label/metadata columns (and words)
       shards/
         00000.json             commit marker of shard 0: row range, files, sha256 checksums
@@ -16,8 +18,10 @@ Layout::
         00000.token_strings.json
 
 A shard counts only once its ``.json`` marker exists; every file is written under a temporary
-name and renamed, so a run killed at any point leaves complete shards or nothing. The public view
-of pooled arrays is ``[rows, hook_points, d_model]``.
+name and renamed, so a run killed at any point leaves complete shards or nothing; rerunning
+verifies the kept shards' checksums and recomputes a damaged one. What the store promises, and the
+faults it was tested against, are in docs/reliability.md. The public view of pooled arrays is
+``[rows, hook_points, d_model]``.
 """
 
 from __future__ import annotations
@@ -131,8 +135,11 @@ class StoreWriter:
         """Refuse a folder that holds files but no workbench run, naming what is there."""
         if not self.path.is_dir() or (self.path / MANIFEST).is_file():
             return
-        other = sorted(p.name + ("/" if p.is_dir() else "") for p in self.path.iterdir()
-                       if not _run_leftover(p))
+        other = sorted(
+            p.name + ("/" if p.is_dir() else "")
+            for p in self.path.iterdir()
+            if not _run_leftover(p)
+        )
         if other:
             listed = ", ".join(other[:8]) + (
                 f" and {len(other) - 8} more" if len(other) > 8 else ""
