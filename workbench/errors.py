@@ -128,6 +128,10 @@ class SpecError(WorkbenchError, ValueError):
     """An experiment spec (probes/*.toml) with an unknown key or a bad value."""
 
 
+class RunFolderError(WorkbenchError, FileNotFoundError):
+    """A results folder (a probe experiment, a saved sweep, a grid) without a file it needs."""
+
+
 class EvaluationOptionError(WorkbenchError, ValueError):
     """An evaluation option that is not valid: an unknown metric or post-processing, or a metric
     the task cannot support."""
