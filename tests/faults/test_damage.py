@@ -108,11 +108,11 @@ def test_truncated_manifest_is_refused_in_one_line(fault_model, reference, run):
 
 
 def _probes(reference: Any, lm: Any, folder: Path) -> Callable[[], object]:
-    from workbench.probing import load_probe_weights, sweep
+    from workbench.probing import SweepResult, sweep
 
     labels = np.array([i % 2 for i in range(len(TEXTS))])
     sweep(reference, labels, layers=[1, 2], cv=2, control=False, n_boot=10).save(folder)
-    return lambda: load_probe_weights(folder)
+    return lambda: SweepResult.load(folder)
 
 
 def _projection(reference: Any, lm: Any, folder: Path) -> Callable[[], object]:
