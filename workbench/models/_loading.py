@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..activations import hook_names
-from ..activations.store import file_sha256
+from ..artifacts import file_sha256
 from ..errors import LayerOutOfRangeError, UnknownHookPointError, UnknownModelError
 from ._bundled import BUNDLED
 from ._structure import ATTENTION_NAMES, MLP_NAMES, find_blocks, find_child, has_final_norm
@@ -47,7 +47,33 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     try:
         return _DTYPES[dtype.lower()]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}") from None
+        from ..errors import OptionError, arg
+
+        raise OptionError(f"unknown {arg('dtype', '--dtype')} {dtype!r}: use one of "
+                          f"{sorted(_DTYPES)}") from None
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``, refused in one line if it is malformed or absent here."""
+    from ..errors import OptionError, arg
+
+    flag = arg("device", "--device")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise OptionError(f"{flag} {device!r} is not a device: use 'cpu', 'cuda', 'cuda:1' or "
+                          "'mps'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError(f"{flag} {device!r}: CUDA is not available on this machine (torch "
+                              f"{torch.__version__}); use {arg('device=' + repr('cpu'), '--device cpu')}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise OptionError(f"{flag} {device!r}: this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s), numbered from 0")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise OptionError(f"{flag} {device!r}: MPS is not available on this machine; use "
+                          f"{arg('device=' + repr('cpu'), '--device cpu')}")
+    return dev
 
 
 @dataclass
@@ -246,6 +272,7 @@ def load_model(
     """
     start = time.perf_counter()
     torch_dtype = resolve_dtype(dtype)
+    check_device(device)
     name = str(spec)
     gguf_file: str | None = None
     if name in BUNDLED:
@@ -270,6 +297,11 @@ def load_model(
         source = str(_gguf_to_cache(path, trust_remote_code))
     elif Path(name).expanduser().is_dir():
         source = str(Path(name).expanduser().resolve())
+        if not (Path(source) / "config.json").is_file():
+            raise UnknownModelError(
+                f"model folder {name!r} holds no model (no config.json): pass a folder written by "
+                f"save_pretrained, a bundled name ({', '.join(sorted(BUNDLED))}) or a hub id"
+            )
     elif _looks_like_path(name):
         raise UnknownModelError(
             f"model path {name!r} does not exist. Bundled models: {sorted(BUNDLED)}; or pass a "

@@ -244,7 +244,7 @@ def run_spec(
             timing["causal"] = time.perf_counter() - t0
 
     # -- write --------------------------------------------------------------------------------
-    from ..activations.store import atomic_write, write_json
+    from ..artifacts import atomic_write, write_json
 
     table = pd.concat([r.table for r in results.values()], ignore_index=True)
     table = table.drop_duplicates(ignore_index=True)  # one majority baseline per setting
