@@ -279,9 +279,11 @@ class FolderLock:
 
     @property
     def held(self) -> bool:
+        """Whether this process holds the lock."""
         return self._fd is not None
 
     def acquire(self) -> FolderLock:
+        """Take the lock, or raise ``StoreLockedError`` naming the holder's PID."""
         import fcntl
         import socket
         import time
@@ -321,6 +323,7 @@ class FolderLock:
         return self
 
     def release(self) -> None:
+        """Let the lock go (a no-op when it is not held)."""
         import fcntl
 
         if self._fd is None:

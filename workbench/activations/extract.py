@@ -238,7 +238,8 @@ def extract(
         shard_size: texts per shard (the unit of resumption).
         padding_side: ``"right"`` or ``"left"``; vectors do not depend on it.
         threads: torch CPU threads during the run (default: leave torch's setting).
-        text_column, label_columns: for ``data`` given as a file path.
+        text_column: the text column, for ``data`` given as a file path.
+        label_columns: the label columns kept with the rows, for ``data`` given as a file path.
         overwrite: replace an output folder that holds a different run (only an empty folder
             or a workbench run is ever replaced).
         progress: show a progress bar with texts/s, tokens/s and ETA (and one while verifying
@@ -338,6 +339,7 @@ class RunPlan:
 
     @property
     def n_rows(self) -> int:
+        """Rows in the dataset being extracted."""
         return len(self.dataset)
 
     def bounds(self, index: int) -> tuple[int, int]:

@@ -229,6 +229,7 @@ class StoreWriter:
         return False
 
     def save_manifest(self) -> None:
+        """Write the manifest as it stands now."""
         write_json(self.path / MANIFEST, self.manifest)
 
     def check_shard(
@@ -386,18 +387,22 @@ class ActivationStore:
     # -- description ---------------------------------------------------------------------------
     @property
     def n_rows(self) -> int:
+        """Rows in the store."""
         return int(self.manifest["dataset"]["n_rows"])
 
     @property
     def d_model(self) -> int:
+        """Width of each stored vector."""
         return int(self.manifest["model"]["d_model"])
 
     @property
     def complete(self) -> bool:
+        """Whether every shard of the run has been written."""
         return self.manifest.get("status") == "complete"
 
     @property
     def pooling_names(self) -> list[str]:
+        """Names of the stored poolings, in storage order."""
         return [p.name for p in self.poolings]
 
     def __len__(self) -> int:
@@ -413,6 +418,7 @@ class ActivationStore:
     # -- rows ----------------------------------------------------------------------------------
     @property
     def rows(self) -> list[dict[str, Any]]:
+        """Per-row records (text and label columns), read once from disk."""
         if self._rows is None:
             with (self.path / ROWS).open(encoding="utf-8") as f:
                 self._rows = [json.loads(line) for line in f]
@@ -420,13 +426,16 @@ class ActivationStore:
 
     @property
     def texts(self) -> list[str]:
+        """The text of every row, in row order."""
         return [r["text"] for r in self.rows]
 
     @property
     def columns(self) -> list[str]:
+        """Names of the label columns stored with the rows."""
         return list(self.manifest["dataset"].get("columns", []))
 
     def column(self, name: str) -> list[Any]:
+        """The values of column ``name`` for every row, in row order."""
         if name not in self.columns:
             raise StoreSelectionError(
                 f"{self.path} has no column {name!r}; its columns are {self.columns}"
@@ -454,6 +463,7 @@ class ActivationStore:
     # -- shards --------------------------------------------------------------------------------
     @property
     def shards(self) -> list[dict[str, Any]]:
+        """Records of the committed shards, read once from their markers."""
         if self._shards is None:
             markers = sorted((self.path / SHARDS).glob(_MARKER_GLOB))
             fix = "run the same extract again to recompute that shard"

@@ -127,11 +127,13 @@ def attribute_probe(
         layer: residual layer (hidden-state index; negative from the end).
         pooling: ``last``, ``mean``, ``first``, ``max``, ``pos:K`` or ``native``.
         output: the class (or output index) to attribute for multi-output probes.
-        template, pool_over: as at extraction (``prompteol``, ``echo``; ``input``/``text``).
+        template: as at extraction (``prompteol``, ``echo`` or a ``{text}`` string).
+        pool_over: as at extraction (``input`` or ``text``).
         baseline_token: reference token for text tokens (default pad, unk or eos).
         keep_first: keep the first token in the reference (default: for decoders without a
             special first token, where it is the attention sink; see ``integrate``).
-        n_steps: integration steps; internal_batch_size: steps per forward pass (memory);
+        n_steps: integration steps.
+        internal_batch_size: integration steps per forward pass (bounds memory).
         method: captum's integration rule.
 
     Returns:
@@ -181,13 +183,18 @@ def attribute_similarity(
 
     Args:
         lm: a ``LoadedModel`` (sentence encoder or LLM).
-        text_a, text_b: the two texts.
+        text_a: the first text.
+        text_b: the second text.
         pooling: ``native`` (default for sentence-transformers models), ``mean`` (default
             otherwise), ``last``, ``first``, ``max`` or ``pos:K``.
         layer: residual layer of the embedding (default the last).
-        template, pool_over, baseline_token, keep_first, n_steps, internal_batch_size,
-            method: as in
-            ``attribute_probe``.
+        template: as in ``attribute_probe``.
+        pool_over: as in ``attribute_probe``.
+        baseline_token: as in ``attribute_probe``.
+        keep_first: as in ``attribute_probe``.
+        n_steps: as in ``attribute_probe``.
+        internal_batch_size: as in ``attribute_probe``.
+        method: as in ``attribute_probe``.
 
     Returns:
         ``(attribution of text_a, attribution of text_b)``.
@@ -239,8 +246,12 @@ def attribute_next_token(
         target: the next token (one token, e.g. ``" Paris"``) or its id.
         foil: a contrasting token: the logit difference is attributed.
         position: the token whose next-token prediction is read (default the last).
-        template, baseline_token, keep_first, n_steps, internal_batch_size, method: as in
-            ``attribute_probe``.
+        template: as in ``attribute_probe``.
+        baseline_token: as in ``attribute_probe``.
+        keep_first: as in ``attribute_probe``.
+        n_steps: as in ``attribute_probe``.
+        internal_batch_size: as in ``attribute_probe``.
+        method: as in ``attribute_probe``.
 
     Returns:
         An ``Attribution`` (a list for a list of texts).

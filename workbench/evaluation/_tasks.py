@@ -1,11 +1,11 @@
-"""Evaluation tasks and their loaders: sentence pairs (SICK-R, SemEval STS) and labelled texts.
+r"""Evaluation tasks and their loaders: sentence pairs (SICK-R, SemEval STS) and labelled texts.
 
 Pair files are tab separated and read without quoting rules (sentences keep their quotes):
 
 - SICK (``SICK_test_annotated.txt``): a header ``pair_ID, sentence_A, sentence_B,
   relatedness_score, entailment_judgment``; other headers are read when they name two sentence
   columns and a score column (see :data:`PAIR_COLUMNS`).
-- SemEval STS 2012-2016: ``score \\t sentence1 \\t sentence2`` per line, no header; further
+- SemEval STS 2012-2016: ``score \t sentence1 \t sentence2`` per line, no header; further
   columns are ignored. A line with an empty score (STS 2016 leaves unscored pairs blank) is
   skipped and counted in :attr:`PairTask.n_skipped`. The official layout, one input file of
   sentence pairs and one gold-standard file of scores, is read with ``load_sts(input, gs=...)``.
@@ -360,12 +360,12 @@ def read_pair_task(
     drop_empty: bool = False,
     limit: int | None = None,
 ) -> PairTask:
-    """Read a tab-separated sentence-pair file with similarity scores.
+    r"""Read a tab-separated sentence-pair file with similarity scores.
 
     Args:
         path: the file.
         format: ``"sick"`` (a header naming the sentence and score columns), ``"sts"``
-            (SemEval: ``score \\t s1 \\t s2``, no header) or ``"auto"`` (a first line whose
+            (SemEval: ``score \t s1 \t s2``, no header) or ``"auto"`` (a first line whose
             first field is not a number is a header).
         name: task name (default: the file's stem).
         drop_empty: skip pairs with an empty sentence (counted in ``n_dropped_empty``) instead
@@ -412,13 +412,15 @@ def load_sts(
     drop_empty: bool = False,
     limit: int | None = None,
 ) -> PairTask:
-    """Read SemEval STS 2012-2016 data.
+    r"""Read SemEval STS 2012-2016 data.
 
     Args:
-        path: either one file of ``score \\t s1 \\t s2`` lines (no header), or, with ``gs``,
-            the official ``STS.input.*.txt`` file of ``s1 \\t s2 [\\t ...]`` lines.
+        path: either one file of ``score \t s1 \t s2`` lines (no header), or, with ``gs``,
+            the official ``STS.input.*.txt`` file of ``s1 \t s2 [\t ...]`` lines.
         gs: the official ``STS.gs.*.txt`` file: one score per line, empty for unscored pairs.
-        name, drop_empty, limit: as in :func:`read_pair_task`.
+        name: as in :func:`read_pair_task`.
+        drop_empty: as in :func:`read_pair_task`.
+        limit: as in :func:`read_pair_task`.
 
     Pairs without a score are skipped and counted in ``n_skipped``.
     """

@@ -178,6 +178,7 @@ class GuidedInverter:
 
     @property
     def prior(self) -> KeywordPrior:
+        """The keyword prior over the LLM's vocabulary, built on first use."""
         if self._prior is None:
             self._prior = KeywordPrior(self.lm, self.embedder, max_words=self.prior_words)
         return self._prior

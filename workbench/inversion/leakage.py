@@ -91,13 +91,15 @@ def leakage_report(
     Args:
         lm: a decoder ``LoadedModel`` (embeds the texts and proposes tokens).
         texts: the source texts (non-empty).
-        layers, poolings: what to invert (``hidden_states`` indices, pooling names).
+        layers: the layers to invert (``hidden_states`` indices).
+        poolings: the poolings to invert (pooling names).
         entities: per text, named entities; default :func:`default_entities`.
         noise: noise scales of the defence curve (on unit-normalised vectors).
-        defence_layer, defence_pooling: where the defence curve is measured (default: the first
-            layer and pooling).
+        defence_layer: the layer where the defence curve is measured (default: the first).
+        defence_pooling: the pooling where the defence curve is measured (default: the first).
         ks: recall@k cut-offs (noisy vector against every clean one).
         guided: keyword arguments of :class:`GuidedInverter` (default: a fast setting).
+        progress: show a progress bar.
 
     Raises:
         EmptyDatasetError: no texts or an empty text.

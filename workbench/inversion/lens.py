@@ -162,6 +162,7 @@ class LensResult:
 
     @property
     def k(self) -> int:
+        """How many top tokens are kept per cell."""
         return int(self.top_ids.shape[-1])
 
     def top1(self) -> list[list[str]]:

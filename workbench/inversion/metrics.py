@@ -21,7 +21,7 @@ _WORD = re.compile(r"\w+")
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens (``\\w+``; punctuation dropped): the unit of token F1."""
+    r"""Lower-cased word tokens (``\w+``; punctuation dropped): the unit of token F1."""
     return _WORD.findall(text.lower())
 
 
@@ -110,10 +110,12 @@ def evaluate(
     """Every metric over a set of reconstructions (means over sentences; BLEU is corpus BLEU).
 
     Args:
-        references, hypotheses: the texts and their reconstructions.
+        references: the texts.
+        hypotheses: their reconstructions, one per reference.
         embedder: re-embeds hypotheses for ``cosine`` and the sorted references for
-            ``cosine_bow_anchor``; ``targets`` ``[n, dim]`` default to the references' embeddings
-            (pass the inverted vectors when they differ, e.g. noisy ones).
+            ``cosine_bow_anchor``.
+        targets: ``[n, dim]`` the vectors that were inverted, for ``cosine``; default the
+            references' embeddings (pass the inverted vectors when they differ, e.g. noisy ones).
         lm: a decoder for ``perplexity`` (median over sentences, robust to one odd output).
         entities: per reference, named entities for ``entity_recall``.
 

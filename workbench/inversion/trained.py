@@ -81,6 +81,7 @@ class PrefixMLP(nn.Module):
             self.out_norm.weight.fill_(scale / d_model**0.5)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
+        """Map ``e`` ``[batch, d_embed]`` to soft prefixes ``[batch, m, d_model]``."""
         e = nn.functional.normalize(e, dim=-1)
         return self.out_norm(self.net(e).view(len(e), self.m, self.d_model))
 
@@ -164,6 +165,7 @@ class SoftPromptModel:
             set_peft_model_state_dict(self.model, lora)
 
     def parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters: the prefix map and any LoRA weights."""
         return list(self.prefix.parameters()) + [p for p in self.model.parameters()
                                                  if p.requires_grad]
 
@@ -296,8 +298,10 @@ class SoftPromptModel:
                 from it (``resume=False`` refuses instead).
             steps: total steps (a resumed run does only the missing ones).
             checkpoint_every: steps between checkpoints (and a final one).
+            resume: continue from a checkpoint of the same run in ``out`` (False: refuse one).
             max_seconds: stop (after checkpointing) when this much wall time has passed.
             stop_after: stop after this many steps of this call (simulates an interruption).
+            progress: show a progress bar.
 
         Raises:
             EmptyDatasetError: no texts, or empty texts (their rows are listed).

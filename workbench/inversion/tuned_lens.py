@@ -502,6 +502,7 @@ class LensReport:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def to_markdown(self) -> str:
+        """The table as Markdown: KL and perplexity per layer."""
         cols = ["layer"] + [c for c in self.table.columns if c.startswith("kl_")] + [
             c for c in self.table.columns if c.startswith("ppl_")]
         lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
@@ -535,7 +536,8 @@ def lens_report(
         tuned: a trained ``TunedLens`` for ``lm`` (columns ``*_tuned``), several as
             ``{name: lens}`` (columns ``*_{name}``), or None for the logit lens alone.
         layers: layers to evaluate (default: all, or the tuned lens's layers and the last).
-        batch_size, max_length: batching and truncation (tokens).
+        batch_size: texts per forward pass.
+        max_length: texts are truncated to this many tokens.
         skip_first: leading positions left out (1: the attention sink).
         progress: show a tqdm bar.
     """

@@ -259,7 +259,8 @@ def load_model(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         revision: hub revision (branch, tag or commit).
         blocks_path: module path of the block list when it cannot be found automatically.
-        attn_path, mlp_path: attention / MLP child names inside a block, to override discovery.
+        attn_path: the attention child's name inside a block, to override discovery.
+        mlp_path: the MLP child's name inside a block, to override discovery.
         trust_remote_code: passed to transformers; off unless you ask.
         random_init: a seed: keep the architecture and tokenizer but re-initialise every weight
             with the model's own initialiser (the "same architecture, random weights" control

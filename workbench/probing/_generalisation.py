@@ -60,7 +60,9 @@ def generalisation_matrix(
         layers: residual layers to use (default: every hook point all stores hold).
         pooling: the stored pooling to read.
         C: logistic regularisation.
-        cv, groups, seed: cross-validation of the diagonal.
+        cv: cross-validation folds of the diagonal.
+        groups: column whose rows stay in one fold on the diagonal.
+        seed: seed of the diagonal's fold split.
         sweeps: precomputed ``SweepResult`` per store name for the diagonal.
 
     Returns:

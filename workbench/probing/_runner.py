@@ -85,7 +85,7 @@ def _extract(
 
 @contextmanager
 def _threads(n: int | None) -> Iterator[None]:
-    """torch and BLAS threads limited to ``n`` (and restored) when ``n`` is given."""
+    """Torch and BLAS threads limited to ``n`` (and restored) when ``n`` is given."""
     if n is None:
         yield
         return

@@ -286,8 +286,8 @@ def sweep(
             e.g. ``["latitude", "longitude"]``), or an array with one value per row.
         probe: ``logistic``, ``ridge``, ``mass_mean``, ``mass_mean_iid``, ``mlp`` or any
             scikit-learn estimator (always fitted by the reference path).
-        layers, hook_points: which hook points (default ``"all"``: every hook point in the
-            store).
+        layers: residual layers to probe (default ``"all"``: every hook point in the store).
+        hook_points: hook names to probe instead of ``layers``.
         pooling: stored pooling(s) to probe (``last``, ``mean``, ...).
         cv: k-fold cross-validation (stratified for classes) when ``split`` is not given.
         groups: column (or values) whose rows must stay in the same fold (e.g. ``"city"``).
@@ -295,12 +295,15 @@ def sweep(
         control: also run the Hewitt & Liang control task and report selectivity.
         control_types: column whose values are the control task's types (default: each row).
         mdl: online-code MDL (classification): codelength and compression per hook point.
-        C, alpha: regularisation of logistic (``C``) and ridge (``alpha``) probes.
+        C: inverse regularisation of logistic probes.
+        alpha: regularisation of ridge probes.
         n_boot: bootstrap resamples for CIs (0 for none).
+        seed: seed of the folds, bootstrap, control task and probes.
         fast: batched exact solvers for ``logistic`` (binary) and ``ridge``; False runs the
             scikit-learn estimators one fit at a time (the reference).
         geo: report great-circle km (default: when the targets are latitude and longitude).
         rows: restrict to these rows.
+        progress: show a progress bar over hook points.
 
     Returns:
         A ``SweepResult``.

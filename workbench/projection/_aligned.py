@@ -102,6 +102,7 @@ class AlignedProjection(BaseEstimator):
         Args:
             X: ``[rows, layers, d]`` array, or a sequence of ``[rows, d]`` arrays (read lazily
                 one at a time, so a store's layers need not all sit in memory).
+            y: ignored (scikit-learn's signature).
             progress: show a progress bar over layers.
         """
         if self.align not in ALIGN:

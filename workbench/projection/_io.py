@@ -82,6 +82,7 @@ def save_projection(est: Any, path: str | os.PathLike[str], meta: dict[str, Any]
         est: a fitted ``PCAProjection``, ``UMAPProjection``, ``TSNEProjection``, ``ProbeAxes`` or
             ``AlignedProjection`` (UMAP/t-SNE are saved by their embedding, the PCA
             pre-reduction and the reduced training rows that ``transform`` interpolates from).
+        path: the folder to write.
         meta: extra JSON (what was projected: store, layers, rows).
     """
     folder = Path(path)
@@ -191,7 +192,8 @@ def project_store(
         store: an ``ActivationStore`` (or its folder).
         method: ``pca``, ``umap`` or ``tsne``.
         pooling: a pooled view of the store (``last``, ``mean``, ...).
-        layers: residual layers (default: every stored hook point); or ``hook_points``.
+        layers: residual layers (default: every stored hook point).
+        hook_points: hook names to project instead of ``layers``.
         rows: row indices or a slice (default: all rows).
         n_components: 2 or 3.
         align: ``procrustes`` or ``none``.

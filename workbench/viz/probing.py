@@ -267,7 +267,12 @@ def latlon_scatter(true: Any, pred: Any, labels: Any = None, *, title: str | Non
     one element per line.
 
     Args:
-        true, pred, labels, title, max_points, seed: as in ``latlon_map``.
+        true: as in ``latlon_map``.
+        pred: as in ``latlon_map``.
+        labels: as in ``latlon_map``.
+        title: as in ``latlon_map``.
+        max_points: as in ``latlon_map``.
+        seed: as in ``latlon_map``.
         webgl: markers in WebGL (``scattergl``) or SVG (``scatter``); None picks WebGL above
             ``WEBGL_ABOVE`` drawn places.
 

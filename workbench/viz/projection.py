@@ -130,7 +130,11 @@ def layer_projection_slider(
     Args:
         embeddings: ``[layers, n, 2]`` (e.g. ``project_store(...).embeddings``).
         layer_names: a name per layer (default ``0..layers-1``).
-        color, hover, color_title, title, size: as in ``projection_scatter``.
+        color: as in ``projection_scatter``.
+        hover: as in ``projection_scatter``.
+        color_title: as in ``projection_scatter``.
+        title: as in ``projection_scatter``.
+        size: as in ``projection_scatter``.
         active: the layer shown first.
 
     Returns:
