@@ -187,3 +187,39 @@ def test_cli_run_and_train(tiny_llama, tiny_bert, tmp_path):
                                  "--steps", "1", "--max-tokens", "4"])
     assert r.exit_code == 0, r.output
     assert "step 1: cos" in r.output
+
+
+def test_long_training_texts_warn_once_with_token_counts(tiny_llama, embedder, tmp_path):
+    import warnings
+
+    from workbench.cli.main import main
+
+    long_text = " ".join(["word"] * 40)
+    texts = [*TEXTS, long_text]
+    lengths = [len(tiny_llama.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    long = [n for n in lengths if n > SMALL.max_tokens]
+    assert len(long) >= 1  # the corpus really holds texts beyond max_tokens
+    inv = SoftPrefixInverter(tiny_llama, embedder, SMALL)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        inv.fit(texts, tmp_path / "ck", steps=2, checkpoint_every=100, progress=False)
+    cut = [str(w.message) for w in seen if "max_tokens" in str(w.message)]
+    assert len(cut) == 1, cut  # once per fit, not once per batch
+    assert f"{len(long)} of {len(texts)} training texts" in cut[0]
+    assert f"longest has {max(long)}" in cut[0] and "InverterConfig(max_tokens=...)" in cut[0]
+
+    wide = InverterConfig(**{**SMALL.__dict__, "max_tokens": max(lengths)})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        SoftPrefixInverter(tiny_llama, embedder, wide).fit(
+            texts, tmp_path / "wide", steps=1, progress=False)
+    assert not [w for w in seen if "max_tokens" in str(w.message)]
+
+    # under the CLI the warning names the flag
+    data = tmp_path / "texts.csv"
+    data.write_text("text\n" + "\n".join(texts) + "\n")
+    with pytest.warns(UserWarning, match=r"raise --max-tokens"):
+        main(["invert", "train", "--data", str(data), "--out", str(tmp_path / "cli"),
+              "--embedder", str(embedder.lm.source), "--pooling", "mean", "--model",
+              str(tiny_llama.source), "--steps", "1", "--batch-size", "2", "--hidden", "8",
+              "--prefix-length", "1", "--max-tokens", "4"])

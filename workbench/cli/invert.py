@@ -150,6 +150,8 @@ def train(
     hidden: Annotated[int, typer.Option(help="MLP hidden width")] = 1024,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank (0: LLM frozen)")] = 0,
     lr: Annotated[float, typer.Option(help="learning rate")] = 1e-3,
+    max_tokens: Annotated[int, typer.Option(help="training texts are cut to this many tokens "
+                                                 "(a warning counts the cut ones)")] = 48,
     limit: Annotated[int | None, typer.Option(help="use the first N texts")] = None,
     text_column: Annotated[str | None, typer.Option(help="text column of a table")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 50,
@@ -177,7 +179,7 @@ def train(
     emb = ModelEmbedder(load_model(embedder, device=dev), layer=layer, pooling=pooling)
     lm = load_model(model, device=dev)
     config = InverterConfig(prefix_length=prefix_length, hidden=hidden, lora_rank=lora_rank,
-                            lr=lr, batch_size=batch_size, seed=seed)
+                            lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed)
     err.print(f"training a {kind} on {len(texts)} texts, {emb.name} -> {lm.name} on {dev}")
     inv = classes[kind](lm, emb, config)
     inv.fit(texts, out, steps, checkpoint_every=checkpoint_every,

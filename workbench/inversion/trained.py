@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,13 @@ from torch import nn
 
 from .._version import __version__
 from ..artifacts import atomic_write, file_info, load_tensors, read_json, save_tensors, write_json
-from ..errors import ArtifactCorruptError, ArtifactNotFoundError, EmptyDatasetError, WorkbenchError
+from ..errors import (
+    ArtifactCorruptError,
+    ArtifactNotFoundError,
+    EmptyDatasetError,
+    WorkbenchError,
+    arg,
+)
 from .embedders import Embedder, check_embeddings, cosine_to
 from .guided import InversionResult
 
@@ -315,6 +322,7 @@ class SoftPromptModel:
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
             raise EmptyDatasetError(f"training texts at rows {empty[:10]} are empty: drop them")
+        self._warn_truncation(texts)
         out = Path(out)
         corpus = self._corpus_fingerprint(texts)
         run = {"corpus_fingerprint": corpus, "n_texts": len(texts)}
@@ -366,6 +374,21 @@ class SoftPromptModel:
             bar.close()
             self.prefix.eval()
         return self
+
+    def _warn_truncation(self, texts: list[str]) -> None:
+        """Warn once, with the token counts, when training texts are longer than
+        ``config.max_tokens`` (training sees only their first ``max_tokens`` tokens)."""
+        limit = self.config.max_tokens
+        ids = self.lm.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        long = [len(t) for t in ids if len(t) > limit]
+        if long:
+            how = arg("InverterConfig(max_tokens=...)", "--max-tokens")
+            warnings.warn(
+                f"{len(long)} of {len(texts)} training texts are longer than max_tokens={limit} "
+                f"tokens (the longest has {max(long)}): the inverter is trained on their first "
+                f"{limit} tokens only; raise {how} or split the long texts",
+                stacklevel=3,
+            )
 
     def _corpus_fingerprint(self, texts: list[str]) -> str:
         """What identifies the training data of a run (a resumed run must see the same)."""
