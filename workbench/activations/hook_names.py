@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from ..errors import LayerOutOfRangeError, UnknownHookPointError
+from ..errors import LayerOutOfRangeError, UnknownHookPointError, arg
 
 EMBED = "hook_embed"
 FINAL_NORM = "ln_final.hook_normalized"
@@ -88,7 +88,8 @@ def normalize_layers(
     resolved = [_check_layer(_layer_int(layer, layers), n_layers, model_name) for layer in layers]
     if not resolved:
         raise LayerOutOfRangeError(
-            f"no layers selected: {model_name} has layers 0..{n_layers}; pass layers='all' or a list"
+            f"no layers selected: {model_name} has layers 0..{n_layers}; pass "
+            + arg("layers='all' or a list", "--layers all or a list such as 0,10,-1")
         )
     return list(dict.fromkeys(resolved))
 
@@ -106,8 +107,8 @@ def _layer_int(value: object, given: object) -> int:
     from ..errors import OptionError
 
     raise OptionError(
-        f"layer {value!r} (in layers={given!r}) is not an integer: pass whole layer indices "
-        "such as 'all', '0,10,-1', '5:20' or [0, 10, -1]"
+        f"layer {value!r} (in {arg('layers=', '--layers ')}{given!r}) is not an integer: pass "
+        f"whole layer indices such as 'all', '0,10,-1', '5:20'{arg(' or [0, 10, -1]', '')}"
     )
 
 
@@ -116,7 +117,9 @@ def _check_layer(layer: int, n_layers: int, model_name: str) -> int:
         return layer % (n_layers + 1)
     raise LayerOutOfRangeError(
         f"layer {layer} does not exist: {model_name} has layers 0..{n_layers} (hidden_states; "
-        f"negative indices down to {-(n_layers + 1)}) — pass layers='all' or a list within range"
+        f"negative indices down to {-(n_layers + 1)}) — pass "
+        + arg("layers='all'", "--layers all")
+        + " or a list within range"
     )
 
 

@@ -36,13 +36,15 @@ def eval_(
                                                      "or classification,clustering (labels)")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default runs/embed-<model>-"
                                                   "<task>)")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch and BLAS threads")] = None,
-    limit: Annotated[int | None, typer.Option(help="use the first N pairs / rows")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch and BLAS threads")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="use the first N pairs / rows")] = None,
     label_column: Annotated[str | None, typer.Option(help="label column of a labelled table")] = None,
     text_column: Annotated[str | None, typer.Option(help="text column of a labelled table")] = None,
+    drop_empty: Annotated[bool, typer.Option(help="skip (and count) pairs with an empty sentence "
+                                                  "instead of refusing the file")] = False,
     dtype: Annotated[str, typer.Option(help="compute dtype: float32, bfloat16, float16")] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
-    top: Annotated[int, typer.Option(help="rows of the best-configurations table")] = 10,
+    top: Annotated[int, typer.Option(min=1, help="rows of the best-configurations table")] = 10,
     figure: Annotated[bool, typer.Option(help="write the layer x pooling heatmap")] = True,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
@@ -51,7 +53,8 @@ def eval_(
     from ..evaluation import evaluate_grid, load_task
     from ..models import load_model
 
-    the_task = load_task(task, label_column=label_column, text_column=text_column, limit=limit)
+    the_task = load_task(task, label_column=label_column, text_column=text_column,
+                         drop_empty=drop_empty, limit=limit)
     info = the_task.describe()
     err.print(f"task {info['name']}: " + ", ".join(
         f"{k.removeprefix('n_').replace('_', ' ')} {v}" for k, v in info.items()

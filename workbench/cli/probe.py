@@ -34,7 +34,7 @@ def _layers(text: str) -> Any:
 def run(
     spec: Annotated[Path, typer.Argument(help="a spec file, e.g. probes/cities_truth.toml")],
     out: Annotated[Path | None, typer.Option(help="results folder (default runs/<name>)")] = None,
-    limit: Annotated[int | None, typer.Option(help="use the first N rows of the dataset")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="use the first N rows of the dataset")] = None,
     layers: Annotated[
         str | None, typer.Option(help="'all', '0,15,-1' or '5:20' instead of the spec's layers")
     ] = None,
@@ -42,7 +42,7 @@ def run(
         Path | None,
         typer.Option(help="a CoNLL-U file instead of the spec's dataset (token-level specs)"),
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="torch and BLAS threads")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch and BLAS threads")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Run SPEC end to end (extract, sweep every probe kind, figures, report) and print the

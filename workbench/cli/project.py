@@ -35,7 +35,7 @@ def map_(
     pooling: Annotated[str, typer.Option(help="a pooled view of the run (last, mean, ...)")] = "last",
     layers: Annotated[str | None, typer.Option(help="'all', '0,15,-1' or '5:20' (default: every stored hook point)")] = None,
     color_by: Annotated[str | None, typer.Option(help="a label column of the run to colour by")] = None,
-    limit: Annotated[int | None, typer.Option(help="project the first N rows")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="project the first N rows")] = None,
     align: Annotated[str, typer.Option(help="procrustes or none")] = "procrustes",
     seed: Annotated[int, typer.Option(help="random_state of the projection")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="cache folder (default <run>/projections)")] = None,

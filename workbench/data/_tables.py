@@ -89,7 +89,8 @@ def check_limit(limit: int | None) -> None:
     """Reject a ``limit`` that is not ``None`` or a positive integer."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DatasetOptionError(
-            f"limit must be a positive integer (the number of rows to keep) or None, got {limit!r}"
+            f"{arg('limit', '--limit')} must be a positive integer (the number of rows to keep)"
+            f"{arg(' or None', '')}, got {limit!r}"
         )
 
 

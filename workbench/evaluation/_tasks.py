@@ -27,6 +27,7 @@ from ..errors import (
     EmptyDatasetError,
     EvaluationOptionError,
     TaskFormatError,
+    arg,
 )
 
 #: Header names accepted for each role of a pair file with a header (first match wins).
@@ -278,7 +279,7 @@ def _finish(
         raise TaskFormatError(
             f"{source}: {len(empty)} pairs have an empty sentence (lines {empty[:_SHOWN]}"
             f"{' ...' if len(empty) > _SHOWN else ''}); an empty text has no token to pool. Fix "
-            "the file, or pass drop_empty=True to skip and count them"
+            f"the file, or pass {arg('drop_empty=True', '--drop-empty')} to skip and count them"
         )
     kept = [r for r in scored if r[2].strip() and r[3].strip()]
     if limit is not None:
@@ -494,7 +495,7 @@ def load_task(
         label_column: makes a :class:`LabelTask` from any table (default ``label`` for built-in
             datasets and ``.csv``/``.jsonl``/``.parquet`` files).
         text_column: the text column of a label table.
-        drop_empty: pair files: skip pairs with an empty sentence instead of raising.
+        drop_empty: skip pairs (or table rows) with an empty text instead of raising.
         limit: keep the first ``limit`` pairs or rows.
 
     Examples:
@@ -518,10 +519,13 @@ def load_task(
         raise DatasetNotFoundError(
             f"task {text!r} is neither a known name ({sorted(SICK_FILES)}, built-in datasets "
             f"{list(builtin_datasets())}) nor an existing file: pass a path to a SICK or STS "
-            "pair file (.txt/.tsv) or a labelled table with label_column="
+            f"pair file (.txt/.tsv) or a labelled table with {arg('label_column=', '--label-column')}"
         )
     label = label_column or "label"
-    dataset = load_dataset(text, text_column=text_column, label_columns=[label], limit=limit)
+    # drop_empty is a table reader's option (built-in datasets have no empty texts)
+    table = {"drop_empty": True} if drop_empty and text not in builtin_datasets() else {}
+    dataset = load_dataset(text, text_column=text_column, label_columns=[label], limit=limit,
+                           **table)
     return LabelTask(
         name=Path(text).stem if Path(text).suffix else text,
         texts=list(dataset.texts),

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ..errors import arg
 from ._estimators import ProjectionInputError, _NeighbourEmbedding, make_projection
 
 ALIGN = ("procrustes", "none")
@@ -106,7 +107,8 @@ class AlignedProjection(BaseEstimator):
             progress: show a progress bar over layers.
         """
         if self.align not in ALIGN:
-            raise ProjectionInputError(f"align={self.align!r}: use one of {list(ALIGN)}")
+            raise ProjectionInputError(
+                f"{arg('align=', '--align ')}{self.align!r}: use one of {list(ALIGN)}")
         layers = _layer_sequence(X)
         n_layers = len(layers)
         if n_layers < 1:
@@ -141,7 +143,8 @@ class AlignedProjection(BaseEstimator):
                 if i == ref:
                     raise ProjectionInputError(
                         f"the reference layer (position {ref}) has the same vector in every row, "
-                        "so it has no picture to align to: pass another reference=")
+                        "so it has no picture to align to: pass another "
+                        + arg("reference=", "--layers selection (the middle one is the reference)"))
                 warnings.warn(f"layer at position {i}: every row has the same vector (e.g. "
                               "'last' pooling at the embedding layer when every text ends in "
                               "the same token); its points are all drawn at the origin",

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, arg
 
 
 class ProjectionInputError(WorkbenchError, ValueError):
@@ -270,7 +270,8 @@ class UMAPProjection(_NeighbourEmbedding):
         if k < 2:
             raise ProjectionInputError(f"n_neighbors={k}: UMAP needs n_neighbors >= 2")
         return k + 1, (f"UMAP with n_neighbors={k} needs more rows than neighbours: pass "
-                       f"n_neighbors below the number of rows, or more rows")
+                       + arg("n_neighbors below the number of rows, or more rows",
+                             "more rows (raise or drop --limit)"))
 
     def _n_interp(self) -> int:
         return int(self.n_neighbors)
@@ -330,7 +331,8 @@ class TSNEProjection(_NeighbourEmbedding):
     def _min_rows(self) -> tuple[int, str]:
         need = int(np.floor(self.perplexity)) + 1
         return need, (f"t-SNE with perplexity={self.perplexity} needs more rows than the "
-                      "perplexity: pass a smaller perplexity (5-50 is usual), or more rows")
+                      "perplexity: pass " + arg("a smaller perplexity (5-50 is usual), or more rows",
+                                                "more rows (raise or drop --limit)"))
 
     def _embed(self, Z: np.ndarray, init: Any) -> np.ndarray:
         from sklearn.manifold import TSNE
