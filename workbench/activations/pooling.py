@@ -108,9 +108,10 @@ def parse_poolings(
             out.append(Pooling("native", kind, position, bool(sentence_pooling.get("normalize"))))
         else:
             raise PoolingError(f"unknown pooling {raw!r}: valid poolings are {list(POOLING_NAMES)}")
-    seen: set[str] = set()
-    unique = [p for p in out if not (p.name in seen or seen.add(p.name))]
-    return unique
+    unique: dict[str, Pooling] = {}
+    for p in out:
+        unique.setdefault(p.name, p)  # the first of each name, in order
+    return list(unique.values())
 
 
 def resolve_template(template: str | None) -> str | None:

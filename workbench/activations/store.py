@@ -34,6 +34,7 @@ import shutil
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +274,7 @@ class StoreWriter:
         files: dict[str, Any] = {}
         for key, arr in arrays.items():
             name = f"{index:05d}.{key}.npy"
-            atomic_write(self.shard_dir / name, lambda f, a=arr: np.save(f, a, allow_pickle=False))
+            atomic_write(self.shard_dir / name, partial(np.save, arr=arr, allow_pickle=False))
             files[name] = {
                 **file_info(self.shard_dir / name),
                 "shape": list(arr.shape),
@@ -504,10 +505,10 @@ class ActivationStore:
 
         n_layers = int(self.manifest["model"]["n_layers"])
         wanted = normalize_layers(layers, n_layers, self.manifest["model"]["spec"])
-        missing = [layer for layer in wanted if layer not in self.layers]
-        if missing:
+        absent = [layer for layer in wanted if layer not in self.layers]
+        if absent:
             raise StoreSelectionError(
-                f"layers {missing} were not extracted into {self.path}; it holds layers "
+                f"layers {absent} were not extracted into {self.path}; it holds layers "
                 f"{sorted(self.layers)} — run extract again with those layers"
             )
         return [self.hook_points.index(self.layers[layer]) for layer in wanted]

@@ -169,7 +169,7 @@ def model_inputs(lm: Any, ids: torch.Tensor) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
     if _accepts(base, "use_cache"):
         kwargs["use_cache"] = False
-    if _accepts(base, "token_type_ids") and getattr(lm.config, "type_vocab_size", 0):
+    if _accepts(base, "token_type_ids") and bool(getattr(lm.config, "type_vocab_size", 0)):
         kwargs["token_type_ids"] = torch.zeros_like(ids)
     return kwargs
 

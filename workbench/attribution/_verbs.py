@@ -22,7 +22,10 @@ from ._core import (
     single_token,
 )
 
-_IG = {"n_steps": 64, "internal_batch_size": 16, "method": "gausslegendre"}
+# integrated-gradients defaults shared by the three verbs
+_N_STEPS = 64
+_INTERNAL_BATCH_SIZE = 16
+_METHOD = "gausslegendre"
 
 
 def _pooler(lm: Any, pooling: str, template: str | None, pool_over: str | None, enc: Encoded
@@ -109,9 +112,9 @@ def attribute_probe(
     pool_over: str | None = None,
     baseline_token: str | int | None = None,
     keep_first: bool | None = None,
-    n_steps: int = _IG["n_steps"],
-    internal_batch_size: int | None = _IG["internal_batch_size"],
-    method: str = _IG["method"],
+    n_steps: int = _N_STEPS,
+    internal_batch_size: int | None = _INTERNAL_BATCH_SIZE,
+    method: str = _METHOD,
 ) -> Attribution | list[Attribution]:
     """Which input tokens drive a linear probe's score at ``layer``.
 
@@ -172,9 +175,9 @@ def attribute_similarity(
     pool_over: str | None = None,
     baseline_token: str | int | None = None,
     keep_first: bool | None = None,
-    n_steps: int = _IG["n_steps"],
-    internal_batch_size: int | None = _IG["internal_batch_size"],
-    method: str = _IG["method"],
+    n_steps: int = _N_STEPS,
+    internal_batch_size: int | None = _INTERNAL_BATCH_SIZE,
+    method: str = _METHOD,
 ) -> tuple[Attribution, Attribution]:
     """Which tokens of each text drive the cosine similarity of the two texts' embeddings.
 
@@ -233,9 +236,9 @@ def attribute_next_token(
     template: str | None = None,
     baseline_token: str | int | None = None,
     keep_first: bool | None = None,
-    n_steps: int = _IG["n_steps"],
-    internal_batch_size: int | None = _IG["internal_batch_size"],
-    method: str = _IG["method"],
+    n_steps: int = _N_STEPS,
+    internal_batch_size: int | None = _INTERNAL_BATCH_SIZE,
+    method: str = _METHOD,
 ) -> Attribution | list[Attribution]:
     """Which input tokens drive the logit of ``target`` as the token after ``position``, or
     the contrast ``logit(target) - logit(foil)``.

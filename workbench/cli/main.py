@@ -269,7 +269,7 @@ def _ranges(values: list[int]) -> str:
 
 
 def _size(path: Path) -> str:
-    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    total: float = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     for unit in ("B", "KB", "MB", "GB"):
         if total < 1024:
             return f"{total:.0f} {unit}"

@@ -166,7 +166,8 @@ def layer_predictions(folder: Path, kind: str, pooling: str, hook_point: str) ->
     if classification:
         classes = list(result.classes)
         index = {c: i for i, c in enumerate(classes)}
-        true = np.asarray([index.get(v, -1) for v in store.column(target)])
+        # a classifier has one target column
+        true = np.asarray([index.get(v, -1) for v in store.column(cfg["target"][0])])
     else:
         classes = []
         true = np.column_stack([np.asarray(store.column(t), dtype=float) for t in cfg["target"]])

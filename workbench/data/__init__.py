@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetOptionError, UnknownDatasetError, arg
-from ._align import align_word_labels, word_token_index
+from ._align import WordStrategy, align_word_labels, word_token_index
 from ._builtin import builtin_builder, builtin_datasets
 from ._conllu import read_conllu
 from ._dataset import TextDataset
@@ -33,6 +33,7 @@ __all__ = [
     "read_conllu",
     "builtin_datasets",
     "align_word_labels",
+    "WordStrategy",
     "word_token_index",
 ]
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from ..errors import PoolingError
 
-Strategy = Literal["first", "last", "mean"]
+WordStrategy = Literal["first", "last", "mean"]
 
 #: Valid ``strategy`` values of :func:`align_word_labels`.
 STRATEGIES: tuple[str, ...] = ("first", "last", "mean")
@@ -17,7 +17,7 @@ Span = tuple[int, int] | Sequence[int]
 
 
 def align_word_labels(
-    word_spans: Sequence[Span], token_offsets: Sequence[Span], strategy: Strategy = "first"
+    word_spans: Sequence[Span], token_offsets: Sequence[Span], strategy: WordStrategy = "first"
 ) -> list[list[int] | int]:
     """For each word, the index of its first or last sub-token, or all of them.
 
@@ -70,7 +70,7 @@ def align_word_labels(
 
 
 def word_token_index(
-    word_spans: Sequence[Sequence[Span]], offsets: Any, strategy: Strategy = "first"
+    word_spans: Sequence[Sequence[Span]], offsets: Any, strategy: WordStrategy = "first"
 ) -> list[list[list[int] | int]]:
     """:func:`align_word_labels` over a batch.
 

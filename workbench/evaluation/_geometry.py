@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -134,7 +135,7 @@ class PostProcess:
         return f"PostProcess(method={self.method!r})"
 
 
-def parse_postprocess(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+def parse_postprocess(spec: str | Sequence[str]) -> list[str]:
     """``"none,center,whiten"`` -> a list, checking each name."""
     names = [s.strip().lower() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     names = [n for n in names if n]

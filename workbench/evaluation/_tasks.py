@@ -284,13 +284,13 @@ def _finish(
     kept = [r for r in scored if r[2].strip() and r[3].strip()]
     if limit is not None:
         kept = kept[:limit]
-    labels = [r[4] for r in kept]
+    labels = [r[4] for r in kept if r[4] is not None]  # kept only when every pair has one
     return PairTask(
         name=name,
         sentences1=[r[2] for r in kept],
         sentences2=[r[3] for r in kept],
         scores=np.array([float(r[1]) for r in kept], dtype=np.float64),
-        labels=labels if kept and all(x is not None for x in labels) else None,
+        labels=labels if kept and len(labels) == len(kept) else None,
         source=source,
         n_skipped=n_skipped,
         n_dropped_empty=len(empty),

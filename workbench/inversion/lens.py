@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -34,14 +34,20 @@ from ..errors import ContextLengthError, ModelStructureError, PoolingError
 FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "norm_f", "final_layernorm")
 
 
-def require_decoder(lm: Any, what: str) -> None:
-    """Refuse encoders: a lens reads next-token distributions, which only a causal LM has."""
-    if getattr(lm, "kind", None) != "decoder" or _output_embeddings(lm) is None:
+def require_decoder(lm: Any, what: str) -> nn.Module:
+    """Refuse encoders: a lens reads next-token distributions, which only a causal LM has.
+
+    Returns:
+        The decoder's unembedding (LM head).
+    """
+    unembed = _output_embeddings(lm) if getattr(lm, "kind", None) == "decoder" else None
+    if unembed is None:
         raise ModelStructureError(
             f"{what} needs a decoder with an unembedding (LM head): "
             f"{getattr(lm, 'name', lm)!r} is {getattr(lm, 'kind', 'not a LoadedModel')!r} and "
             "predicts no next token — load a causal LM such as 'smollm2-135m'"
         )
+    return unembed
 
 
 def _output_embeddings(lm: Any) -> nn.Module | None:
@@ -204,10 +210,9 @@ class LogitLens:
     name = "logit"
 
     def __init__(self, lm: Any) -> None:
-        require_decoder(lm, type(self).__name__)
+        self.unembed = require_decoder(lm, type(self).__name__)
         self.lm = lm
         self.norm = final_norm_module(lm)
-        self.unembed: nn.Module = _output_embeddings(lm)  # type: ignore[assignment]
 
     # -- decoding ----------------------------------------------------------------------------------
 
@@ -246,7 +251,7 @@ class LogitLens:
             ``LensResult`` with arrays ``[layers, positions, k]``.
         """
         lm = self.lm
-        vocab = int(self.unembed.weight.shape[0])
+        vocab = int(cast(torch.Tensor, self.unembed.weight).shape[0])  # [vocab, d_model]
         if not 1 <= int(k) <= vocab:
             raise ValueError(f"k={k}: keep between 1 and the vocabulary size {vocab} tokens")
         chosen = hook_names.normalize_layers(layers, lm.n_layers, lm.name)

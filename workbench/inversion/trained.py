@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self, overload
 
 import numpy as np
 import torch
@@ -446,6 +446,14 @@ class SoftPrefixInverter(SoftPromptModel):
     KIND = "soft-prefix-inverter"
 
     @torch.inference_mode()
+    @overload
+    def invert(self, vectors: Any, *, num_beams: int = 1, num_return: Literal[1] = 1,
+               max_new_tokens: int = 40) -> list[str]: ...
+
+    @overload
+    def invert(self, vectors: Any, *, num_beams: int = 1, num_return: int,
+               max_new_tokens: int = 40) -> list[list[str]] | list[str]: ...
+
     def invert(self, vectors: Any, *, num_beams: int = 1, num_return: int = 1,
                max_new_tokens: int = 40) -> list[list[str]] | list[str]:
         """Texts for ``vectors`` ``[n, dim]`` (or ``[dim]``): a list of ``n`` strings, or of ``n``

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -348,7 +348,7 @@ class TunedLens(LogitLens):
             penalty = torch.zeros_like(a)
             penalty[:d, :d] = eye * (ridge * float(a[:d, :d].diagonal().mean()))
             sol = torch.linalg.solve(a + penalty, xy[layer])  # [d+1, d]
-            lin = self.translators[str(layer)]
+            lin = cast(nn.Linear, self.translators[str(layer)])  # built as Linear in __init__
             lin.weight.copy_((sol[:d].T - eye).to(lin.weight))
             lin.bias.copy_(sol[d].to(lin.bias))
 
@@ -549,10 +549,10 @@ def lens_report(
     n = lm.n_layers
     extra: dict[str, TunedLens] = (
         {} if tuned is None else {"tuned": tuned} if isinstance(tuned, TunedLens) else dict(tuned))
-    for lens in extra.values():
-        if lens.lm is not lm:
-            _check_fingerprint(lens.lm.weights_fingerprint, lm, Path("the tuned lens"),
-                               lens.lm.name)
+    for trained_lens in extra.values():
+        if trained_lens.lm is not lm:
+            _check_fingerprint(trained_lens.lm.weights_fingerprint, lm, Path("the tuned lens"),
+                               trained_lens.lm.name)
     if layers is None:
         trained = sorted({x for lens in extra.values() for x in lens.layers})
         chosen = trained + [n] if extra else list(range(n + 1))

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -360,8 +360,10 @@ def _from_pretrained(
         getattr(config, "is_decoder", False)
     )
     loader = AutoModelForCausalLM if is_decoder else AutoModel
-    model, info = loader.from_pretrained(
-        source, dtype=torch_dtype, output_loading_info=True, **common
+    # output_loading_info=True returns (model, info); transformers' hint names the model alone
+    model, info = cast(
+        tuple[Any, dict[str, Any]],
+        loader.from_pretrained(source, dtype=torch_dtype, output_loading_info=True, **common),
     )
     if info.get("missing_keys"):
         raise UnknownModelError(

@@ -64,8 +64,8 @@ def _moments(X: torch.Tensor, masks: np.ndarray) -> Moments:
     counts = masks_t.sum(dim=1).double()
     sums = masks_t.to(work) @ Xc  # [P, d]
     full = bool(masks.all(axis=0).any()) or masks.sum(axis=1).max() > 0.5 * masks.shape[1]
-    grams = []
-    G_all = None
+    grams: list[torch.Tensor] = []
+    G_all: torch.Tensor | None = None
     held: dict[int, torch.Tensor] = {}  # the held-out block's Gram of each mask
     if full:
         held_out = ~masks_t
@@ -75,7 +75,8 @@ def _moments(X: torch.Tensor, masks: np.ndarray) -> Moments:
                 held[p] = (block.T @ block).double()
         blocks = held_out[list(held)] if held else None
         if blocks is not None and bool((blocks.sum(dim=0) == 1).all()):
-            G_all = sum(held.values())  # CV folds partition the rows: one pass over the data
+            # CV folds partition the rows: one pass over the data
+            G_all = sum(held.values(), torch.zeros((), dtype=torch.float64))
         else:
             G_all = (Xc.T @ Xc).double()
     for p, m in enumerate(masks_t):

@@ -47,6 +47,10 @@ class _Delegating:
     """``predict`` by the fitted scikit-learn model in ``_model`` (after checking ``X`` against
     what the probe was fitted on), and ``directions_`` from ``coef_``."""
 
+    # set by the subclass's fit (declared, not assigned: unfitted probes have neither)
+    _model: Any
+    coef_: np.ndarray
+
     def _delegate(self, method: str, X: Any) -> np.ndarray:
         X = _fitted_input(self, X)  # NotFittedError before _model is looked up
         return getattr(self._model, method)(X)

@@ -328,6 +328,7 @@ def sweep(
     )
     y_all = y_raw[row_idx]
     classes: list[Any] = []
+    y: np.ndarray  # [rows, targets] floats (regression) or [rows] class ids
     if is_regression:
         try:
             y = np.asarray(y_all, dtype=np.float64)

@@ -7,11 +7,11 @@ run through the same sweep, controls and metrics as sentence-level ones.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from ..data import align_word_labels
+from ..data import WordStrategy, align_word_labels
 from ..errors import StoreSelectionError
 
 STRATEGIES = ("first", "last", "mean")
@@ -129,8 +129,8 @@ def token_dataset(store: Any, word_column: str = "upos", strategy: str = "first"
             row_id = shard["start"] + local
             row = rows[row_id]
             a, b = int(splits[local]), int(splits[local + 1])
-            offsets = np.asarray(offsets_all[a:b])
-            aligned = align_word_labels(row["word_spans"], offsets, "mean" if strategy == "mean" else strategy)
+            offsets = np.asarray(offsets_all[a:b]).tolist()  # [tokens, 2] (start, end)
+            aligned = align_word_labels(row["word_spans"], offsets, cast(WordStrategy, strategy))
             for w, tokens in enumerate(aligned):
                 toks = tokens if isinstance(tokens, list) else ([] if tokens < 0 else [tokens])
                 if not toks:

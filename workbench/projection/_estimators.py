@@ -165,6 +165,7 @@ class _NeighbourEmbedding(TransformerMixin, BaseEstimator):
     pca_components: int | None
     random_state: int | None
     init: Any
+    pca_: PCAProjection | None  # fitted: the PCA pre-reduction, None without one
 
     def _min_rows(self) -> tuple[int, str]:
         raise NotImplementedError

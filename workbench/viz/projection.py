@@ -151,7 +151,11 @@ def layer_projection_slider(
         raise ValueError(f"active={active} is outside 0..{len(E) - 1}")
     kind, values = _colour_kind(color, E.shape[1])
     text = _hover(E.shape[1], hover, kind, values, color_title)
-    crange = (float(np.nanmin(values)), float(np.nanmax(values))) if kind == "continuous" else None
+    crange = (
+        (float(np.nanmin(values)), float(np.nanmax(values)))
+        if kind == "continuous" and values is not None
+        else None
+    )
     frames = [go.Frame(data=_traces(go, E[i], kind, values, text, color_title, size, crange),
                        name=names[i]) for i in range(len(E))]
     fig = go.Figure(data=frames[active].data, frames=frames)

@@ -87,7 +87,8 @@ with shown_errors("could not read the experiment", stop=True):
         st.subheader("Generalisation")
         gen = _cache.read_csv(gen_path)
         gen_layers = sorted(int(v) for v in set(gen["layer"]) if v == v)
-        pick = st.select_slider("Layer (train x test)", ["best"] + gen_layers, value="best",
+        options: list[str | int] = ["best", *gen_layers]
+        pick = st.select_slider("Layer (train x test)", options, value="best",
                                 key="probe_gen_layer")
         st.plotly_chart(generalisation_heatmap(gen, None if pick == "best" else int(pick)),
                         key="probe_gen")

@@ -120,6 +120,7 @@ st.markdown(f"**row {row}** (layer {layer_name}): {text}")
 with shown_errors("could not read the item's labels and tokens", stop=True):
     labels = {c: _cache.column(path, mtime, c)[row] for c in store.columns}
     st.caption(" · ".join(f"{k} = {v}" for k, v in labels.items()))
+    tokens: list[str] | None
     try:
         tok = store.tokens(row)
         tokens = list(tok.strings)
