@@ -58,7 +58,11 @@ def error_line(err: str) -> str:
     ("extra", "code", "expected"),
     [
         ([], 2, "pass --drop-empty"),
-        (["--drop-empty", "--layers", "abc"], 2, "layer 'abc' (in --layers 'abc') is not an integer"),
+        (
+            ["--drop-empty", "--layers", "abc"],
+            2,
+            "layer 'abc' (in --layers 'abc') is not an integer",
+        ),
         (["--drop-empty", "--layers", "1.5"], 2, "is not an integer"),
         (
             ["--drop-empty", "--layers", "1", "--hook-points", "hook_embed"],

@@ -212,7 +212,8 @@ def test_long_training_texts_warn_once_with_token_counts(tiny_llama, embedder, t
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         SoftPrefixInverter(tiny_llama, embedder, wide).fit(
-            texts, tmp_path / "wide", steps=1, progress=False)
+            texts, tmp_path / "wide", steps=1, progress=False
+        )
     assert not [w for w in seen if "max_tokens" in str(w.message)]
 
     # under the CLI the warning names the flag
