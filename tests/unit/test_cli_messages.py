@@ -81,3 +81,21 @@ def test_projection_messages_name_the_flags_under_the_cli(cli_names):
         AlignedProjection(align="spin").fit(X)
     with pytest.raises(ValueError, match=r"more rows \(raise or drop --limit\)"):
         UMAPProjection(n_neighbors=15).fit(X[:, 0])
+
+
+@pytest.mark.parametrize(
+    ("option", "flag"),
+    [
+        ({"metrics": "bogus"}, "--metrics"),
+        ({"postprocess": "rotate"}, "--postprocess"),
+        ({"poolings": "avg"}, "--pooling"),
+    ],
+)
+def test_embedding_grid_messages_name_the_flags_under_the_cli(
+    cli_names, tiny_bert, pairs, option, flag
+):
+    from workbench.evaluation import evaluate_grid
+
+    task = load_task(pairs, drop_empty=True)
+    with pytest.raises(ValueError, match=flag):
+        evaluate_grid(tiny_bert, task, progress=False, **option)

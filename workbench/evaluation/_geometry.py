@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EvaluationOptionError
+from ..errors import EvaluationOptionError, arg
 
 POSTPROCESS = ("none", "center", "whiten")
 
@@ -142,6 +142,7 @@ def parse_postprocess(spec: str | Sequence[str]) -> list[str]:
     bad = [n for n in names if n not in POSTPROCESS]
     if bad or not names:
         raise EvaluationOptionError(
-            f"post-processing {bad or spec!r}: choose from {list(POSTPROCESS)}, comma separated"
+            f"post-processing {bad or spec!r} ({arg('postprocess=', '--postprocess')}): choose "
+            f"from {list(POSTPROCESS)}, comma separated"
         )
     return list(dict.fromkeys(names))

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EvaluationOptionError, PoolingError
+from ..errors import EvaluationOptionError, PoolingError, arg
 from ._geometry import PostProcess, geometry, parse_postprocess
 from ._metrics import (
     classification_accuracy,
@@ -105,7 +105,10 @@ def parse_grid_poolings(spec: str | Sequence[str]) -> list[GridPooling]:
         elif piece.strip():
             names.append(piece.strip() if not key.startswith("template:") else piece.lstrip())
     if not names:
-        raise PoolingError(f"no pooling given: choose from {list(GRID_POOLINGS)} or template:...")
+        raise PoolingError(
+            f"no pooling given ({arg('poolings=', '--pooling')}): choose from "
+            f"{list(GRID_POOLINGS)} or template:..."
+        )
     out: list[GridPooling] = []
     for raw in names:
         key = raw.lower()
@@ -130,7 +133,8 @@ def parse_grid_poolings(spec: str | Sequence[str]) -> list[GridPooling]:
             out.append(GridPooling(raw, text, "last" if count == 1 else "mean"))
         else:
             raise PoolingError(
-                f"unknown grid pooling {raw!r}: valid names are {list(GRID_POOLINGS)} or "
+                f"unknown grid pooling {raw!r} ({arg('poolings=', '--pooling')}): valid names are "
+                f"{list(GRID_POOLINGS)} or "
                 "'template:<string with {text}>'"
             )
     return list({p.name: p for p in out}.values())
@@ -158,13 +162,15 @@ def parse_metrics(spec: str | Sequence[str] | None, task: PairTask | LabelTask) 
     names = [n for n in names if n]
     bad = [n for n in names if n not in METRICS]
     if bad or not names:
-        raise EvaluationOptionError(f"metrics {bad or spec!r}: choose from {list(METRICS)}")
+        raise EvaluationOptionError(
+            f"{arg('metrics', '--metrics')} {bad or spec!r}: choose from {list(METRICS)}"
+        )
     if isinstance(task, PairTask):
         wrong = [n for n in names if n not in _PAIR_METRICS]
         if wrong:
             raise EvaluationOptionError(
-                f"metrics {wrong} need a labelled-text task; {task.name!r} is a pair task: use "
-                f"{list(_PAIR_METRICS)}"
+                f"{arg('metrics', '--metrics')} {wrong} need a labelled-text task; {task.name!r} "
+                f"is a pair task: use {list(_PAIR_METRICS)}"
             )
         if "pair-classification" in names and task.labels is None:
             raise EvaluationOptionError(
@@ -175,8 +181,8 @@ def parse_metrics(spec: str | Sequence[str] | None, task: PairTask | LabelTask) 
         wrong = [n for n in names if n in _PAIR_METRICS]
         if wrong:
             raise EvaluationOptionError(
-                f"metrics {wrong} need a sentence-pair task; {task.name!r} has labelled texts: "
-                "use classification, clustering"
+                f"{arg('metrics', '--metrics')} {wrong} need a sentence-pair task; {task.name!r} "
+                "has labelled texts: use classification, clustering"
             )
     return list(dict.fromkeys(names))
 
@@ -344,7 +350,7 @@ def evaluate_grid(
     if any(p.store_pooling == "native" for p in grid) and lm.sentence_pooling is None:
         raise PoolingError(
             f"pooling 'native' is a sentence-transformers model's own pooling and {lm.name} has "
-            "none: drop 'native' from the poolings"
+            f"none: drop 'native' from {arg('the poolings', '--pooling')}"
         )
     layer_list = sorted(normalize_layers(layers, lm.n_layers, lm.name))
     if isinstance(the_task, PairTask):
