@@ -99,3 +99,10 @@ def test_embedding_grid_messages_name_the_flags_under_the_cli(
     task = load_task(pairs, drop_empty=True)
     with pytest.raises(ValueError, match=flag):
         evaluate_grid(tiny_bert, task, progress=False, **option)
+
+
+def test_unknown_projection_names_the_flag_under_the_cli(cli_names):
+    from workbench.projection import make_projection
+
+    with pytest.raises(ValueError, match=r"unknown projection 'isomap' \(--method\)"):
+        make_projection("isomap")

@@ -357,7 +357,10 @@ def make_projection(method: str, n_components: int = 2, **params: Any) -> Any:
     """A projection by name (``pca``, ``umap``, ``tsne``), or an error listing the names."""
     key = method.lower().replace("-", "")
     if key not in METHODS:
-        raise ProjectionInputError(f"unknown projection {method!r}: use one of {sorted(METHODS)}")
+        raise ProjectionInputError(
+            f"unknown projection {method!r} ({arg('method=', '--method')}): use one of "
+            f"{sorted(METHODS)}"
+        )
     cls = METHODS[key]
     valid = set(cls().get_params())
     unknown = sorted(set(params) - valid)
