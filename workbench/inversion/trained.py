@@ -336,7 +336,8 @@ class SoftPromptModel:
                 raise CheckpointMismatchError(
                     f"{out} holds another training run (its corpus {theirs} / config "
                     f"{meta['config']} vs this corpus {corpus[:12]} / config "
-                    f"{asdict(self.config)}); pass another --out or delete it")
+                    f"{asdict(self.config)}); pass {arg('another out', 'another --out')} or "
+                    "delete it")
             self._load_trainable(_read_tensors(out, WEIGHTS_FILE, meta))
             self.step_, self.losses_ = int(meta["step"]), list(meta["losses"])
             if OPTIMIZER_FILE in meta["files"]:
