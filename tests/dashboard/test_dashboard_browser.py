@@ -17,8 +17,15 @@ from workbench.dashboard.testing import (
 )
 
 pytestmark = pytest.mark.slow
-PAGES = {"": "Runs", "probes": "Probes", "projection": "Projection", "lens": "Lens",
-         "inversion": "Inversion", "attribution": "Attribution", "pooling_lab": "Pooling lab"}
+PAGES = {
+    "": "Runs",
+    "probes": "Probes",
+    "projection": "Projection",
+    "lens": "Lens",
+    "inversion": "Inversion",
+    "attribution": "Attribution",
+    "pooling_lab": "Pooling lab",
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +61,20 @@ def _shot(page, artifacts, name: str) -> None:
     page.screenshot(path=str(artifacts / f"dashboard_{name}.png"), full_page=True)
 
 
+def test_server_listens_on_loopback_only(page, served_app) -> None:
+    """``workbench dashboard`` without ``--host`` binds 127.0.0.1 (no other interface), and
+    the browser reaches it there."""
+    psutil = pytest.importorskip("psutil")
+    port = int(served_app.rsplit(":", 1)[1])
+    listening = {
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+    assert listening == {"127.0.0.1"}
+    _open(page, served_app, "")
+
+
 def test_every_page_opens(page, served_app, artifacts) -> None:
     for path, title in PAGES.items():
         _open(page, served_app, path)
@@ -86,7 +107,8 @@ def test_probes_latlon_map_draws(page, served_app, artifacts) -> None:
     page.get_by_text("predicted vs true location").wait_for()
     wait_for_drawn(page, 2)  # curves, map
     chart = page.locator('[data-testid="stPlotlyChart"]').filter(
-        has_text="predicted vs true location")
+        has_text="predicted vs true location"
+    )
     assert chart.locator(".scatterlayer .trace .point").count() > 0
     _clean(page, "Probes with the lat/long map")
     _shot(page, artifacts, "probes_latlon")

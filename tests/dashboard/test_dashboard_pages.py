@@ -84,6 +84,43 @@ def test_runs_page_starts_an_extraction(app, tiny_runs: Path) -> None:
     assert store.get("last").shape == (6, 2, 576)
 
 
+def test_runs_page_refuses_paths_outside_the_roots(app, tiny_runs: Path, tmp_path: Path) -> None:
+    """The extraction form reads and writes only inside the runs folder (or --data-root)."""
+    secret = tmp_path / "secret.csv"
+    secret.write_text("text,label\nprivate line,1\n")
+    app.number_input(key="extract_limit").set_value(2)
+    for field, value, what in (
+        ("extract_file", str(secret), "data file"),
+        ("extract_file", "../../../etc/passwd", "data file"),
+        ("extract_out", "../../..", "output folder"),
+        ("extract_out", str(tmp_path / "elsewhere"), "output folder"),
+    ):
+        app.text_input(key="extract_file").set_value("")
+        app.text_input(key="extract_out").set_value("")
+        app.text_input(key=field).set_value(value)
+        app.button[0].click().run()
+        assert not app.exception
+        assert any(what in e.value and "outside" in e.value for e in app.error), what
+        assert not app.success
+    assert not (tmp_path / "elsewhere").exists()
+    # the same file is allowed once its folder is a --data-root
+    app.text_input(key="extract_file").set_value(str(secret))
+    app.text_input(key="extract_out").set_value("")
+    with pytest.MonkeyPatch.context() as mp:
+        from workbench.dashboard import DATA_ROOTS_ENV
+
+        mp.setenv(DATA_ROOTS_ENV, str(tmp_path))
+        app.button[0].click().run()
+    assert not app.error, [e.value for e in app.error]
+    assert any("store written" in s.value for s in app.success)
+
+
+def test_lens_refuses_a_tuned_lens_outside(app, tmp_path: Path) -> None:
+    at = _open(app, "lens")
+    at.text_input(key="lens_tuned").set_value(str(tmp_path)).run()
+    assert any("tuned lens folder" in e.value and "outside" in e.value for e in at.error)
+
+
 def test_probes_page_curves_heatmap_and_layer(app, tiny_runs: Path) -> None:
     at = _open(app, "probes")
     assert at.sidebar.selectbox(key="probe_experiment").value == "tiny_cities"
@@ -97,9 +134,13 @@ def test_probes_page_curves_heatmap_and_layer(app, tiny_runs: Path) -> None:
     layer.set_value(20).run()
     _ok(at)
     table = pd.read_csv(tiny_runs / "tiny_cities" / "results.csv")
-    stored = table[(table.probe == "logistic") & (table.labels == "task")
-                   & (table.metric == "accuracy") & (table.layer == 20)
-                   & (table.pooling == at.selectbox(key="probe_layer_pooling").value)]
+    stored = table[
+        (table.probe == "logistic")
+        & (table.labels == "task")
+        & (table.metric == "accuracy")
+        & (table.layer == 20)
+        & (table.pooling == at.selectbox(key="probe_layer_pooling").value)
+    ]
     confusion = next(f for f in _figures(at) if "confusion" in f["layout"]["title"]["text"])
     z = _array(confusion["data"][0]["z"])
     assert z.sum() == 80
@@ -120,8 +161,12 @@ def test_probes_page_curves_heatmap_and_layer(app, tiny_runs: Path) -> None:
     titles = [f["layout"]["title"]["text"] for f in _figures(at)]
     assert not any(t.startswith("accuracy by layer") for t in titles)
     sel = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("selectivity"))
-    assert {tr["name"] for tr in sel["data"]} == {"logistic (last)", "logistic (mean)",
-                                                    "mass_mean (last)", "mass_mean (mean)"}
+    assert {tr["name"] for tr in sel["data"]} == {
+        "logistic (last)",
+        "logistic (mean)",
+        "mass_mean (last)",
+        "mass_mean (mean)",
+    }
 
 
 def test_probes_page_latlon_map(app) -> None:

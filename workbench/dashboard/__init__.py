@@ -32,4 +32,8 @@ PAGES = {
 RUNS_ENV = "WORKBENCH_RUNS"
 """Environment variable naming the runs folder (default ``runs`` in the working directory)."""
 
-__all__ = ["APP", "PAGES", "RUNS_ENV"]
+DATA_ROOTS_ENV = "WORKBENCH_DATA_ROOTS"
+"""Environment variable with more folders (``os.pathsep`` separated) whose files the UI may read
+and write besides the runs folder (``workbench dashboard --data-root``)."""
+
+__all__ = ["APP", "DATA_ROOTS_ENV", "PAGES", "RUNS_ENV"]

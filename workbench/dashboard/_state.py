@@ -18,6 +18,15 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_ENV) or "runs").expanduser().resolve()
 
 
+def allowed_path(path: str | Path, what: str) -> Path:
+    """``path`` resolved inside the runs folder or a ``--data-root`` folder (relative paths
+    are taken from the runs folder); ``PathOutsideRootsError`` (shown by ``shown_errors``)
+    for anything else."""
+    from ._paths import allowed_roots, inside_roots
+
+    return inside_roots(path, allowed_roots(runs_dir()), what=what)
+
+
 @contextmanager
 def shown_errors(what: str, stop: bool = False) -> Iterator[None]:
     """Run a block; a library error becomes an ``st.error`` with its message (no traceback),
@@ -46,7 +55,9 @@ def missing_api(feature: str, module: str) -> bool:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        st.info(f"{feature} needs `{module}`, which is not available in this install "
-                f"({exc}).", icon=":material/construction:")
+        st.info(
+            f"{feature} needs `{module}`, which is not available in this install ({exc}).",
+            icon=":material/construction:",
+        )
         return True
     return False
