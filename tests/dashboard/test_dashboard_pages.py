@@ -222,6 +222,18 @@ def test_pooling_lab_compares_poolings(app, tiny_runs: Path) -> None:
     assert any(tr["type"] == "heatmap" for f in _figures(at) for tr in f["data"])
     at.selectbox(key="pool_run_metric").set_value("accuracy").run()
     _ok(at)
+    # the curves carry the majority baseline of the 40 rows and 95% intervals
+    curves = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("accuracy"))
+    assert "n = 40" in curves["layout"]["title"]["text"]
+    from workbench.data import load_dataset
+
+    labels = pd.Series(load_dataset("cities").column("label")[:40])
+    majority = 100 * labels.value_counts().max() / 40
+    line = curves["layout"]["shapes"][0]
+    assert line["y0"] == pytest.approx(majority)
+    assert any(f"majority baseline {majority:.1f}" in c.value for c in at.caption)
+    bars = curves["data"][0]["error_y"]
+    assert (_array(bars["array"]) > 0).all() and (_array(bars["arrayminus"]) > 0).all()
     # the saved grid shows up in the Saved grids tab
     at.run()
     assert "pooling-lab-smollm2-135m-cities-40" in at.selectbox(key="pool_grid").options
@@ -275,15 +287,59 @@ def test_inversion_page_guided_and_noise(app) -> None:
     assert at.get("vega_lite_chart")  # the defence curve over two noise levels
 
 
+def _deltas_guarded(at) -> None:
+    """Every map states its convergence delta; one over 5% comes with the warning banner."""
+    import re
+
+    captions = [c.value for c in at.caption if "convergence delta" in c.value]
+    assert captions
+    worst = max(float(re.search(r"\(([\d.]+)% of the change\)", c).group(1)) for c in captions)
+    banner = any("Unreliable map" in w.value for w in at.warning)
+    assert banner == (worst >= 5.0), (worst, banner)
+
+
 def test_attribution_page_three_targets(app) -> None:
     at = _open(app, "attribution")
-    at.slider(key="attr_steps").set_value(8).run()
+    at.slider(key="attr_steps").set_value(8)
+    at.select_slider(key="attr_max_steps").set_value(16).run()
     _ok(at)
     assert _figures(at)[0]["data"][0]["type"] == "heatmap"
+    _deltas_guarded(at)
     at.radio(key="attr_kind").set_value("probe").run()
     _ok(at)
     assert at.selectbox(key="attr_exp").value == "tiny_cities"
     assert _figures(at)[0]["data"][0]["type"] == "heatmap"
+    _deltas_guarded(at)
+    assert not any("np." in c.value for c in at.caption)  # plain values, not numpy reprs
     at.radio(key="attr_kind").set_value("similarity pair").run()
     _ok(at)
     assert len(_array(_figures(at)[0]["data"][0]["z"])) == 2  # one row per text
+    _deltas_guarded(at)
+
+
+def test_attribution_raises_steps_until_converged(app) -> None:
+    """From 8 steps the page doubles n_steps until the relative delta is under 5% (or the
+    budget): the caption's step count and delta agree with a direct library call."""
+    from workbench.attribution import attribute_next_token
+    from workbench.models import load_model
+
+    at = _open(app, "attribution")
+    at.slider(key="attr_steps").set_value(8)
+    at.select_slider(key="attr_max_steps").set_value(256).run()
+    _ok(at)
+    caption = next(c.value for c in at.caption if "convergence delta" in c.value)
+    steps = int(caption.split(" steps;")[0].rsplit(" ", 1)[1])
+    direct = attribute_next_token(
+        load_model("smollm2-135m"), "The city of Paris is in", " France", " Germany", n_steps=steps
+    )
+    assert f"({100 * direct.relative_delta:.1f}% of the change) at {steps} steps" in caption
+    if steps > 8:  # it had to raise the steps: the try before missed the tolerance
+        half = attribute_next_token(
+            load_model("smollm2-135m"),
+            "The city of Paris is in",
+            " France",
+            " Germany",
+            n_steps=steps // 2,
+        )
+        assert half.relative_delta >= 0.05
+    assert direct.relative_delta < 0.05 or steps == 256

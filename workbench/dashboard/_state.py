@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import streamlit as st
 
 from ..errors import WorkbenchError
 from . import RUNS_ENV
+
+T = TypeVar("T")
 
 
 def runs_dir() -> Path:
@@ -25,6 +28,24 @@ def allowed_path(path: str | Path, what: str) -> Path:
     from ._paths import allowed_roots, inside_roots
 
     return inside_roots(path, allowed_roots(runs_dir()), what=what)
+
+
+def kept(name: str, inputs: tuple, compute: Callable[[], T]) -> T:
+    """``compute()``, kept in the session under ``name`` until ``inputs`` change: a result
+    (a decoding, an attribution) survives reruns and is recomputed only for new inputs."""
+    slot = st.session_state.get(name)
+    if slot is not None and slot[0] == inputs:
+        return slot[1]
+    value = compute()
+    st.session_state[name] = (inputs, value)
+    return value
+
+
+def remembered(name: str, inputs: tuple) -> Any:
+    """The value ``kept`` under ``name`` for these ``inputs``, or None (not computed yet, or
+    the inputs changed since)."""
+    slot = st.session_state.get(name)
+    return slot[1] if slot is not None and slot[0] == inputs else None
 
 
 @contextmanager

@@ -11,9 +11,35 @@ import numpy as np
 from ._embedding import require_plotly
 
 
-def _clean(token: str) -> str:
-    """Token strings as people read them: byte-level ``Ġ``/``Ċ`` and WordPiece ``##`` shown."""
-    return token.replace("Ġ", "␣").replace("Ċ", "⏎").replace("▁", "␣")
+# byte-level BPE markers (GPT-2 style byte -> unicode map) and SentencePiece's word start
+_MARKERS = {"Ġ": " ", "Ċ": "\n", "ĉ": "\t", "č": "\r", "▁": " "}
+_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍", "\u00a0": "⍽"}
+
+
+def visible_token(token: str) -> str:
+    r"""A token string as people can read it: spaces ``␣``, newlines ``↵``, tabs ``⇥``, other
+    control characters as control pictures (``\x00`` -> ``␀``) or ``\\xNN``; byte-level
+    BPE markers (``Ġ``, ``Ċ``) and SentencePiece's ``▁`` become the space/newline they stand
+    for, so ``Ġthe`` and ``" the"`` both read ``␣the``; an empty token is ``∅``.
+
+    Examples:
+        >>> [visible_token(t) for t in ["Ġthe", " ", "\n\n", "▁Paris", "##ing", ""]]
+        ['␣the', '␣', '↵↵', '␣Paris', '##ing', '∅']
+    """
+    out = []
+    for ch in "".join(_MARKERS.get(c, c) for c in str(token)):
+        if ch in _VISIBLE:
+            out.append(_VISIBLE[ch])
+        elif ord(ch) < 0x20:
+            out.append(chr(0x2400 + ord(ch)))
+        elif ord(ch) == 0x7F or 0x80 <= ord(ch) < 0xA0:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out) or "∅"
+
+
+_clean = visible_token
 
 
 def attribution_heatmap(
