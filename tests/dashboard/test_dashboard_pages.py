@@ -115,6 +115,38 @@ def test_runs_page_refuses_paths_outside_the_roots(app, tiny_runs: Path, tmp_pat
     assert any("store written" in s.value for s in app.success)
 
 
+def test_runs_page_lists_damaged_runs(tiny_runs: Path, tmp_path: Path, monkeypatch) -> None:
+    """A corrupted manifest or summary is listed with its problem and fix, not dropped."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    runs = tmp_path / "runs"
+    shutil.copytree(
+        tiny_runs / "tiny_places" / "store", runs / "good", ignore=shutil.ignore_patterns("shards")
+    )
+    (runs / "truncated").mkdir()
+    text = (runs / "good" / "manifest.json").read_text()
+    (runs / "truncated" / "manifest.json").write_text(text[: len(text) // 2])
+    (runs / "emptied").mkdir()
+    (runs / "emptied" / "manifest.json").write_text("{}")
+    (runs / "exp").mkdir()
+    (runs / "exp" / "summary.json").write_text("not json")
+    monkeypatch.setenv(RUNS_ENV, str(runs))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert any("3 run(s)" in w.value for w in at.warning)
+    damaged = next(d.value for d in at.dataframe if "problem" in d.value).set_index("run")
+    assert set(damaged.index) == {"truncated", "emptied", "exp"}
+    assert "not valid JSON" in damaged.loc["truncated", "problem"]
+    assert "lacks the sections" in damaged.loc["emptied", "problem"]
+    assert "workbench extract" in damaged.loc["truncated", "fix"]
+    assert "workbench probe run" in damaged.loc["exp", "fix"]
+    stores = next(d.value for d in at.dataframe if "d_model" in d.value)
+    assert stores["store"].tolist() == ["good"]
+
+
 def test_lens_refuses_a_tuned_lens_outside(app, tmp_path: Path) -> None:
     at = _open(app, "lens")
     at.text_input(key="lens_tuned").set_value(str(tmp_path)).run()
@@ -205,6 +237,23 @@ def test_lens_page(app) -> None:
     assert z.shape[0] == 31  # layers 0..30
     assert ((z > 0) & (z <= 1)).all()
     assert at.get("vega_lite_chart")  # the target's rank per layer
+
+
+def test_lens_caps_the_prompt_length(app, monkeypatch) -> None:
+    from workbench.dashboard import MAX_PROMPT_ENV
+
+    monkeypatch.setenv(MAX_PROMPT_ENV, "12")
+    at = _open(app, "lens")
+    at.text_input(key="lens_prompt").set_value("The city of Paris is in France. " * 6).run()
+    assert not at.exception
+    assert any(
+        "the dashboard runs at most 12" in e.value and "--max-prompt-tokens" in e.value
+        for e in at.error
+    )
+    assert not _figures(at)  # nothing was computed
+    at.text_input(key="lens_prompt").set_value("The city of Paris is in").run()
+    _ok(at)
+    assert _figures(at)
 
 
 def test_pooling_lab_compares_poolings(app, tiny_runs: Path) -> None:

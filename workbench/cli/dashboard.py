@@ -120,6 +120,9 @@ def dashboard(
             "always allowed, nothing else",
         ),
     ] = None,
+    max_prompt_tokens: Annotated[
+        int, typer.Option(min=1, help="longest prompt (tokens) the Lens and Attribution pages run")
+    ] = 512,
     headless: Annotated[bool, typer.Option(help="do not open a browser")] = False,
 ) -> None:
     """Explore runs, probes, projections, decodings and attributions in the browser."""
@@ -142,6 +145,8 @@ def dashboard(
             "use --host 127.0.0.1 (the default) and an SSH tunnel instead",
             err=True,
         )
+    from ..dashboard import MAX_PROMPT_ENV
+
     cmd, env = streamlit_command(runs, port, headless, host, data_root)
-    status = serve(cmd, env)
+    status = serve(cmd, {**env, MAX_PROMPT_ENV: str(max_prompt_tokens)})
     sys.exit(128 - status if status < 0 else status)  # -15 (SIGTERM) -> 143

@@ -36,4 +36,17 @@ DATA_ROOTS_ENV = "WORKBENCH_DATA_ROOTS"
 """Environment variable with more folders (``os.pathsep`` separated) whose files the UI may read
 and write besides the runs folder (``workbench dashboard --data-root``)."""
 
-__all__ = ["APP", "DATA_ROOTS_ENV", "PAGES", "RUNS_ENV"]
+MAX_PROMPT_ENV = "WORKBENCH_MAX_PROMPT_TOKENS"
+"""Environment variable with the longest prompt (in tokens) the Lens and Attribution pages run
+(``workbench dashboard --max-prompt-tokens``; default ``DEFAULT_MAX_PROMPT_TOKENS``)."""
+
+DEFAULT_MAX_PROMPT_TOKENS = 512
+
+__all__ = [
+    "APP",
+    "DATA_ROOTS_ENV",
+    "DEFAULT_MAX_PROMPT_TOKENS",
+    "MAX_PROMPT_ENV",
+    "PAGES",
+    "RUNS_ENV",
+]

@@ -35,8 +35,10 @@ def open_store(path: str | Path) -> Any:
     """The store at ``path``, reopened when its manifest changes."""
     manifest = Path(path) / "manifest.json"
     if not manifest.is_file():
-        raise _data.RunFolderError(f"{path} is not an activation store (no manifest.json): "
-                                   "pick one listed on the Runs page")
+        raise _data.RunFolderError(
+            f"{path} is not an activation store (no manifest.json): "
+            "pick one listed on the Runs page"
+        )
     return store(str(path), manifest.stat().st_mtime)
 
 
@@ -44,8 +46,12 @@ def open_store(path: str | Path) -> Any:
 def runs(root: str, signature: tuple) -> dict[str, list[dict[str, Any]]]:
     """Stores, probe experiments and embedding grids under ``root``."""
     r = Path(root)
-    return {"stores": _data.find_stores(r), "experiments": _data.find_experiments(r),
-            "grids": _data.find_grids(r)}
+    return {
+        "stores": _data.find_stores(r),
+        "experiments": _data.find_experiments(r),
+        "grids": _data.find_grids(r),
+        "damaged": _data.find_damaged(r),
+    }
 
 
 @st.cache_data(show_spinner=False, ttl=30)
@@ -82,8 +88,9 @@ def read_csv(path: str | Path) -> Any:
 
 
 @st.cache_data(show_spinner="fitting the probe at this layer (out of fold) ...", max_entries=32)
-def layer_predictions(folder: str, kind: str, pooling: str, hook_point: str,
-                      mtime: float) -> dict[str, Any]:
+def layer_predictions(
+    folder: str, kind: str, pooling: str, hook_point: str, mtime: float
+) -> dict[str, Any]:
     """``_data.layer_predictions``, cached per experiment, probe kind and layer."""
     return _data.layer_predictions(Path(folder), kind, pooling, hook_point)
 
@@ -111,8 +118,14 @@ def projection(path: str, mtime: float, method: str, pooling: str) -> dict[str, 
     if pooling not in ("mean", "max", "native") and 0 in layers and len(layers) > 1:
         layers = [v for v in layers if v != 0]
     res = project_store(s, method, pooling=pooling, layers=layers)
-    return {"embeddings": res.embeddings, "layers": res.layers, "hook_points": res.hook_points,
-            "displacement": res.displacement, "cached": res.cached, "rows": res.rows}
+    return {
+        "embeddings": res.embeddings,
+        "layers": res.layers,
+        "hook_points": res.hook_points,
+        "displacement": res.displacement,
+        "cached": res.cached,
+        "rows": res.rows,
+    }
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -123,8 +136,9 @@ def column(path: str, mtime: float, name: str) -> list[Any]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def probe_scores(folder: str, kind: str, pooling: str, hook_point: str, store_path: str,
-                 mtime: float) -> Any:
+def probe_scores(
+    folder: str, kind: str, pooling: str, hook_point: str, store_path: str, mtime: float
+) -> Any:
     """``[rows]`` scores of an experiment's saved probe on the store's states (first output of
     multi-output probes)."""
     probe = _data.saved_probe(Path(folder), kind, pooling, hook_point)

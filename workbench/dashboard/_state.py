@@ -21,6 +21,34 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_ENV) or "runs").expanduser().resolve()
 
 
+def max_prompt_tokens() -> int:
+    """The longest prompt the pages run: ``$WORKBENCH_MAX_PROMPT_TOKENS`` (set by
+    ``workbench dashboard --max-prompt-tokens``) or 512."""
+    from . import DEFAULT_MAX_PROMPT_TOKENS, MAX_PROMPT_ENV
+
+    try:
+        return max(1, int(os.environ.get(MAX_PROMPT_ENV) or DEFAULT_MAX_PROMPT_TOKENS))
+    except ValueError:
+        return DEFAULT_MAX_PROMPT_TOKENS
+
+
+def prompt_fits(tokenizer: Any, *texts: str) -> bool:
+    """True when every text is at most ``max_prompt_tokens()`` tokens; otherwise an error box
+    says how long it is and how to raise the cap."""
+    cap = max_prompt_tokens()
+    for text in texts:
+        n = len(tokenizer(text)["input_ids"])
+        if n > cap:
+            st.error(
+                f"This prompt is {n} tokens; the dashboard runs at most {cap} (every layer "
+                "and position is computed, so long prompts take minutes). Shorten it, or "
+                "restart with `workbench dashboard --max-prompt-tokens N`.",
+                icon=":material/error:",
+            )
+            return False
+    return True
+
+
 def allowed_path(path: str | Path, what: str) -> Path:
     """``path`` resolved inside the runs folder or a ``--data-root`` folder (relative paths
     are taken from the runs folder); ``PathOutsideRootsError`` (shown by ``shown_errors``)

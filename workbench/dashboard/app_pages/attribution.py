@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from workbench.dashboard import _cache, _data
-from workbench.dashboard._state import kept, missing_api, runs_dir, shown_errors
+from workbench.dashboard._state import kept, missing_api, prompt_fits, runs_dir, shown_errors
 
 st.title("Attribution")
 if missing_api("The Attribution page", "workbench.attribution"):
@@ -87,7 +87,7 @@ if target_kind == "next token":
     target = c2.text_input("Next token", " France", key="attr_target")
     foil = c3.text_input("Foil (optional)", " Germany", key="attr_foil")
     model = st.selectbox("Model", _bundled("decoder"), key="attr_model")
-    if text.strip() and target:
+    if text.strip() and target and prompt_fits(_cache.model(model).tokenizer, text):
         with shown_errors("the attribution failed"):
             from workbench.attribution import attribute_next_token
 
@@ -126,7 +126,8 @@ elif target_kind == "probe":
         pooling = c4.selectbox("Pooling", poolings, key="attr_pooling")
         texts = store.texts
         text = st.text_input("Text", texts[0], key="attr_text")
-    if text.strip():
+    lm = _cache.model(store.manifest["model"]["spec"])
+    if text.strip() and prompt_fits(lm.tokenizer, text):
         with shown_errors("the attribution failed"):
             from workbench.attribution import attribute_probe
 
@@ -142,7 +143,6 @@ elif target_kind == "probe":
                     f"attributing output {outputs[-1] if len(probe.classes_) else outputs[0]}"
                     f" of {outputs}"
                 )
-            lm = _cache.model(store.manifest["model"]["spec"])
             template = store.manifest["extraction"].get("template")
             attrs = _converged(
                 "attr_probe_result",
@@ -165,7 +165,7 @@ else:
     a = c1.text_input("Text A", "A man is playing a guitar.", key="attr_a")
     b = c2.text_input("Text B", "Someone plays an instrument.", key="attr_b")
     model = st.selectbox("Model", _bundled(), key="attr_sim_model")
-    if a.strip() and b.strip():
+    if a.strip() and b.strip() and prompt_fits(_cache.model(model).tokenizer, a, b):
         with shown_errors("the attribution failed"):
             from workbench.attribution import attribute_similarity
 

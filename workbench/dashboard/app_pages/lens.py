@@ -8,7 +8,13 @@ from pathlib import Path
 import streamlit as st
 
 from workbench.dashboard import _cache
-from workbench.dashboard._state import allowed_path, missing_api, runs_dir, shown_errors
+from workbench.dashboard._state import (
+    allowed_path,
+    missing_api,
+    prompt_fits,
+    runs_dir,
+    shown_errors,
+)
 
 st.title("Lens")
 if missing_api("The Lens page", "workbench.inversion.lens"):
@@ -48,7 +54,7 @@ def _read(model: str, text: str, k: int, target: str, tuned: str) -> dict:
     return out
 
 
-if prompt.strip():
+if prompt.strip() and prompt_fits(_cache.model(model_name).tokenizer, prompt):
     with shown_errors("the lens failed"):
         tuned = str(allowed_path(tuned_dir, "tuned lens folder")) if tuned_dir.strip() else ""
         results = _read(model_name, prompt, int(k), target, tuned)
@@ -75,5 +81,5 @@ if prompt.strip():
                     )
                 with st.expander("Table (layer, position, rank)"):
                     st.dataframe(res.to_frame(), hide_index=True)
-else:
+elif not prompt.strip():
     st.info("type a prompt")

@@ -25,6 +25,16 @@ if not any(found.values()):
         "`workbench probe run probes/cities_truth.toml`."
     )
 
+if found["damaged"]:
+    st.warning(
+        f"{len(found['damaged'])} run(s) under `{root}` cannot be opened; each is listed with "
+        "what is wrong and how to fix it.",
+        icon=":material/warning:",
+    )
+    st.dataframe(
+        pd.DataFrame(found["damaged"]).drop(columns=["path"]), hide_index=True, key="damaged_table"
+    )
+
 stores_tab, probes_tab, new_tab = st.tabs(
     ["Activation stores", "Probe experiments", "New extraction"]
 )
