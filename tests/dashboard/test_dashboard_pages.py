@@ -288,14 +288,20 @@ def test_pooling_lab_compares_poolings(app, tiny_runs: Path) -> None:
     assert "pooling-lab-smollm2-135m-cities-40" in at.selectbox(key="pool_grid").options
 
 
-def test_projection_page_scatter_and_item(app) -> None:
+def _points(fig: dict) -> int:
+    return sum(len(_array(tr["x"])) for tr in fig["data"])
+
+
+def test_projection_page_scatter_and_item(app, tiny_runs: Path) -> None:
     at = _open(app, "projection")
     assert at.selectbox(key="proj_store").value == "tiny_cities/store"
     assert at.radio(key="proj_method").value == "pca"
     fig = _figures(at)[0]
-    n = sum(len(_array(tr["x"])) for tr in fig["data"])
-    assert n == 80  # every item, one trace per label
+    assert _points(fig) == 80  # every item, one trace per label
     assert {tr["type"] for tr in fig["data"]} == {"scattergl"}
+    # each point carries its row, so a click or lasso maps back to rows
+    rows = sorted(int(r) for tr in fig["data"] for r in _array(tr["customdata"]))
+    assert rows == list(range(80))
     first = [_array(tr["x"]) for tr in fig["data"]]
     layers = at.select_slider(key="proj_layer")
     assert at.selectbox(key="proj_pooling").value == "mean"
@@ -304,10 +310,27 @@ def test_projection_page_scatter_and_item(app) -> None:
     _ok(at)
     moved = [_array(tr["x"]) for tr in _figures(at)[0]["data"]]
     assert not all(np.array_equal(a, b) for a, b in zip(first, moved, strict=True))
+    # fixed axes over every layer: aligned items keep their place as the slider moves
     assert fig["layout"]["xaxis"]["range"] == _figures(at)[0]["layout"]["xaxis"]["range"]
+    # probe-score colours: out-of-fold, diverging around the decision boundary 0; their signs
+    # reproduce the stored out-of-fold accuracy of that layer (results.csv of the sweep)
     at.selectbox(key="proj_colour").set_value("probe score: tiny_cities/logistic").run()
     _ok(at)
-    assert "colorbar" in _figures(at)[0]["data"][0]["marker"]
+    marker = _figures(at)[0]["data"][0]["marker"]
+    assert "colorbar" in marker and marker["cmid"] == 0.0
+    assert marker["cmin"] == pytest.approx(-marker["cmax"])
+    score = _array(marker["color"])
+    order = np.argsort([int(r) for r in _array(_figures(at)[0]["data"][0]["customdata"])])
+    label = _store_labels(tiny_runs)
+    table = pd.read_csv(tiny_runs / "tiny_cities" / "results.csv")
+    stored = table[
+        (table.probe == "logistic")
+        & (table.labels == "task")
+        & (table.metric == "accuracy")
+        & (table.layer == 30)
+        & (table.pooling == "mean")
+    ]["value"].iloc[0]
+    assert np.mean((score[order] > 0) == (label == 1)) == pytest.approx(stored, abs=1e-9)
     at.number_input(key="proj_row").set_value(3).run()
     _ok(at)
     lens = next(d.value for d in at.dataframe if "prob" in d.value)
@@ -318,6 +341,96 @@ def test_projection_page_scatter_and_item(app) -> None:
     at.button(key="proj_attribute").click().run()
     _ok(at)
     assert any(tr["type"] == "heatmap" for f in _figures(at) for tr in f["data"])
+    assert any("convergence delta" in c.value for c in at.caption)
+    at.toggle(key="proj_scope").set_value(False).run()  # another input: the map stays
+    _ok(at)
+    assert any(tr["type"] == "heatmap" for f in _figures(at) for tr in f["data"])
+
+
+def _store_labels(tiny_runs: Path) -> np.ndarray:
+    from workbench.activations import ActivationStore
+
+    return np.asarray(ActivationStore(tiny_runs / "tiny_cities" / "store").column("label"))
+
+
+def test_projection_selection_search_neighbours_url(app, tiny_runs: Path) -> None:
+    """A selection (as box/lasso leave it) shows as a table, survives a layer change, goes into
+    the URL and the export; search counts and neighbours match independent computations."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from workbench.activations import ActivationStore
+
+    at = _open(app, "projection")
+    at.session_state["proj_selection"] = [1, 2, 5]
+    at.run()
+    _ok(at)
+    table = next(d.value for d in at.dataframe if "x" in d.value and "text" in d.value)
+    assert table["row"].tolist() == [1, 2, 5]
+    assert {"label", "city"} <= set(table.columns)
+    assert at.query_params["rows"] == "1,2,5"
+    assert at.query_params["layer"] == at.select_slider(key="proj_layer").value
+    at.select_slider(key="proj_layer").set_value("10").run()
+    _ok(at)
+    table = next(d.value for d in at.dataframe if "x" in d.value and "text" in d.value)
+    assert table["row"].tolist() == [1, 2, 5]  # survives the layer change
+    assert len(at.get("download_button")) == 2  # CSV and Parquet
+    ringed = next(tr for f in _figures(at) for tr in f["data"] if tr.get("name") == "selection")
+    assert sorted(int(r) for r in _array(ringed["customdata"])) == [1, 2, 5]
+    # search: the count of a case-insensitive substring, computed directly
+    store = ActivationStore(tiny_runs / "tiny_cities" / "store")
+    expected = sum(
+        "china" in t.lower()
+        or any("china" in str(store.column(c)[i]).lower() for c in store.columns)
+        for i, t in enumerate(store.texts)
+    )
+    at.text_input(key="proj_search").set_value("china").run()
+    _ok(at)
+    assert any(c.value.startswith(f"{expected} matches") for c in at.caption)
+    at.button(key="proj_select_matches").click().run()
+    _ok(at)
+    table = next(d.value for d in at.dataframe if "x" in d.value and "text" in d.value)
+    assert len(table) == expected
+    # neighbours of the current item: cosine kNN over the layer's stored states
+    at.number_input(key="proj_row").set_value(7).run()
+    _ok(at)
+    X = store.get("mean", hook_points=[store.layers[10]])[:, 0].astype(np.float64)
+    ref = NearestNeighbors(n_neighbors=11, metric="cosine", algorithm="brute").fit(X)
+    ref_d, ref_i = ref.kneighbors(X[7:8])
+    knn = next(d.value for d in at.dataframe if "cosine distance" in d.value)
+    assert knn["row"].tolist() == ref_i[0, 1:].tolist()
+    np.testing.assert_allclose(knn["cosine distance"], ref_d[0, 1:], atol=1e-5)
+    assert at.query_params["item"] == "7"
+    # two linked panels: layer A and layer B side by side, the selection drawn on both
+    at.toggle(key="proj_compare").set_value(True).run()
+    _ok(at)
+    scatters = [f for f in _figures(at) if f["data"][0]["type"] == "scattergl"]
+    assert len(scatters) == 2
+    assert all(any(tr.get("name") == "selection" for tr in f["data"]) for f in scatters)
+
+
+def test_projection_view_restored_from_the_url(tiny_runs: Path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(RUNS_ENV, str(tiny_runs))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(
+        {
+            "store": "tiny_cities/store",
+            "pooling": "last",
+            "layer": "20",
+            "colour": "city",
+            "rows": "4,9",
+            "item": "9",
+        }
+    )
+    at.switch_page(PAGES["projection"]).run()
+    _ok(at)
+    assert at.selectbox(key="proj_pooling").value == "last"
+    assert at.select_slider(key="proj_layer").value == "20"
+    assert at.selectbox(key="proj_colour").value == "city"
+    assert at.number_input(key="proj_row").value == 9
+    table = next(d.value for d in at.dataframe if "x" in d.value and "text" in d.value)
+    assert table["row"].tolist() == [4, 9]
 
 
 def test_inversion_page_guided_and_noise(app) -> None:

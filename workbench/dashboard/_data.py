@@ -214,7 +214,9 @@ def layer_predictions(folder: Path, kind: str, pooling: str, hook_point: str) ->
     Returns:
         ``{"texts": [n], "true": [n] or [n, t], "pred": [n] class index (-1: not evaluated) or [n, t], "classes": [...],
         "margin": [n] or None (classification: the out-of-fold score of the predicted class
-        minus that of the true class; 0 when right), "kind": "classification" | "regression",
+        minus that of the true class; 0 when right), "decision": [n] out-of-fold signed score
+        around the decision boundary 0 (``out_of_fold_decision``; regression: the first
+        target's prediction), "kind": "classification" | "regression",
         "target": [names], "geo": bool, "table": the one-layer results table}``.
     """
     from ..activations.store import ActivationStore
@@ -261,17 +263,39 @@ def layer_predictions(folder: Path, kind: str, pooling: str, hook_point: str) ->
         margin = np.full(len(scores), np.nan)
         rows = np.flatnonzero(ok)
         margin[rows] = scores[rows, pred[rows]] - scores[rows, true[rows]]
+        decision = out_of_fold_decision(scores, true)
+    else:
+        decision = np.asarray(pred, dtype=np.float64)[:, 0]
     return {
         "texts": store.texts,
         "true": true,
         "pred": pred,
         "classes": classes,
         "margin": margin,
+        "decision": decision,
         "kind": result.task_kind,
         "target": list(cfg["target"]),
         "geo": bool(cfg.get("geo")),
         "table": result.table,
     }
+
+
+def out_of_fold_decision(scores: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """``[n]`` signed distance to the decision boundary from out-of-fold class scores
+    ``[n, k]``: binary ``score(class 1) - score(class 0)`` (positive: predicted class 1);
+    multi-class ``score(true) - max score(other)`` (positive: right). 0 is the boundary; NaN
+    for rows never evaluated."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[1] == 2:
+        return scores[:, 1] - scores[:, 0]
+    out = np.full(len(scores), np.nan)
+    ok = np.isfinite(scores).all(axis=1) & (true >= 0)
+    rows = np.flatnonzero(ok)
+    own = scores[rows, true[rows]]
+    other = scores[rows].copy()
+    other[np.arange(len(rows)), true[rows]] = -np.inf
+    out[rows] = own - other.max(axis=1)
+    return out
 
 
 def worst_items(pred: dict[str, Any], n: int = 20) -> Any:
