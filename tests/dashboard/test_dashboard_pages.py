@@ -181,6 +181,20 @@ def test_probes_page_curves_heatmap_and_layer(app, tiny_runs: Path) -> None:
     worst = next(d.value for d in at.table if "predicted" in d.value)
     assert len(worst) == min(20, z.sum() - np.trace(z))
     assert (worst["true"] != worst["predicted"]).all()
+    # per-slice accuracy: the "(all)" row is the confusion matrix's accuracy
+    slices = next(d.value for d in at.table if "slice" in d.value)
+    overall = slices[slices["slice"] == "(all)"].iloc[0]
+    assert overall["n"] == z.sum() and overall["accuracy"] == pytest.approx(
+        np.trace(z) / z.sum(), abs=1e-3
+    )
+    # each worst item links to the Projection page with the view in the query string
+    from urllib.parse import parse_qs, urlparse
+
+    link = worst["open"].iloc[0]
+    assert link.startswith("[open](projection?")
+    query = {k: v[0] for k, v in parse_qs(urlparse(link[len("[open](") : -1]).query).items()}
+    assert query["item"] == str(worst["row"].iloc[0]) and query["layer"] == "20"
+    assert query["colour"] == "probe score: tiny_cities/logistic"
     at.select_slider(key="probe_gen_layer").set_value(10).run()
     _ok(at)
     gen = next(f for f in _figures(at) if "generalisation" in f["layout"]["title"]["text"])
@@ -406,6 +420,27 @@ def test_projection_selection_search_neighbours_url(app, tiny_runs: Path) -> Non
     scatters = [f for f in _figures(at) if f["data"][0]["type"] == "scattergl"]
     assert len(scatters) == 2
     assert all(any(tr.get("name") == "selection" for tr in f["data"]) for f in scatters)
+
+
+def test_worst_item_link_opens_it_in_projection(tiny_runs: Path, monkeypatch) -> None:
+    from urllib.parse import parse_qs, urlparse
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(RUNS_ENV, str(tiny_runs))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.switch_page(PAGES["probes"]).run()
+    _ok(at)
+    worst = next(d.value for d in at.table if "predicted" in d.value)
+    link = worst["open"].iloc[0]
+    query = {k: v[0] for k, v in parse_qs(urlparse(link[len("[open](") : -1]).query).items()}
+    at.query_params.update(query)
+    at.switch_page(PAGES["projection"]).run()
+    _ok(at)
+    assert at.number_input(key="proj_row").value == int(worst["row"].iloc[0])
+    assert at.selectbox(key="proj_colour").value == query["colour"]
+    assert at.select_slider(key="proj_layer").value == query["layer"]
+    assert any(m.value.startswith(f"**row {worst['row'].iloc[0]}**") for m in at.markdown)
 
 
 def test_projection_view_restored_from_the_url(tiny_runs: Path, monkeypatch) -> None:
