@@ -240,8 +240,8 @@ def _figure(
     )
     fig.update_layout(
         height=560,
-        dragmode="select",
-        clickmode="event+select",
+        # dragmode and clickmode left to Streamlit: pan, and "event+select" so that a click
+        # picks one point (in box/lasso mode a click would only clear the selection)
         legend={"orientation": "h", "y": -0.1},
         uirevision=name,
     )
@@ -374,7 +374,7 @@ if selection:
     from workbench.explore import export_selection, selection_frame
 
     frame = selection_frame(selection, texts, coords=xy, columns=columns, scores=scores)
-    st.subheader(f"Selection: {len(selection)} items")
+    st.subheader(f"Selection: {len(selection)} item{'' if len(selection) == 1 else 's'}")
     e1, e2, e3 = st.columns([1, 1, 4])
     e1.download_button(
         "CSV",
