@@ -173,7 +173,8 @@ rng = np.random.default_rng(0)
 labels = rng.integers(0, 2, n)
 xy = rng.normal(size=(n, 2)) + 3.0 * labels[:, None]
 texts = [f"The city of Place {i:06d} is in Country {i % 97:02d}, row {i}."[:60] for i in range(n)]
-fig = projection_scatter(xy, labels, hover=texts, size=4 if n > 20_000 else 5)
+hover = texts if st.query_params.get("text", "1") == "1" else None  # text=0: "row N" only
+fig = projection_scatter(xy, labels, hover=hover, size=4 if n > 20_000 else 5)
 fig.update_layout(height=560)
 st.title(f"scatter of {n} points")
 st.plotly_chart(fig, key="scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
@@ -273,6 +274,8 @@ def main() -> None:
         help="time the Projection scatter alone at these point counts against the "
         "floor (no store needed)",
     )
+    ap.add_argument("--no-text", action="store_true",
+                    help="with --scatter: also time each size with 'row N' hovers (no texts)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("DASHBOARD.json"))
     args = ap.parse_args()
     if args.scatter:
@@ -387,6 +390,9 @@ def scatter_main(args: Any) -> None:
     procs = [serve_floor(Path(tmp.name), args.port + 1), serve_scatter(Path(tmp.name), args.port)]
     pages = {"floor": (f"http://127.0.0.1:{args.port + 1}/", 1)}
     pages |= {f"scatter_{n}": (f"http://127.0.0.1:{args.port}/?n={n}", 1) for n in sizes}
+    if args.no_text:  # the same sizes with "row N" hovers instead of the texts
+        pages |= {f"scatter_{n}_no_text": (f"http://127.0.0.1:{args.port}/?n={n}&text=0", 1)
+                  for n in sizes}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(

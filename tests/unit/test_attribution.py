@@ -103,3 +103,32 @@ def test_bad_input(tiny_llama, tiny_bert):
 
     with pytest.raises(LayerOutOfRangeError):
         attribute_probe(tiny_llama, TEXT, np.ones(32), layer=9)
+
+
+def test_until_converged_doubles_steps_to_the_tolerance(tiny_llama):
+    """From 2 steps, n_steps doubles until the relative delta is under the tolerance: the
+    result's steps are the first power-of-two multiple that converges (checked by direct calls),
+    and a budget too small returns the last try with its (large) delta and a warning."""
+    import warnings
+
+    from workbench.attribution import attribute_until_converged, worst_delta
+
+    def run(n: int) -> Attribution:
+        return attribute_next_token(tiny_llama, TEXT, "paris", n_steps=n)
+
+    tol = 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = attribute_until_converged(run, n_steps=2, max_steps=256, tolerance=tol)
+        assert got.relative_delta < tol
+        tried = [run(n) for n in (2, 4, 8, 16, 32, 64, 128) if n < got.n_steps]
+    assert all(a.relative_delta >= tol for a in tried)
+    assert got.n_steps == 2 ** (len(tried) + 1)
+    short = attribute_until_converged(run, n_steps=2, max_steps=2, tolerance=1e-9)
+    assert short.n_steps == 2 and worst_delta(short) >= 1e-9
+    pair = attribute_until_converged(
+        lambda n: attribute_similarity(tiny_llama, TEXT, "paris is a city", n_steps=n),
+        n_steps=4, max_steps=64, tolerance=0.05)
+    assert len(pair) == 2 and (worst_delta(pair) < 0.05 or pair[0].n_steps == 64)
+    with pytest.raises(ValueError, match="n_steps"):
+        attribute_until_converged(run, n_steps=64, max_steps=32)
