@@ -78,16 +78,16 @@ def slice_metrics(
 
     from ..evaluation import wilson_interval
 
-    true, pred, groups = (np.asarray(a, dtype=object) for a in (true, pred, groups))
-    if not len(true) == len(pred) == len(groups):
+    t, p, g = (np.asarray(a, dtype=object) for a in (true, pred, groups))
+    if not len(t) == len(p) == len(g):
         raise ValueError(
-            f"true, pred and groups have {len(true)}, {len(pred)} and "
-            f"{len(groups)} rows: pass one value per row"
+            f"true, pred and groups have {len(t)}, {len(p)} and {len(g)} rows: pass one value "
+            "per row"
         )
-    ok = np.ones(len(true), bool) if evaluated is None else np.asarray(evaluated, bool)
-    right = np.array([str(a) == str(b) for a, b in zip(true, pred, strict=True)], dtype=bool)
+    ok = np.ones(len(t), bool) if evaluated is None else np.asarray(evaluated, bool)
+    right = np.array([str(a) == str(b) for a, b in zip(t, p, strict=True)], dtype=bool)
     rows = []
-    frame = pd.DataFrame({"slice": [str(g) for g in groups[ok]], "right": right[ok]})
+    frame = pd.DataFrame({"slice": [str(v) for v in g[ok]], "right": right[ok]})
     for name, part in frame.groupby("slice", sort=False):
         rows.append(_row(str(name), part["right"].to_numpy(), wilson_interval))
     rows.sort(key=lambda r: (r["accuracy"], r["slice"]))
