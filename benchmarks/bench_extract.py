@@ -106,17 +106,10 @@ def load_texts(n: int) -> tuple[list[str], str]:
     return [base[i % len(base)] for i in range(n)], source
 
 
-def _token_type(lm: Any) -> bool:
-    # as _run_shard decides: segment ids only where the model has a segment embedding
-    return wbx._accepts(lm.base_model, "token_type_ids") and bool(
-        getattr(lm.config, "type_vocab_size", 0)
-    )
-
-
 def plan(lm: Any, ids: list[list[int]], bs: int, max_len: int) -> list[Any]:
     """workbench's own length-sorted plan; the token budget never binds before ``bs``."""
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    return list(wbx._batches(ids, bs * max_len, bs, pad, "right", _token_type(lm)))
+    return list(wbx._batches(ids, bs * max_len, bs, pad, "right"))
 
 
 _SORTED_BATCHES = wbx._batches

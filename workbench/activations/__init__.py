@@ -1,6 +1,6 @@
 """Hook names, poolings, extraction and the on-disk activation store."""
 
-from . import hook_names
+from ..models import hook_names
 from .pooling import TEMPLATES, Pooling, parse_poolings, pool
 from .store import ActivationStore, TokenInfo
 

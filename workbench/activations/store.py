@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .._hashing import file_sha256
 from .._version import __version__
 from ..errors import StoreCorruptError, StoreMismatchError, StoreSelectionError
 from .pooling import Pooling, parse_poolings
@@ -68,14 +69,6 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=str)), mode="w")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
@@ -359,7 +352,7 @@ class ActivationStore:
             return [self.hook_points.index(n) for n in names]
         if layers is None:
             return list(range(len(self.hook_points)))
-        from .hook_names import normalize_layers
+        from ..models.hook_names import normalize_layers
 
         n_layers = int(self.manifest["model"]["n_layers"])
         wanted = normalize_layers(layers, n_layers, self.manifest["model"]["spec"])

@@ -330,9 +330,9 @@ def evaluate_grid(
         >>> df.attrs["summary"]["best"]  # doctest: +SKIP
     """
     from ..activations.extract import default_runs_dir, extract
-    from ..activations.hook_names import normalize_layers
     from ..data._tables import require
     from ..models import LoadedModel, load_model
+    from ..models.hook_names import normalize_layers
 
     pd = require("pandas", "data")
     t_start = time.perf_counter()

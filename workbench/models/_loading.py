@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..activations import hook_names
-from ..activations.store import file_sha256
+from .._hashing import file_sha256
 from ..errors import LayerOutOfRangeError, UnknownHookPointError, UnknownModelError
+from . import hook_names
 from ._bundled import BUNDLED
 from ._structure import ATTENTION_NAMES, MLP_NAMES, find_blocks, find_child, has_final_norm
 

@@ -863,7 +863,7 @@ def _run_causal(spec: ProbeSpec, lm: Any, dataset: Any, store: Any, results: dic
     if not layers:
         raise SpecError("[causal] layers = \"best\" found no steerable layer (0 < layer < "
                         f"{lm.n_layers}) in the store: list layers explicitly")
-    from ..activations.hook_names import normalize_layers
+    from ..models.hook_names import normalize_layers
 
     directions = {}
     for layer in layers:
