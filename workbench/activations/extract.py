@@ -375,6 +375,11 @@ def plan_run(
         "storage_dtype": storage_dtype,
         "shard_size": shard_size,
     }
+    # Where attention / MLP outputs are read, when that is not the sublayer module itself (BERT's
+    # post-LN blocks): a store read at the module's output (before this was fixed) is another run.
+    moved = {c: p for c, p in lm.sublayer_paths.items() if p not in (lm.attn_path, lm.mlp_path)}
+    if moved and any(hook_names.parse_hook(h)[1] in moved for h in hooks):
+        identity["sublayer_paths"] = moved
     if out is None:
         out = default_runs_dir() / (
             f"{_slug(lm.name)}-{_slug(dataset.name)}-{identity_hash(identity)[:8]}"

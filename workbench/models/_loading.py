@@ -21,7 +21,14 @@ from .._hashing import file_sha256
 from ..errors import LayerOutOfRangeError, UnknownHookPointError, UnknownModelError
 from . import hook_names
 from ._bundled import BUNDLED
-from ._structure import ATTENTION_NAMES, MLP_NAMES, find_blocks, find_child, has_final_norm
+from ._structure import (
+    ATTENTION_NAMES,
+    MLP_NAMES,
+    find_blocks,
+    find_child,
+    has_final_norm,
+    sublayer_output,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +142,30 @@ class LoadedModel:
                 f"block {block} does not exist: {self.name} has blocks 0..{self.n_layers - 1}"
             )
         module = self.blocks[block]
-        if component == "attn_out":
-            if self.attn_path is None:
-                raise UnknownHookPointError(self._missing("attention", block))
-            return module.get_submodule(self.attn_path), "output"
-        if component == "mlp_out":
-            if self.mlp_path is None:
-                raise UnknownHookPointError(self._missing("MLP", block))
-            return module.get_submodule(self.mlp_path), "output"
+        if component == "resid_pre":
+            return module, "input"
+        if component in ("attn_out", "mlp_out"):
+            path = self.sublayer_paths[component]
+            if path is None:
+                what = "attention" if component == "attn_out" else "MLP"
+                raise UnknownHookPointError(self._missing(what, block))
+            return module.get_submodule(path), "output"
         return module, "output"
+
+    @cached_property
+    def sublayer_paths(self) -> dict[str, str | None]:
+        """Paths inside a block of the modules whose outputs are ``hook_attn_out`` and
+        ``hook_mlp_out``: the sublayer's own output, before the residual add (for post-LN
+        blocks such as BERT's, a child of ``attn_path`` / ``mlp_path``; see
+        ``sublayer_output``)."""
+        out: dict[str, str | None] = {}
+        for component, path in (("attn_out", self.attn_path), ("mlp_out", self.mlp_path)):
+            if path is None:
+                out[component] = None
+                continue
+            inner = sublayer_output(self.blocks[0].get_submodule(path))
+            out[component] = f"{path}.{inner}" if inner else path
+        return out
 
     def _missing(self, what: str, block: int) -> str:
         children = [n for n, _ in self.blocks[block].named_children()]
@@ -206,6 +228,7 @@ class LoadedModel:
             "blocks_path": self.blocks_path,
             "attn_path": self.attn_path,
             "mlp_path": self.mlp_path,
+            "sublayer_paths": self.sublayer_paths,
             "final_norm": self.final_norm,
             "max_length": self.max_length,
             "sentence_pooling": self.sentence_pooling,

@@ -2,12 +2,17 @@
 
 Hook points:
     ``hook_embed``                   input of block 0 (embeddings, with positions/LayerNorm where the
-                                     model adds them) = Hugging Face ``hidden_states[0]``
+                                     model adds them) = Hugging Face ``hidden_states[0]`` =
+                                     TransformerLens's ``blocks.0.hook_resid_pre``
     ``blocks.{l}.hook_resid_post``   output of block ``l`` (the residual stream after it)
-    ``blocks.{l}.hook_attn_out``     output of block ``l``'s attention submodule
-    ``blocks.{l}.hook_mlp_out``      output of block ``l``'s MLP submodule
+    ``blocks.{l}.hook_attn_out``     output of block ``l``'s attention, before the residual add
+    ``blocks.{l}.hook_mlp_out``      output of block ``l``'s MLP, before the residual add
     ``ln_final.hook_normalized``     the base model's final, normalised state (decoders with a final
                                      norm: Llama ``norm``, GPT-2 ``ln_f``)
+
+``blocks.{l}.hook_resid_pre`` (the input of block ``l``, as in TransformerLens) is accepted as
+another name of the same tensor: ``hook_embed`` for ``l = 0``, else ``blocks.{l-1}.hook_resid_post``
+(:func:`canonical`); stores and ``hook_points()`` list the canonical names only.
 
 Layers index the residual stream the way Hugging Face's ``output_hidden_states`` does:
 layer 0 is ``hook_embed``, layer ``l`` in ``1..n-1`` is ``blocks.{l-1}.hook_resid_post``, and layer
@@ -25,7 +30,8 @@ from ..errors import LayerOutOfRangeError, UnknownHookPointError
 EMBED = "hook_embed"
 FINAL_NORM = "ln_final.hook_normalized"
 COMPONENTS = ("resid_post", "attn_out", "mlp_out")
-_BLOCK_RE = re.compile(r"^blocks\.(-?\d+)\.hook_(resid_post|attn_out|mlp_out)$")
+_BLOCK_RE = re.compile(r"^blocks\.(-?\d+)\.hook_(resid_post|attn_out|mlp_out|resid_pre)$")
+_RESID_PRE_RE = re.compile(r"^blocks\.(-?\d+|\*)\.hook_resid_pre$")
 
 
 def block_hook(block: int, component: str = "resid_post") -> str:
@@ -47,10 +53,31 @@ def parse_hook(name: str) -> tuple[int | None, str]:
     if not m:
         raise UnknownHookPointError(
             f"{name!r} is not a hook point name: use 'hook_embed', "
-            "'blocks.{l}.hook_resid_post', 'blocks.{l}.hook_attn_out', 'blocks.{l}.hook_mlp_out' "
-            "or 'ln_final.hook_normalized'"
+            "'blocks.{l}.hook_resid_post', 'blocks.{l}.hook_attn_out', 'blocks.{l}.hook_mlp_out', "
+            "'blocks.{l}.hook_resid_pre' or 'ln_final.hook_normalized'"
         )
     return int(m.group(1)), m.group(2)
+
+
+def canonical(name: str, n_blocks: int) -> str:
+    """The canonical name of a hook point: ``blocks.{l}.hook_resid_pre`` (negative ``l`` counts
+    from the end) becomes ``hook_embed`` or ``blocks.{l-1}.hook_resid_post``; others are
+    returned unchanged.
+
+    Raises:
+        LayerOutOfRangeError: a ``resid_pre`` block outside ``-n_blocks..n_blocks-1``.
+    """
+    m = _RESID_PRE_RE.match(name)
+    if m is None or m.group(1) == "*":
+        return name
+    block = int(m.group(1))
+    if not -n_blocks <= block < n_blocks:
+        raise LayerOutOfRangeError(
+            f"block {block} does not exist: the model has blocks 0..{n_blocks - 1} "
+            f"(negative down to {-n_blocks})"
+        )
+    block %= n_blocks
+    return EMBED if block == 0 else block_hook(block - 1, "resid_post")
 
 
 def normalize_layers(
@@ -118,6 +145,8 @@ def hook_layer(name: str, n_layers: int, final_norm: bool) -> int | None:
         return 0
     if component == "final_norm":
         return n_layers
+    if component == "resid_pre" and block is not None:
+        return block
     if component == "resid_post" and block is not None:
         layer = block + 1
         if layer == n_layers and final_norm:
@@ -149,7 +178,14 @@ def expand_hook_patterns(patterns: Sequence[str], available: Sequence[str]) -> l
         UnknownHookPointError: a name or pattern that matches nothing.
     """
     chosen: set[str] = set()
+    n_blocks = sum(1 for a in available if a.endswith(".hook_resid_post"))
     for pattern in patterns:
+        if pattern == "blocks.*.hook_resid_pre":  # every block's input
+            chosen.update(
+                canonical(f"blocks.{b}.hook_resid_pre", n_blocks) for b in range(n_blocks)
+            )
+            continue
+        pattern = canonical(pattern, n_blocks)
         regex = re.compile("^" + re.escape(pattern).replace(r"\*", r"[^.]+") + "$")
         matched = [a for a in available if regex.match(a)]
         if not matched:
@@ -158,7 +194,6 @@ def expand_hook_patterns(patterns: Sequence[str], available: Sequence[str]) -> l
                 block, component = parse_hook(pattern)
             except UnknownHookPointError:
                 block, component = None, ""
-            n_blocks = sum(1 for a in available if a.endswith(".hook_resid_post"))
             if block is not None and -n_blocks <= block < 0:
                 matched = [n for n in available if n == block_hook(block % n_blocks, component)]
         if not matched:
