@@ -133,15 +133,6 @@ def test_shipped_specs_parse():
     assert load_spec(REPO / "probes" / "ud_upos.toml").probe.level == "token"
 
 
-def test_token_level_without_token_dataset_is_a_clear_error(tmp_path, monkeypatch):
-    import workbench.probing as probing
-
-    monkeypatch.delattr(probing, "token_dataset", raising=False)
-    spec = load_spec(REPO / "probes" / "ud_upos.toml")
-    with pytest.raises(SpecError, match=r"token_dataset \(not available yet\)"):
-        run_spec(spec, overrides={"outputs.dir": str(tmp_path / "o")}, progress=False)
-
-
 # -- end to end on a tiny random model ------------------------------------------------------------
 
 CITIES = ["Paris", "Lima", "Oslo", "Rome", "Cairo", "Tokyo", "Quito", "Dakar", "Hanoi", "Bern",

@@ -27,10 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import settings
 from .._version import __version__
 from ..errors import ContextLengthError, EmptyDatasetError
 from ..models import hook_names
 from ..models.hooks import eval_mode, forward_inputs, read, run, stop_after
+from ..settings import runs_dir
 from .pooling import (
     POOL_OVER,
     Pooling,
@@ -98,11 +100,6 @@ class _Capture:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", Path(text).name).strip("-").lower()[:40] or "run"
-
-
-def default_runs_dir() -> Path:
-    """Where runs go when ``out`` is not given: ``$WORKBENCH_RUNS`` or ``./runs``."""
-    return Path(os.environ.get("WORKBENCH_RUNS", "runs"))
 
 
 def _as_dataset(data: Any, text_column: str | None, label_columns: Sequence[str] | None) -> Any:
@@ -221,7 +218,7 @@ def extract(
         from .ray_engine import run_shards
 
         new_metas = run_shards(
-            plan, address=ray_address, num_workers=num_workers, worker_cpus=worker_cpus,
+            plan, compute_shard, address=ray_address, num_workers=num_workers, worker_cpus=worker_cpus,
             threads=threads, progress=progress,
         )
     else:
@@ -381,7 +378,7 @@ def plan_run(
     if moved and any(hook_names.parse_hook(h)[1] in moved for h in hooks):
         identity["sublayer_paths"] = moved
     if out is None:
-        out = default_runs_dir() / (
+        out = runs_dir() / (
             f"{_slug(lm.name)}-{_slug(dataset.name)}-{identity_hash(identity)[:8]}"
         )
     n = len(dataset)
@@ -457,25 +454,21 @@ def plan_run(
 
 def _run_local(plan: RunPlan, threads: int | None, progress: bool) -> list[dict[str, Any]]:
     """Compute the shards left in this process, one after the other; returns their markers."""
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    plan.manifest["extraction"]["threads"] = torch.get_num_threads()
     plan.manifest["extraction"]["engine"] = {"name": "local"}
     shard_metas: list[dict[str, Any]] = []
     done_rows = sum(m["stop"] - m["start"] for m in plan.done)
-    bar = _progress(plan.n_rows, done_rows, progress, plan.lm.name)
-    try:
-        for index in plan.todo:
-            start, stop = plan.bounds(index)
-            texts = plan.dataset.texts[start:stop]
-            shard_metas.append(compute_shard(plan.lm, texts, start, index, plan.spec,
-                                             plan.writer, bar))
-    finally:
-        if bar is not None:
-            bar.close()
-        if threads is not None:
-            torch.set_num_threads(previous_threads)
+    with settings.threads(threads) as n_threads:
+        plan.manifest["extraction"]["threads"] = n_threads
+        bar = _progress(plan.n_rows, done_rows, progress, plan.lm.name)
+        try:
+            for index in plan.todo:
+                start, stop = plan.bounds(index)
+                texts = plan.dataset.texts[start:stop]
+                shard_metas.append(compute_shard(plan.lm, texts, start, index, plan.spec,
+                                                 plan.writer, bar))
+        finally:
+            if bar is not None:
+                bar.close()
     return shard_metas
 
 

@@ -24,12 +24,10 @@ UD_DEV = Path(__file__).resolve().parents[2].parent / "shared/data/ud_english_ew
 
 
 def _load(model: str, threads: int | None) -> Any:
-    import torch
-
     from ..models import load_model
+    from ..settings import set_threads
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)  # the command's process: nothing to restore
     err.print(f"loading {model} ...")
     return load_model(model)
 

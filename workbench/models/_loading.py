@@ -19,6 +19,7 @@ from torch import nn
 
 from .._hashing import file_sha256
 from ..errors import LayerOutOfRangeError, UnknownHookPointError, UnknownModelError
+from ..settings import cache_dir, seeded
 from . import hook_names
 from ._bundled import BUNDLED
 from ._structure import (
@@ -40,12 +41,6 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
-
-
-def cache_dir() -> Path:
-    """Where converted weights are cached: ``$WORKBENCH_CACHE`` or ``~/.cache/workbench``."""
-    env = os.environ.get("WORKBENCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "workbench"
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -476,8 +471,8 @@ def _gguf_to_cache(path: Path, trust_remote_code: bool) -> Path:
 
 def _reinitialise(lm: LoadedModel, seed: int) -> None:
     """Replace every weight by a fresh draw from the model's initialiser (seeded)."""
-    torch.manual_seed(seed)
-    fresh = type(lm.model)(lm.model.config)  # runs the model's own init
+    with seeded(seed):
+        fresh = type(lm.model)(lm.model.config)  # runs the model's own init
     fresh.to(dtype=lm.dtype)
     fresh.eval()
     lm.model = fresh

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError, StoreMismatchError
+from ..settings import threads
 
 #: Probe kinds a spec may name (the keys of ``workbench.probing.PROBES``).
 PROBE_KINDS = ("logistic", "ridge", "mass_mean", "mass_mean_iid", "mlp")
@@ -483,9 +484,9 @@ def apply_overrides(spec: ProbeSpec, overrides: Mapping[str, Any] | None) -> Pro
 
 
 def _token_dataset() -> Callable[..., Any] | None:
-    from .. import probing
+    from ._tokens import token_dataset
 
-    return getattr(probing, "token_dataset", None)
+    return token_dataset
 
 
 def _resolve_data(spec_text: str, spec: ProbeSpec) -> str:
@@ -542,24 +543,6 @@ def _extract(lm: Any, dataset: Any, spec: ProbeSpec, out: Path, owned: bool, pro
     seconds = time.perf_counter() - t0
     reused = before is not None and before == store.manifest.get("finished")
     return ActivationStore(store.path), seconds, reused
-
-
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """torch and BLAS threads limited to ``n`` (and restored) when ``n`` is given."""
-    if n is None:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextmanager
@@ -716,7 +699,7 @@ def run_spec(
     store, timing["extract"], reused = _extract(
         lm, dataset, spec, spec.store_dir, spec.extract.out is None, progress, notes)
 
-    with _threads(spec.extract.threads), _collect_warnings(notes):
+    with threads(spec.extract.threads), _collect_warnings(notes):
         t0 = time.perf_counter()
         results = _sweeps(spec, store, progress)
         timing["sweeps"] = time.perf_counter() - t0
