@@ -136,7 +136,7 @@ if layer is None:
 lens_tab, scope_tab, inv_tab, attr_tab = st.tabs(["Logit lens", "Patchscope", "Inverters",
                                                   "Attribution"])
 with lens_tab, shown_errors("the logit lens failed"):
-    from workbench.inversion.lens import LogitLens
+    from workbench.lens.logit import LogitLens
 
     lm = _cache.model(model_spec)
     if tokens is None:
@@ -150,7 +150,7 @@ with lens_tab, shown_errors("the logit lens failed"):
 with scope_tab:
     if st.toggle("Describe with a Patchscope", key="proj_scope"):
         with shown_errors("the Patchscope failed"), st.spinner("patching and generating ..."):
-            from workbench.inversion.patchscopes import Patchscope
+            from workbench.lens.patchscopes import Patchscope
 
             lm = _cache.model(model_spec)
             # the last hidden state is the final norm's output: write it into the last block

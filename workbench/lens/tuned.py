@@ -40,7 +40,7 @@ from .._version import __version__
 from ..activations.store import atomic_write, write_json
 from ..errors import EmptyDatasetError, WorkbenchError
 from ..models import hook_names, hooks
-from .lens import LogitLens, hidden_states
+from .logit import LogitLens, hidden_states
 
 WEIGHTS = "tuned_lens.safetensors"
 CONFIG = "config.json"

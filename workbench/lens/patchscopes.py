@@ -10,7 +10,7 @@ Works for any decoder the workbench loads (the patch is a hook on the block foun
 registered for the prompt's forward pass only and removed in ``finally``; generation continues
 from the KV cache, so the patched state is read by every generated token's attention).
 
->>> from workbench.inversion import Patchscope                           # doctest: +SKIP
+>>> from workbench.lens import Patchscope                                # doctest: +SKIP
 >>> Patchscope(lm).run("The capital of France is Paris", layer=12, position=-1).description  # doctest: +SKIP
 """
 
@@ -25,7 +25,7 @@ import torch
 
 from ..errors import PoolingError
 from ..models import hook_names, hooks
-from .lens import check_position, decode_tokens, encode_prompt, hidden_states, require_decoder
+from .logit import check_position, decode_tokens, encode_prompt, hidden_states, require_decoder
 
 #: The identity few-shot prompt: the model continues ``? ->`` with what the placeholder holds.
 IDENTITY_PROMPT = "cat -> cat; 1135 -> 1135; hello -> hello; ? ->"

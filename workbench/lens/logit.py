@@ -6,9 +6,9 @@ indices, as everywhere in the workbench) and every position, the top-k next toke
 probabilities, the entropy, and the rank and probability of a chosen target token. At the last
 layer the lens *is* the model: ``hidden_states[n]`` is already normalised, so the lens applies only
 the unembedding and its top-k equal the model's own logits exactly. ``TunedLens``
-(``tuned_lens.py``) shares ``run`` and the result type.
+(``tuned.py``) shares ``run`` and the result type.
 
->>> from workbench.inversion import LogitLens                              # doctest: +SKIP
+>>> from workbench.lens import LogitLens                                   # doctest: +SKIP
 >>> res = LogitLens(lm).run("The capital of France is", k=5, target=" Paris")  # doctest: +SKIP
 >>> res.target_rank[:, -1]     # rank of " Paris" after the last token, per layer  # doctest: +SKIP
 """
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..attribution._core import TargetTokenError, single_token
-from ..errors import ContextLengthError, ModelStructureError, PoolingError
+from ..attribution._core import single_token
+from ..errors import ContextLengthError, ModelStructureError, PoolingError, TargetTokenError
 from ..models import hook_names, hooks
 
 #: Names of a base model's final norm in the common architectures (Llama/Qwen/Mistral ``norm``,
