@@ -3,11 +3,13 @@
 from ..models import hook_names
 from .pooling import TEMPLATES, Pooling, parse_poolings, pool
 from .store import ActivationStore, TokenInfo
+from .storelike import StoreLike
 
 __all__ = [
     "TEMPLATES",
     "ActivationStore",
     "Pooling",
+    "StoreLike",
     "TokenInfo",
     "extract",
     "hook_names",

@@ -581,7 +581,7 @@ class _ArrayStore:
 
         raise StoreSelectionError(f"word-level data has no column {name!r}: pass values")
 
-    def _pooling(self, pooling: str) -> str:
+    def pooling(self, pooling: str) -> str:
         return pooling
 
     def get(self, pooling: str, *, hook_points: Sequence[str], rows: Any = None) -> np.ndarray:
