@@ -1,4 +1,5 @@
-"""Hook names, poolings, extraction and the on-disk activation store."""
+"""Poolings, extraction, the on-disk activation store and ``StoreLike``, what sweeps and
+projections read (hook names live in ``workbench.models.hook_names``; re-exported here)."""
 
 from ..models import hook_names
 from .pooling import TEMPLATES, Pooling, parse_poolings, pool
