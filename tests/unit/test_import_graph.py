@@ -137,14 +137,44 @@ def test_no_import_cycle():
         )
 
 
-def test_models_is_below_activations_and_inversion():
-    """The model layer (loading, hook names, the hooks layer) imports no higher layer."""
+# What each layer must not import (any module of those packages, lazily or not).
+NOT_ABOVE = {
+    # loading, hook names and the hooks layer: under everything that touches a model
+    "models": {
+        "activations",
+        "probing",
+        "inversion",
+        "lens",
+        "attribution",
+        "projection",
+        "evaluation",
+        "viz",
+        "dashboard",
+        "cli",
+    },
+    # pure figure builders: results in, figures out
+    "viz": {
+        "models",
+        "activations",
+        "probing",
+        "inversion",
+        "lens",
+        "attribution",
+        "projection",
+        "evaluation",
+        "dashboard",
+        "cli",
+    },
+}
+
+
+@pytest.mark.parametrize("layer", sorted(NOT_ABOVE))
+def test_lower_layers_import_no_higher_one(layer):
     graph = import_graph()
-    higher = ("activations", "probing", "inversion", "lens", "attribution", "viz", "dashboard")
     for name, edges in graph.items():
-        if name.startswith("workbench.models"):
-            bad = [t for t in edges if t.split(".")[1] in higher]
-            assert not bad, f"{name} imports {bad}"
+        if name.split(".")[1:2] == [layer]:
+            bad = sorted(t for t in edges if t.split(".")[1] in NOT_ABOVE[layer])
+            assert not bad, f"{name} imports {bad}: {layer} sits below them"
 
 
 @pytest.mark.parametrize("name", IMPORTABLE)
