@@ -72,7 +72,8 @@ def forward_inputs(
     kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
     if accepts(module, "position_ids"):
         kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    if accepts(module, "token_type_ids") and getattr(lm.config, "type_vocab_size", 0):
+    segments = int(getattr(lm.config, "type_vocab_size", None) or 0)
+    if segments and accepts(module, "token_type_ids"):
         kwargs["token_type_ids"] = torch.zeros_like(input_ids)
     if accepts(module, "use_cache"):
         kwargs["use_cache"] = use_cache
