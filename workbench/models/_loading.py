@@ -64,7 +64,9 @@ class LoadedModel:
         source: folder, file or hub id the weights came from.
         revision: hub revision, if any.
         blocks_path: module path of the block list (``model.layers``, ``encoder.layer``, ...).
-        attn_path, mlp_path: paths of attention/MLP inside a block (None when absent).
+        attn_path, mlp_path: paths of attention/MLP inside a block (None when absent); where
+            ``hook_attn_out``/``hook_mlp_out`` are read is ``sublayer_paths`` (the sublayer's own
+            output, before the residual add: inside them on post-LN BERT-style blocks).
         final_norm: whether ``hidden_states[n]`` is normalised after the last block.
         max_length: the context length used to truncate (tokens).
         sentence_pooling: native sentence-transformers pooling (``{"mode": "mean",
