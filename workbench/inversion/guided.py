@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import WorkbenchError
+from ..models import hooks
 from ..settings import cache_dir
 from .embedders import Embedder, check_embeddings, cosine_to
 
@@ -224,7 +225,7 @@ class GuidedInverter:
         device = lm.device
         eos = {i for i in (tok.eos_token_id, tok.sep_token_id) if i is not None}
         prompt = torch.tensor([_prompt_ids(tok, message)], device=device)
-        out = lm.model(input_ids=prompt, use_cache=True)
+        out = lm.model(**hooks.forward_inputs(lm, prompt, module=lm.model, use_cache=True))
         cache = out.past_key_values
         logp = torch.log_softmax(out.logits[:, -1].float(), -1)  # [beams, vocab]
         beams: list[list[int]] = [[]]
