@@ -15,6 +15,12 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("WORKBENCH_CACHE", str(Path.home() / ".cache" / "workbench"))
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# One thread per test process, set before torch/numpy/numba load their thread pools: `make test`
+# runs two pytest-xdist workers on a 2-core machine, and two processes that each spin up two
+# threads run many times slower than two single-threaded ones (see ../shared/RECIPES.md).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -91,6 +97,18 @@ def _load_tiny(arch: str, tmp_path_factory: pytest.TempPathFactory):
 
     folder = save_tiny_model(arch, tmp_path_factory.mktemp(f"tiny-{arch}"))
     return workbench.load_model(folder)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n N --dist loadgroup`` (what ``make test`` runs) each test file goes to
+    one worker whole, so module fixtures are built once; the dashboard files go together
+    (they share one session-scoped runs folder, made by real sweeps)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        path = item.nodeid.split("::")[0]
+        group = "tests/dashboard" if path.startswith("tests/dashboard/") else path
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", autouse=True)

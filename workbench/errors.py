@@ -81,8 +81,30 @@ class StoreMismatchError(WorkbenchError, FileExistsError):
     """An output folder that holds a different run (other model, texts or spec)."""
 
 
-class StoreCorruptError(WorkbenchError, OSError):
+class ArtifactCorruptError(WorkbenchError, OSError):
+    """A saved file (array, checkpoint or JSON) that is damaged: its sha256 does not match the
+    one recorded beside it, its JSON does not parse, or its safetensors header is unreadable."""
+
+
+class ArtifactNotFoundError(WorkbenchError, FileNotFoundError):
+    """A folder that does not hold the artifact asked for (missing, empty or of another kind)."""
+
+
+class StoreCorruptError(ArtifactCorruptError):
     """A store file whose checksum or shape does not match its manifest."""
+
+
+class StoreLockedError(WorkbenchError, BlockingIOError):
+    """A run folder that another process is writing to (it holds the folder's lock)."""
+
+
+class OutputPathError(WorkbenchError, OSError):
+    """An output path that cannot be written: read-only, not a folder, or the disk is full."""
+
+
+class OptionError(WorkbenchError, ValueError):
+    """An option with a value out of range or of the wrong kind (``shard_size=0``, ``layers=[1.5]``,
+    ``layers`` together with ``hook_points``)."""
 
 
 class StoreSelectionError(WorkbenchError, KeyError):
@@ -106,12 +128,46 @@ class SpecError(WorkbenchError, ValueError):
     """An experiment spec (probes/*.toml) with an unknown key or a bad value."""
 
 
+class RunFolderError(WorkbenchError, FileNotFoundError):
+    """A results folder (a probe experiment, a saved sweep, a grid) without a file it needs."""
+
+
 class EvaluationOptionError(WorkbenchError, ValueError):
     """An evaluation option that is not valid: an unknown metric or post-processing, or a metric
     the task cannot support."""
 
 
+_CLI = False
+
+
+def use_cli_names(enabled: bool = True) -> None:
+    """Make messages name CLI flags (``--overwrite``) instead of Python arguments; set by the CLI."""
+    global _CLI
+    _CLI = enabled
+
+
+def arg(python: str, cli: str) -> str:
+    """How to spell an option in a message: ``cli`` (a flag) under the CLI, else ``python``."""
+    return cli if _CLI else python
+
+
+def usage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a usage error (a bad value the caller passed: CLI exit code 2) rather
+    than a runtime failure (disk, permissions, damaged files, locks: exit code 1)."""
+    return isinstance(exc, WorkbenchError) and not isinstance(
+        exc, OSError | ImportError | RuntimeError
+    )
+
+
 __all__ = [
+    "ArtifactCorruptError",
+    "ArtifactNotFoundError",
+    "StoreLockedError",
+    "OutputPathError",
+    "OptionError",
+    "arg",
+    "use_cli_names",
+    "usage_error",
     "ProbeTargetError",
     "SpecError",
     "WorkbenchError",

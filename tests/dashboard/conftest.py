@@ -110,7 +110,14 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run_spec(spec, overrides={"outputs.dir": str(root / name)}, progress=False)
         for folder in ("store", "stores"):
             if (root / name / folder).is_dir() and not (cache / name / folder).is_dir():
-                shutil.copytree(root / name / folder, cache / name / folder)
+                # copied under a temporary name and renamed: another test process may be
+                # filling the same cache (the first rename wins, the other copy is dropped)
+                tmp = cache / name / f".{folder}.{os.getpid()}.tmp"
+                shutil.copytree(root / name / folder, tmp)
+                try:
+                    os.rename(tmp, cache / name / folder)
+                except OSError:
+                    shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

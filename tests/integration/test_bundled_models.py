@@ -30,12 +30,28 @@ def hidden_states(model, tokenizer, text: str) -> torch.Tensor:
     return torch.stack([h[0] for h in out.hidden_states]).float()
 
 
-def test_smollm2_shape(smollm2):
-    assert smollm2.n_layers == 30 and smollm2.d_model == 576
-    assert smollm2.kind == "decoder" and smollm2.final_norm
-    assert smollm2.blocks_path == "model.layers"
-    assert smollm2.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert len(smollm2.hook_points()) == 1 + 30 * 3 + 1
+@pytest.mark.parametrize("name", ["smollm2-135m", "minilm-l6"])
+def test_bundled_table_matches_the_loaded_model(name, request):
+    """The table's numbers are what the weights say (not the table compared with itself)."""
+    from workbench.models import BUNDLED
+
+    entry = BUNDLED[name]
+    lm = request.getfixturevalue("smollm2" if name == "smollm2-135m" else "minilm")
+    config = lm.model.config
+    blocks = lm.model.get_submodule(lm.blocks_path)
+    assert entry.n_layers == lm.n_layers == config.num_hidden_layers == len(blocks)
+    assert entry.d_model == lm.d_model == config.hidden_size
+    assert entry.kind == lm.kind
+    assert (entry.kind == "decoder") == bool(getattr(config, "is_decoder", False)
+                                             or config.architectures[0].endswith("ForCausalLM"))
+    if entry.gguf_file:
+        assert (entry.path() / entry.gguf_file).is_file() and lm.gguf_file == entry.gguf_file
+    # one embed, three per block (resid_post, attn_out, mlp_out), one final norm if present
+    assert len(lm.hook_points()) == 1 + 3 * len(blocks) + int(lm.final_norm)
+
+
+def test_smollm2_structure(smollm2):
+    assert smollm2.final_norm and smollm2.blocks_path == "model.layers"
 
 
 @pytest.fixture(scope="module")

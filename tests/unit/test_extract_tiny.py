@@ -87,11 +87,12 @@ def shard_file_digests(run: Path) -> dict[str, str]:
 
 
 def all_file_state(run: Path) -> dict[str, tuple[str, int]]:
-    """sha256 and mtime of every file of a run folder."""
+    """sha256 and mtime of every file of a run folder (but its writer lock, which every run
+    takes and releases)."""
     return {
         str(f.relative_to(run)): (hashlib.sha256(f.read_bytes()).hexdigest(), f.stat().st_mtime_ns)
         for f in sorted(run.rglob("*"))
-        if f.is_file()
+        if f.is_file() and f.name != ".lock"
     }
 
 
@@ -610,9 +611,11 @@ def test_non_empty_folder_without_a_run_is_refused(tiny_llama, tmp_path):
     out = tmp_path / "notes"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(StoreMismatchError, match="not empty and holds no workbench run"):
-        run_extract(tiny_llama, TEXTS, out, layers=[0])
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    (out / "sub").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(StoreMismatchError, match=r"holds notes.txt, sub/ and no workbench run"):
+            run_extract(tiny_llama, TEXTS, out, layers=[0], overwrite=overwrite)
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "sub"]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run_extract(tiny_llama, TEXTS, empty, layers=[0]).complete
@@ -692,7 +695,10 @@ def test_text_longer_than_the_context_is_truncated_by_default(tiny_llama, tmp_pa
         ({"truncation": "cut"}, ValueError, "truncation='cut'"),
         ({"padding_side": "middle"}, ValueError, "padding_side='middle'"),
         ({"storage_dtype": "int8"}, ValueError, "storage_dtype='int8'"),
-        ({"shard_size": 0}, ValueError, "must be positive"),
+        ({"shard_size": 0}, ValueError, "shard_size=0: must be a positive integer"),
+        ({"layers": [1.5]}, ValueError, r"layer 1.5 .* is not an integer"),
+        ({"layers": "abc"}, ValueError, r"layer .abc. .* is not an integer"),
+        ({"layers": [0], "hook_points": ["hook_embed"]}, ValueError, "not both"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_written(
@@ -801,14 +807,19 @@ def test_complete_run_with_a_damaged_file_is_repaired(
     assert store.complete
 
 
-def test_verify_names_the_marker_to_delete(tiny_llama, tmp_path):
+def test_verify_names_the_file_and_a_rerun_repairs_it(tiny_llama, tmp_path):
     store = run_extract(tiny_llama, TEXTS, tmp_path / "run", **RESUME)
+    before = shard_file_digests(store.path)
     target = store.path / "shards" / "00002.mean.npy"
     data = bytearray(target.read_bytes())
     data[-3] ^= 0x01
     target.write_bytes(bytes(data))
-    with pytest.raises(StoreCorruptError, match=r"00002.mean.npy.*delete .*00002.json"):
+    with pytest.raises(StoreCorruptError, match=r"00002.mean.npy.*run the same extract again"):
         store.verify()
+    with pytest.warns(UserWarning, match=r"shard 2 \(00002.mean.npy does not match its sha256\)"):
+        repaired = run_extract(tiny_llama, TEXTS, tmp_path / "run", **RESUME)
+    assert shard_file_digests(repaired.path) == before
+    repaired.verify()
 
 
 def test_reading_an_incomplete_run_says_how_to_finish_it(tiny_llama, tmp_path):

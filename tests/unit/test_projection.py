@@ -79,21 +79,53 @@ def test_sklearn_contract(X):
                                                   "random_state"}
 
 
-@pytest.mark.parametrize("method,params,factor", [
-    ("pca", {}, 0.5), ("umap", {"n_neighbors": 10, "n_epochs": 40}, 0.9)])
-def test_alignment_keeps_items_in_place(method, params, factor):
+def _check_alignment(aligned):
+    """What alignment promises of any fit: the picture is the fit's own, centred, scaled and
+    rotated, and each rotation moves the layer no further from its (aligned) neighbour than
+    leaving it unrotated would (the identity is one of the rotations Procrustes chooses from)."""
+    E = aligned.embeddings_
+    assert aligned.displacement_ == pytest.approx(layer_displacement(E))
+    ref = aligned.n_layers_ // 2
+    for i, p in enumerate(aligned.projections_):
+        own = (p.embedding_ - aligned.centres_[i]) / aligned.scales_[i]
+        np.testing.assert_allclose(own @ aligned.rotations_[i], E[i], atol=1e-4)
+        if i != ref:
+            prev = i - 1 if i > ref else i + 1
+            assert np.linalg.norm(E[i] - E[prev]) <= np.linalg.norm(own - E[prev]) + 1e-4
+
+
+def test_pca_alignment_keeps_items_in_place():
     data = _layers(n=100)
-    aligned = AlignedProjection(method, params=params).fit(data)
-    free = AlignedProjection(method, params=params, align="none").fit(data)
+    aligned = AlignedProjection("pca").fit(data)
+    free = AlignedProjection("pca", align="none").fit(data)
     assert aligned.embeddings_.shape == (4, len(data), 2)
+    _check_alignment(aligned)
     # every layer is randomly rotated: independent PCA pictures jump (sign flips, rotations),
-    # aligned ones barely move; for UMAP the seeded, Procrustes-aligned fits move less than
-    # independent ones (measured here: 0.28 vs 0.37 of the unit-RMS radius per layer step)
-    assert aligned.displacement_ < factor * free.displacement_, (aligned.displacement_,
-                                                                  free.displacement_)
-    assert aligned.displacement_ == pytest.approx(layer_displacement(aligned.embeddings_))
+    # aligned ones barely move (measured: 0.022 against 1.66 of the unit-RMS radius)
+    assert aligned.displacement_ < 0.5 * free.displacement_, (aligned.displacement_,
+                                                               free.displacement_)
     # transform of the training rows reproduces the aligned embeddings
     np.testing.assert_allclose(aligned.transform(data), aligned.embeddings_, atol=1e-3)
+
+
+def test_umap_alignment_moves_items_less_than_independent_fits():
+    # UMAP sees only the kNN graph, which a rotation of the data leaves unchanged, so
+    # independent seeded fits are already roughly aligned and the gain of initialising each
+    # layer from its neighbour (plus Procrustes) varies from one dataset to the next (measured
+    # on the four seeds below: 0.31/0.32, 0.18/0.33, 0.22/0.32, 0.26/0.44 aligned/independent).
+    # The claim is about the expectation, so it is checked on the mean over the four datasets.
+    params = {"n_neighbors": 10, "n_epochs": 40}
+    aligned_d, free_d = [], []
+    for seed in range(4):
+        data = _layers(n=100, seed=seed)
+        aligned = AlignedProjection("umap", params=params).fit(data)
+        _check_alignment(aligned)
+        aligned_d.append(aligned.displacement_)
+        free_d.append(AlignedProjection("umap", params=params, align="none").fit(data)
+                      .displacement_)
+        if seed == 0:
+            np.testing.assert_allclose(aligned.transform(data), aligned.embeddings_, atol=1e-3)
+    assert np.mean(aligned_d) < 0.9 * np.mean(free_d), (aligned_d, free_d)
 
 
 def test_alignment_reference_in_the_middle():

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import SpecError
-from workbench.probing import ProbeSpec, load_spec, run_spec
-from workbench.probing._spec import apply_overrides, parse_spec
+from workbench.probing import ProbeSpec, apply_overrides, load_spec, parse_spec, run_spec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,12 +69,18 @@ def test_valid_spec_parses_into_frozen_dataclasses(tmp_path):
 @pytest.mark.parametrize(
     ("text", "needles"),
     [
-        (VALID.replace("cv = 4", "cvv = 4"),
-         ["unknown key 'cvv'", "[evaluation]", "did you mean 'cv'", "n_boot", "control_types"]),
-        (VALID.replace("[evaluation]", "[evalution]"),
-         ["unknown key 'evalution'", "did you mean 'evaluation'", "generalisation", "outputs"]),
-        (VALID.replace("layers = [0, 5, -1]", "layer = [0, 5, -1]"),
-         ["did you mean 'layers'", "storage_dtype"]),
+        (
+            VALID.replace("cv = 4", "cvv = 4"),
+            ["unknown key 'cvv'", "[evaluation]", "did you mean 'cv'", "n_boot", "control_types"],
+        ),
+        (
+            VALID.replace("[evaluation]", "[evalution]"),
+            ["unknown key 'evalution'", "did you mean 'evaluation'", "generalisation", "outputs"],
+        ),
+        (
+            VALID.replace("layers = [0, 5, -1]", "layer = [0, 5, -1]"),
+            ["did you mean 'layers'", "storage_dtype"],
+        ),
     ],
 )
 def test_unknown_key_lists_valid_keys_and_suggests(tmp_path, text, needles):
@@ -113,8 +118,9 @@ def test_missing_dataset_and_bad_toml(tmp_path):
 
 def test_overrides_are_checked_like_the_file(tmp_path):
     spec = load_spec(write(tmp_path, VALID))
-    changed = apply_overrides(spec, {"dataset.limit": 8, "extract": {"layers": "all"},
-                                     "outputs.dir": str(tmp_path / "o")})
+    changed = apply_overrides(
+        spec, {"dataset.limit": 8, "extract": {"layers": "all"}, "outputs.dir": str(tmp_path / "o")}
+    )
     assert changed.dataset.limit == 8 and changed.extract.layers == "all"
     assert changed.store_dir == tmp_path / "o" / "store"
     with pytest.raises(SpecError, match="did you mean 'limit'"):
@@ -125,22 +131,95 @@ def test_overrides_are_checked_like_the_file(tmp_path):
 
 def test_shipped_specs_parse():
     specs = sorted((REPO / "probes").glob("*.toml"))
-    assert {p.stem for p in specs} >= {"cities_truth", "neg_cities_generalisation",
-                                       "world_places_latlon", "ud_upos"}
+    assert {p.stem for p in specs} >= {
+        "cities_truth",
+        "neg_cities_generalisation",
+        "world_places_latlon",
+        "ud_upos",
+    }
     for path in specs:
         spec = load_spec(path)
         assert spec.name == path.stem
     assert load_spec(REPO / "probes" / "ud_upos.toml").probe.level == "token"
 
 
+def test_probe_standardize_and_dropna_keys(tmp_path):
+    spec = load_spec(write(tmp_path, VALID))
+    assert spec.probe.standardize is True and spec.probe.dropna is False  # the defaults
+    text = VALID.replace('target = "label"', 'target = "label"\nstandardize = false\ndropna = true')
+    spec = load_spec(write(tmp_path, text))
+    assert spec.probe.standardize is False and spec.probe.dropna is True
+    assert parse_spec(spec.to_dict(), spec.path) == spec
+    with pytest.raises(SpecError) as info:
+        load_spec(
+            write(tmp_path, VALID.replace('target = "label"', 'target = "label"\ndropna = "yes"'))
+        )
+    assert "probe.dropna" in str(info.value) and "true or false" in str(info.value)
+    with pytest.raises(SpecError, match="did you mean 'standardize'"):
+        load_spec(
+            write(
+                tmp_path, VALID.replace('target = "label"', 'target = "label"\nstandardise = false')
+            )
+        )
+
+
+def test_docs_list_every_spec_key():
+    """docs/specs.md documents every section and key of the schema."""
+    from workbench.probing._spec import _SECTIONS, _keys
+
+    text = (REPO / "docs" / "specs.md").read_text(encoding="utf-8")
+    for section, model in _SECTIONS.items():
+        assert f"[{section}]" in text, section
+        for key in _keys(model):
+            assert f"`{key}`" in text, f"[{section}] {key}"
+
+
 # -- end to end on a tiny random model ------------------------------------------------------------
 
-CITIES = ["Paris", "Lima", "Oslo", "Rome", "Cairo", "Tokyo", "Quito", "Dakar", "Hanoi", "Bern",
-          "Madrid", "Lagos", "Seoul", "Delhi", "Dublin", "Havana", "Nairobi", "Ottawa", "Riga",
-          "Accra"]
-COUNTRIES = ["France", "Peru", "Norway", "Italy", "Egypt", "Japan", "Ecuador", "Senegal",
-             "Vietnam", "Switzerland", "Spain", "Nigeria", "Korea", "India", "Ireland", "Cuba",
-             "Kenya", "Canada", "Latvia", "Ghana"]
+CITIES = [
+    "Paris",
+    "Lima",
+    "Oslo",
+    "Rome",
+    "Cairo",
+    "Tokyo",
+    "Quito",
+    "Dakar",
+    "Hanoi",
+    "Bern",
+    "Madrid",
+    "Lagos",
+    "Seoul",
+    "Delhi",
+    "Dublin",
+    "Havana",
+    "Nairobi",
+    "Ottawa",
+    "Riga",
+    "Accra",
+]
+COUNTRIES = [
+    "France",
+    "Peru",
+    "Norway",
+    "Italy",
+    "Egypt",
+    "Japan",
+    "Ecuador",
+    "Senegal",
+    "Vietnam",
+    "Switzerland",
+    "Spain",
+    "Nigeria",
+    "Korea",
+    "India",
+    "Ireland",
+    "Cuba",
+    "Kenya",
+    "Canada",
+    "Latvia",
+    "Ghana",
+]
 
 
 def write_csv(path: Path, negate: bool = False) -> Path:
@@ -187,11 +266,21 @@ def test_run_spec_end_to_end_is_deterministic(tmp_path, tiny_llama):
     pytest.importorskip("plotly")
     spec = load_spec(write(tmp_path, tiny_spec(tmp_path, tiny_llama.source)))
     out1 = run_spec(spec, overrides={"outputs.dir": str(tmp_path / "run1")}, progress=False)
-    for name in ["results.csv", "summary.json", "report.md", "spec.json", "generalisation.csv",
-                 "probes/logistic/probes.safetensors", "probes/logistic/probes.json",
-                 "probes/mass_mean/probes.json", "probes/logistic/mdl.csv",
-                 "figures/layers_logistic.html", "figures/layers_mass_mean.html",
-                 "figures/generalisation.html", "store/manifest.json"]:
+    for name in [
+        "results.csv",
+        "summary.json",
+        "report.md",
+        "spec.json",
+        "generalisation.csv",
+        "probes/logistic/probes.safetensors",
+        "probes/logistic/probes.json",
+        "probes/mass_mean/probes.json",
+        "probes/logistic/mdl.csv",
+        "figures/layers_logistic.html",
+        "figures/layers_mass_mean.html",
+        "figures/generalisation.html",
+        "store/manifest.json",
+    ]:
         assert (out1 / name).is_file(), name
     import pandas as pd
 
@@ -214,13 +303,19 @@ def test_run_spec_end_to_end_is_deterministic(tmp_path, tiny_llama):
     assert summary["store"]["reused"] is False
 
     # a second run in another folder (fresh extraction) gives the same results.csv
-    out2 = run_spec(spec, overrides={"outputs.dir": str(tmp_path / "run2"),
-                                     "outputs.figures": False}, progress=False)
+    out2 = run_spec(
+        spec,
+        overrides={"outputs.dir": str(tmp_path / "run2"), "outputs.figures": False},
+        progress=False,
+    )
     assert (out1 / "results.csv").read_bytes() == (out2 / "results.csv").read_bytes()
     assert (out1 / "generalisation.csv").read_bytes() == (out2 / "generalisation.csv").read_bytes()
     # and re-running in place reuses the store
-    run_spec(spec, overrides={"outputs.dir": str(tmp_path / "run1"), "outputs.figures": False},
-             progress=False)
+    run_spec(
+        spec,
+        overrides={"outputs.dir": str(tmp_path / "run1"), "outputs.figures": False},
+        progress=False,
+    )
     assert json.loads((out1 / "summary.json").read_text())["store"]["reused"] is True
     assert (out1 / "results.csv").read_bytes() == (out2 / "results.csv").read_bytes()
 
@@ -230,15 +325,35 @@ def test_generalisation_diagonal_is_the_cv_accuracy(tmp_path, tiny_llama):
     from workbench.probing import generalisation_matrix, sweep
 
     stores = {
-        "a": wb.extract(tiny_llama, str(write_csv(tmp_path / "a.csv")), layers=[1, 3],
-                        pooling="last", out=tmp_path / "sa", progress=False),
-        "b": wb.extract(tiny_llama, str(write_csv(tmp_path / "b.csv", negate=True)), layers=[1, 3],
-                        pooling="last", out=tmp_path / "sb", progress=False),
+        "a": wb.extract(
+            tiny_llama,
+            str(write_csv(tmp_path / "a.csv")),
+            layers=[1, 3],
+            pooling="last",
+            out=tmp_path / "sa",
+            progress=False,
+        ),
+        "b": wb.extract(
+            tiny_llama,
+            str(write_csv(tmp_path / "b.csv", negate=True)),
+            layers=[1, 3],
+            pooling="last",
+            out=tmp_path / "sb",
+            progress=False,
+        ),
     }
     df = generalisation_matrix(stores, "label", probe="mass_mean", cv=4, groups="group")
     assert len(df) == 8 and list(df.train.unique()) == ["a", "b"]
-    ref = sweep(stores["a"], "label", probe="mass_mean", cv=4, groups="group", control=False,
-                n_boot=0, layers=[1, 3])
+    ref = sweep(
+        stores["a"],
+        "label",
+        probe="mass_mean",
+        cv=4,
+        groups="group",
+        control=False,
+        n_boot=0,
+        layers=[1, 3],
+    )
     diag = df[(df.train == "a") & (df.test == "a")].accuracy.to_numpy()
     np.testing.assert_allclose(diag, ref.curve("accuracy").value.to_numpy())
     with pytest.raises(ValueError, match="cannot be scored by accuracy"):
@@ -254,19 +369,45 @@ def test_figures_are_pure_functions():
     rows = []
     for layer in range(3):
         for labels, value in (("task", 0.6 + 0.1 * layer), ("control", 0.5)):
-            rows.append({"pooling": "last", "hook_point": f"h{layer}", "layer": layer,
-                         "probe": "logistic", "labels": labels, "metric": "accuracy",
-                         "value": value, "low": value - 0.05, "high": value + 0.05})
-    rows.append({"pooling": None, "hook_point": None, "layer": None, "probe": "majority",
-                 "labels": "majority", "metric": "accuracy", "value": 0.5, "low": 0.45,
-                 "high": 0.55})
+            rows.append(
+                {
+                    "pooling": "last",
+                    "hook_point": f"h{layer}",
+                    "layer": layer,
+                    "probe": "logistic",
+                    "labels": labels,
+                    "metric": "accuracy",
+                    "value": value,
+                    "low": value - 0.05,
+                    "high": value + 0.05,
+                }
+            )
+    rows.append(
+        {
+            "pooling": None,
+            "hook_point": None,
+            "layer": None,
+            "probe": "majority",
+            "labels": "majority",
+            "metric": "accuracy",
+            "value": 0.5,
+            "low": 0.45,
+            "high": 0.55,
+        }
+    )
     fig = layer_curves(pd.DataFrame(rows))
     assert [t.name for t in fig.data] == ["logistic 95% CI", "logistic", "logistic control task"]
     with pytest.raises(KeyError, match="accuracy"):
         layer_curves(pd.DataFrame(rows), metric="r2")
-    gen = pd.DataFrame({"train": ["a", "a", "b", "b"] * 2, "test": ["a", "b"] * 4,
-                        "layer": [1] * 4 + [2] * 4, "hook_point": ["x"] * 8,
-                        "accuracy": [0.9, 0.6, 0.7, 0.8, 0.95, 0.5, 0.6, 0.85]})
+    gen = pd.DataFrame(
+        {
+            "train": ["a", "a", "b", "b"] * 2,
+            "test": ["a", "b"] * 4,
+            "layer": [1] * 4 + [2] * 4,
+            "hook_point": ["x"] * 8,
+            "accuracy": [0.9, 0.6, 0.7, 0.8, 0.95, 0.5, 0.6, 0.85],
+        }
+    )
     assert generalisation_heatmap(gen).data[0].z[0][0] == 0.95
     assert generalisation_heatmap(gen, layer=1).data[0].z[0][1] == 0.6
     true = np.array([[48.9, 2.35], [-12.0, -77.0]])
@@ -283,7 +424,10 @@ def test_random_weights_baseline_and_causal_check(tmp_path, tiny_llama):
     import workbench as wb
 
     a = write_csv(tmp_path / "cities.csv")
-    spec = load_spec(write(tmp_path, f"""
+    spec = load_spec(
+        write(
+            tmp_path,
+            f"""
 name = "tiny_causal"
 seed = 3
 [model]
@@ -307,7 +451,9 @@ limit = 8
 mode = "both"
 [outputs]
 png = false
-"""))
+""",
+        )
+    )
     out = run_spec(spec, overrides={"outputs.dir": str(tmp_path / "run")}, progress=False)
     import pandas as pd
 
@@ -341,17 +487,166 @@ png = false
     assert (out / "figures" / "layers_logistic.html").read_text().count("random weights") >= 1
 
 
-@pytest.mark.parametrize("body, needles", [
-    ('[causal]\nlayers = "top"', ["[causal] layers", "best"]),
-    ('[causal]\nmode = "steer"', ["[causal] mode", "add, ablate, both"]),
-    ('[causal]\ntargets = [" True"]', ["two answer strings"]),
-    ('[causal]\ntemplate = "no placeholder"', ["{text} exactly once"]),
-    ('[causal]\nalpha = [1.0]', ["unknown key 'alpha'", "did you mean 'alphas'"]),
-    ('[probe]\nkind = "ridge"\ntarget = "x"\n[causal]\nlimit = 4', ["classifier"]),
-])
+@pytest.mark.parametrize(
+    "body, needles",
+    [
+        ('[causal]\nlayers = "top"', ["[causal] layers", "best"]),
+        ('[causal]\nmode = "steer"', ["[causal] mode", "add, ablate, both"]),
+        ('[causal]\ntargets = [" True"]', ["two answer strings"]),
+        ('[causal]\ntemplate = "no placeholder"', ["{text} exactly once"]),
+        ("[causal]\nalpha = [1.0]", ["unknown key 'alpha'", "did you mean 'alphas'"]),
+        ('[probe]\nkind = "ridge"\ntarget = "x"\n[causal]\nlimit = 4', ["classifier"]),
+    ],
+)
 def test_causal_section_errors(tmp_path, body, needles):
     text = f'name = "t"\n[dataset]\nspec = "cities"\n{body}\n'
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, text))
     for needle in needles:
         assert needle in str(info.value), str(info.value)
+
+
+def test_sweep_result_load_reads_back_what_save_wrote(tmp_path, tiny_llama):
+    """``SweepResult.load`` gives back the saved table, MDL, settings, classes and weights of a
+    real sweep, and the same best layers."""
+    import pandas as pd
+
+    import workbench as wb
+    from workbench.errors import RunFolderError
+    from workbench.probing import SweepResult, sweep
+
+    store = wb.extract(
+        tiny_llama,
+        str(write_csv(tmp_path / "a.csv")),
+        layers=[1, 3],
+        pooling=["last", "mean"],
+        out=tmp_path / "s",
+        progress=False,
+    )
+    result = sweep(
+        store,
+        "label",
+        probe="logistic",
+        cv=4,
+        groups="group",
+        control_types="group",
+        mdl=True,
+        n_boot=20,
+    )
+    result.save(tmp_path / "saved")
+    loaded = SweepResult.load(tmp_path / "saved")
+    pd.testing.assert_frame_equal(
+        loaded.table, result.table.reset_index(drop=True), check_dtype=False
+    )
+    pd.testing.assert_frame_equal(loaded.mdl, result.mdl.reset_index(drop=True), check_dtype=False)
+    assert loaded.config == json.loads(json.dumps(result.config))
+    assert loaded.classes == result.classes and loaded.seconds == pytest.approx(result.seconds)
+    assert loaded.best() == result.best() and loaded.task_kind == "classification"
+    assert set(loaded.weights) == set(result.weights) == set(result.directions)
+    for key, (coef, intercept) in result.weights.items():
+        np.testing.assert_allclose(loaded.weights[key][0], coef, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(loaded.weights[key][1], intercept, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(loaded.directions[key], result.directions[key], atol=1e-6)
+    assert loaded.predictions == {}
+    with pytest.raises(RunFolderError, match="SweepResult.save"):
+        SweepResult.load(tmp_path)
+
+
+def test_report_formats_a_summary_and_names_a_missing_one(tmp_path):
+    from workbench.errors import RunFolderError
+    from workbench.probing import report
+
+    with pytest.raises(RunFolderError, match="workbench probe run"):
+        report.load_summary(tmp_path)
+    assert report.target_text(["latitude", "longitude"]) == "latitude, longitude"
+    assert report.target_text(["label"]) == "label"
+    summary = {
+        "generalisation": {
+            "best_per_pair": [
+                {"train": "a", "test": "a", "layer": 3, "accuracy": 0.9},
+                {"train": "a", "test": "b", "layer": 2, "accuracy": 0.625},
+            ]
+        }
+    }
+    assert report.generalisation_grid(summary) == (
+        ["a", "b"],
+        [["a", "0.900 (L3)", "0.625 (L2)"], ["b", "-", "-"]],
+    )
+
+
+def sweep_takes(*names: str) -> bool:
+    import inspect
+
+    from workbench.probing import sweep
+
+    return set(names) <= set(inspect.signature(sweep).parameters)
+
+
+@pytest.mark.skipif(
+    not sweep_takes("standardize", "dropna"),
+    reason="sweep() takes no standardize/dropna yet (issue 15, the probe branch adds them)",
+)
+def test_standardize_and_dropna_reach_sweep(tmp_path, tiny_llama):
+    """``[probe] standardize = false`` gives what ``sweep(standardize=False)`` gives; ``dropna``
+    lets a target with missing values run (without it the sweep refuses them)."""
+    from workbench.probing import sweep
+
+    csv = write_csv(tmp_path / "c.csv")
+    lines = csv.read_text().splitlines()
+    text, _, group = lines[3].split(",")
+    lines[3] = f"{text},,{group}"  # a missing label
+    csv.write_text("\n".join(lines) + "\n")
+    body = f"""
+name = "t"
+[model]
+spec = "{tiny_llama.source}"
+[dataset]
+spec = "{csv}"
+[extract]
+layers = [1, 3]
+threads = 1
+[probe]
+kind = "logistic"
+standardize = false
+dropna = true
+[evaluation]
+cv = 4
+groups = "group"
+control = false
+n_boot = 0
+[outputs]
+figures = false
+"""
+    out = run_spec(
+        load_spec(write(tmp_path, body)),
+        overrides={"outputs.dir": str(tmp_path / "o")},
+        progress=False,
+    )
+    import pandas as pd
+
+    import workbench as wb
+
+    store = wb.ActivationStore(out / "store")
+    ref = sweep(
+        store,
+        "label",
+        probe="logistic",
+        layers=[1, 3],
+        cv=4,
+        groups="group",
+        control=False,
+        n_boot=0,
+        standardize=False,
+        dropna=True,
+    )
+    got = pd.read_csv(out / "results.csv")
+    np.testing.assert_allclose(
+        got[got.labels == "task"]["value"].to_numpy(),
+        ref.table[ref.table.labels == "task"]["value"].to_numpy(),
+    )
+    with pytest.raises(ValueError, match="dropna"):
+        run_spec(
+            load_spec(write(tmp_path, body.replace("dropna = true", ""))),
+            overrides={"outputs.dir": str(tmp_path / "o2")},
+            progress=False,
+        )

@@ -11,6 +11,7 @@ What makes it fast and exact:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -29,7 +30,14 @@ import torch
 
 from .. import settings
 from .._version import __version__
-from ..errors import ContextLengthError, EmptyDatasetError
+from ..errors import (
+    ContextLengthError,
+    EmptyDatasetError,
+    OptionError,
+    OutputPathError,
+    WorkbenchError,
+    arg,
+)
 from ..models import hook_names
 from ..models.hooks import eval_mode, forward_inputs, read, run, stop_after
 from ..settings import runs_dir
@@ -121,10 +129,11 @@ def _as_dataset(data: Any, text_column: str | None, label_columns: Sequence[str]
 def _check_texts(texts: list[str]) -> None:
     empty = [i for i, t in enumerate(texts) if not t or not t.strip()]
     if empty:
+        how = arg("load_dataset(..., drop_empty=True) or filter your list", "--drop-empty")
         raise EmptyDatasetError(
             f"{len(empty)} of {len(texts)} texts are empty or whitespace (rows {empty[:10]}"
-            f"{' ...' if len(empty) > 10 else ''}): drop them first (load_dataset(..., "
-            "drop_empty=True) or filter your list); an empty text has no token to pool"
+            f"{' ...' if len(empty) > 10 else ''}): drop them first ({how}); an empty text has "
+            "no token to pool"
         )
 
 
@@ -132,7 +141,7 @@ def extract(
     model: Any,
     data: Any,
     *,
-    layers: Any = "all",
+    layers: Any = None,
     hook_points: Sequence[str] | str | None = None,
     pooling: str | Sequence[str] = ("mean", "last"),
     template: str | None = None,
@@ -161,8 +170,9 @@ def extract(
     Args:
         model: a ``LoadedModel`` or anything ``load_model`` accepts (``"smollm2-135m"``).
         data: a ``TextDataset``, a list of strings, or a dataset spec (``"cities"``, a path).
-        layers: residual layers (hidden-state indices, ``"all"``, ``[0, 10, -1]``, ``"5:10"``).
-        hook_points: hook names or patterns instead of ``layers``
+        layers: residual layers (hidden-state indices, ``"all"``, ``[0, 10, -1]``, ``"5:10"``);
+            default (None): all of them, unless ``hook_points`` is given.
+        hook_points: hook names or patterns instead of ``layers`` (passing both is refused)
             (``["blocks.*.hook_mlp_out", "hook_embed"]``).
         pooling: ``mean``, ``last``, ``first``, ``max``, ``pos:K``, ``tokens`` (every token,
             ragged), ``native`` (sentence-transformers pooling); a list or comma string.
@@ -181,9 +191,12 @@ def extract(
         padding_side: ``"right"`` or ``"left"``; vectors do not depend on it.
         threads: torch CPU threads during the run (default: leave torch's setting).
         text_column, label_columns: for ``data`` given as a file path.
-        overwrite: replace an output folder that holds a different run.
-        progress: show a progress bar with texts/s, tokens/s and ETA.
-        verify_resume: check the sha256 of shards kept from an interrupted run.
+        overwrite: replace an output folder that holds a different run (only an empty folder
+            or a workbench run is ever replaced).
+        progress: show a progress bar with texts/s, tokens/s and ETA (and one while verifying
+            a large store).
+        verify_resume: check the sha256 of the shards kept from an earlier attempt, or of a
+            complete run before reusing it; a damaged shard is recomputed (with a warning).
         engine: ``"local"`` (this process, the default) or ``"ray"``: shards run on a pool of
             Ray actors, one model replica each, and are written into the same store (see
             ``workbench.activations.ray_engine``; needs ``pip install 'workbench[ray]'``).
@@ -203,27 +216,44 @@ def extract(
         (1, 3, 576)
     """
     if engine not in ("local", "ray"):
-        raise ValueError(f"engine={engine!r}: use 'local' (this process) or 'ray' (a Ray cluster)")
+        raise OptionError(f"engine={engine!r}: use 'local' (this process) or 'ray' (a Ray cluster)")
     plan = plan_run(
         model, data, layers=layers, hook_points=hook_points, pooling=pooling, template=template,
         pool_over=pool_over, out=out, storage_dtype=storage_dtype, max_length=max_length,
         truncation=truncation, batch_tokens=batch_tokens, max_batch_size=max_batch_size,
         shard_size=shard_size, padding_side=padding_side, text_column=text_column,
         label_columns=label_columns, overwrite=overwrite, verify_resume=verify_resume,
+        progress=progress,
     )
     if isinstance(plan, ActivationStore):
         return plan
     t0 = time.perf_counter()
-    if engine == "ray":
-        from .ray_engine import run_shards
+    try:
+        if engine == "ray":
+            from .ray_engine import run_shards
 
-        new_metas = run_shards(
-            plan, compute_shard, address=ray_address, num_workers=num_workers, worker_cpus=worker_cpus,
-            threads=threads, progress=progress,
-        )
-    else:
-        new_metas = _run_local(plan, threads, progress)
-    return finish_run(plan, plan.done + new_metas, time.perf_counter() - t0)
+            new_metas = run_shards(
+                plan, compute_shard, address=ray_address, num_workers=num_workers, worker_cpus=worker_cpus,
+                threads=threads, progress=progress,
+            )
+        else:
+            new_metas = _run_local(plan, threads, progress)
+        return finish_run(plan, plan.done + new_metas, time.perf_counter() - t0)
+    except KeyboardInterrupt as exc:
+        kept = sum(1 for _ in plan.writer.shard_dir.glob("[0-9][0-9][0-9][0-9][0-9].json"))
+        n_shards = plan.manifest["extraction"]["n_shards"]
+        raise RunInterrupted(
+            f"interrupted: {kept} of {n_shards} shards are complete and kept in "
+            f"{plan.writer.path}; run the same "
+            f"{arg('extract(...)', 'command')} again to resume from there"
+        ) from exc
+    finally:
+        plan.writer.close()
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM under the CLI) during a run; the message says what was kept and how
+    to resume."""
 
 
 @dataclass(frozen=True)
@@ -313,10 +343,13 @@ def plan_run(
     label_columns: Sequence[str] | None,
     overwrite: bool,
     verify_resume: bool,
+    progress: bool = False,
 ) -> RunPlan | ActivationStore:
     """Check the options, open (or resume) the run folder and list the shards to compute.
 
-    Returns the existing ``ActivationStore`` when the same run is already complete.
+    Returns the existing ``ActivationStore`` when the same run is already complete (its
+    checksums verified unless ``verify_resume`` is False). Otherwise the plan's writer holds the
+    folder's lock: the caller closes it (``plan.writer.close()``) when the run ends.
     """
     from ..models import LoadedModel, load_model
 
@@ -324,13 +357,24 @@ def plan_run(
     dataset = _as_dataset(data, text_column, label_columns)
     _check_texts(dataset.texts)
     if truncation not in ("warn", "error"):
-        raise ValueError(f"truncation={truncation!r}: use 'warn' (truncate and count) or 'error'")
+        raise OptionError(f"truncation={truncation!r}: use 'warn' (truncate and count) or 'error'")
     if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side={padding_side!r}: use 'left' or 'right'")
+        raise OptionError(f"padding_side={padding_side!r}: use 'left' or 'right'")
     if storage_dtype not in ("float32", "float16"):
-        raise ValueError(f"storage_dtype={storage_dtype!r}: use 'float32' or 'float16'")
-    if shard_size < 1 or batch_tokens < 1 or max_batch_size < 1:
-        raise ValueError("shard_size, batch_tokens and max_batch_size must be positive")
+        raise OptionError(f"storage_dtype={storage_dtype!r}: use 'float32' or 'float16'")
+    for name, value in (("shard_size", shard_size), ("batch_tokens", batch_tokens),
+                        ("max_batch_size", max_batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise OptionError(f"{arg(name, flag)}={value!r}: must be a positive integer "
+                              f"(e.g. {arg(name + '=1024', flag + ' 1024')})")
+    if hook_points is not None and layers is not None:
+        raise OptionError(
+            f"pass {arg('layers=', '--layers')} or {arg('hook_points=', '--hook-points')}, not "
+            f"both: hook points name their layers (e.g. 'blocks.5.hook_resid_post')"
+        )
+    if layers is None:
+        layers = "all"
 
     # -- what to capture ------------------------------------------------------------------------
     available = lm.hook_points()
@@ -349,7 +393,7 @@ def plan_run(
     template_text = resolve_template(template)
     pool_over = pool_over or default_pool_over(template_text)
     if pool_over not in POOL_OVER:
-        raise ValueError(f"pool_over={pool_over!r}: use one of {list(POOL_OVER)}")
+        raise OptionError(f"pool_over={pool_over!r}: use one of {list(POOL_OVER)}")
     context = lm.max_length
     limit = max_length or context
     if limit > context:
@@ -421,35 +465,121 @@ def plan_run(
             "torch": torch.__version__,
         },
     }
-    writer = StoreWriter(out, manifest, overwrite=overwrite)
-    existing = ActivationStore(writer.path) if (writer.path / "manifest.json").is_file() else None
-    if (
-        existing is not None
-        and existing.complete
-        and len(existing.shards) == n_shards
-        # A complete run whose files were truncated or deleted since is resumed, not reused
-        # (a size check per file; checksums are verified only for shards being resumed).
-        and all(writer.shard_complete(i, verify=False) is not None for i in range(n_shards))
-    ):
-        log.info("reusing complete run %s", writer.path)
-        return existing
-    writer.write_rows(_rows(dataset))
-    writer.save_manifest()
-
+    missing = _missing_labels(dataset)
+    if missing:
+        manifest["dataset"]["missing_labels"] = missing
+    # Refusals come before the folder is touched, so a refused run leaves nothing behind.
     if truncation == "error":
         _refuse_long_texts(lm, dataset.texts, template_text, limit)
 
+    try:
+        writer = StoreWriter(out, manifest, overwrite=overwrite)
+    except OutputPathError:
+        # A read-only folder can still serve the same run when it is complete and intact.
+        store = _complete_read_only(Path(out), identity_hash(identity), verify_resume, progress)
+        if store is None:
+            raise
+        return store
+    try:
+        return _resume(writer, manifest, dataset, n_shards, verify_resume, progress, missing,
+                       lm, ShardSpec(hooks, poolings, template_text, pool_over, limit,
+                                     storage_dtype, batch_tokens, max_batch_size, padding_side),
+                       shard_size)
+    except BaseException:
+        writer.close()
+        raise
+
+
+def _resume(
+    writer: StoreWriter, manifest: dict[str, Any], dataset: Any, n_shards: int,
+    verify: bool, progress: bool, missing: dict[str, int], lm: Any, spec: ShardSpec,
+    shard_size: int,
+) -> RunPlan | ActivationStore:
+    """List the shards of ``writer``'s folder to keep (verified) and to compute; reuse the run
+    when it is complete and intact."""
+    old = writer.path / "manifest.json"
+    complete = old.is_file() and ActivationStore(writer.path).complete
+    markers = writer.shard_dir.glob("[0-9][0-9][0-9][0-9][0-9].json")
+    total = sum(int(info["bytes"]) for m in markers
+                for info in _marker_files(m).values()) if verify else 0
+    from .store import _bytes_bar
+
+    bar = _bytes_bar(total, f"verify {writer.path.name}", progress)
     shard_metas: list[dict[str, Any]] = []
     todo: list[int] = []
-    for index in range(n_shards):
-        meta = writer.shard_complete(index, verify=verify_resume)
-        if meta is None:
-            todo.append(index)
-        else:
-            shard_metas.append(meta)
-    spec = ShardSpec(hooks, poolings, template_text, pool_over, limit, storage_dtype,
-                     batch_tokens, max_batch_size, padding_side)
+    damaged: list[str] = []
+    try:
+        for index in range(n_shards):
+            meta, why = writer.check_shard(index, verify, bar.update if bar else None)
+            if meta is None:
+                todo.append(index)
+                if why is not None:
+                    damaged.append(f"shard {index} ({why})")
+                    writer.discard_shard(index)
+            else:
+                shard_metas.append(meta)
+    finally:
+        if bar is not None:
+            bar.close()
+    if damaged:
+        warnings.warn(
+            f"{writer.path}: {len(damaged)} damaged shard(s) will be recomputed: "
+            + "; ".join(damaged[:5]) + (" ..." if len(damaged) > 5 else ""),
+            stacklevel=4,
+        )
+    if complete and not todo:
+        log.info("reusing complete run %s", writer.path)
+        if verify and writer.recorded_rows is not None and not writer.write_rows(_rows(dataset)):
+            warnings.warn(f"{writer.path / 'rows.jsonl'} was damaged and has been rewritten",
+                          stacklevel=4)
+        writer.close()
+        return ActivationStore(writer.path)
+    if missing:
+        warnings.warn(
+            f"label columns with missing values (NaN/None), by count: {missing}; they are "
+            "stored as null and flagged in the manifest (dataset.missing_labels): drop or fill "
+            "those rows before probing them, or they would count as a class",
+            stacklevel=4,
+        )
+    writer.save_manifest()  # first: the folder is a workbench run from here on
+    writer.write_rows(_rows(dataset))
+    writer.save_manifest()
     return RunPlan(lm, dataset, spec, shard_size, manifest, writer, shard_metas, todo)
+
+
+def _complete_read_only(
+    path: Path, identity: str, verify: bool, progress: bool
+) -> ActivationStore | None:
+    """The complete run in ``path`` if it is the same run (and intact, with ``verify``)."""
+    if not (path / "manifest.json").is_file():
+        return None
+    try:
+        store = ActivationStore(path)
+    except WorkbenchError:
+        return None
+    if store.manifest.get("identity_hash") != identity or not store.complete:
+        return None
+    if verify:
+        store.verify(progress=progress)
+    log.info("reusing complete run %s (read-only, not locked)", path)
+    return store
+
+
+def _marker_files(marker: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(marker.read_text()).get("files", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+def _missing_labels(dataset: Any) -> dict[str, int]:
+    """Per label column, how many values are None or NaN."""
+    out = {}
+    for name, values in dataset.columns.items():
+        n = sum(1 for v in values if v is None or (isinstance(v, float) and math.isnan(v)))
+        if n:
+            out[name] = n
+    return out
 
 
 def _run_local(plan: RunPlan, threads: int | None, progress: bool) -> list[dict[str, Any]]:
@@ -498,13 +628,14 @@ def finish_run(
     if truncated:
         warnings.warn(
             f"{len(truncated)} texts were longer than {limit} tokens and were truncated (rows "
-            f"{truncated[:10]}); the count is in the manifest. Pass truncation='error' to refuse",
+            f"{truncated[:10]}); the count is in the manifest. Pass "
+            f"{arg(chr(39).join(['truncation=', 'error', '']), '--truncation error')} to refuse",
             stacklevel=3,
         )
     if manifest["stats"]["n_fp16_overflow"]:
         warnings.warn(
             f"{manifest['stats']['n_fp16_overflow']} values exceeded float16's range and are "
-            "stored as inf: use storage_dtype='float32' for this model",
+            f"stored as inf: use {arg(chr(39).join(['storage_dtype=', 'float32', '']), '--storage-dtype float32')} for this model",
             stacklevel=3,
         )
     return ActivationStore(writer.path)
@@ -546,8 +677,10 @@ def _refuse_long_texts(lm: Any, texts: list[str], template: str | None, limit: i
     if long_rows:
         raise ContextLengthError(
             f"{len(long_rows)} texts are longer than max_length={limit} tokens "
-            f"(row, tokens): {long_rows[:10]}. Shorten them, raise max_length (context of "
-            f"{lm.name}: {lm.max_length}), or pass truncation='warn' to truncate and count them"
+            f"(row, tokens): {long_rows[:10]}. Shorten them, raise "
+            f"{arg('max_length', '--max-length')} (context of {lm.name}: {lm.max_length}), or "
+            f"pass {arg('truncation=' + chr(39) + 'warn' + chr(39), '--truncation warn')} to "
+            "truncate and count them"
         )
 
 

@@ -3,7 +3,9 @@
 Layout::
 
     RUN/
-      manifest.json            model, tokenizer, dataset fingerprint, spec, shards, timing, status
+      .lock                    the writer's lock (fcntl.flock) and its PID: one writer per store
+      manifest.json            model, tokenizer, dataset fingerprint, spec, shards, timing, status,
+                               sha256 of rows.jsonl
       rows.jsonl               one line per row: text and label/metadata columns (and words)
       shards/
         00000.json             commit marker of shard 0: row range, files, sha256 checksums
@@ -16,27 +18,49 @@ Layout::
         00000.token_strings.json
 
 A shard counts only once its ``.json`` marker exists; every file is written under a temporary
-name and renamed, so a run killed at any point leaves complete shards or nothing. The public view
-of pooled arrays is ``[rows, hook_points, d_model]``.
+name and renamed, so a run killed at any point leaves complete shards or nothing; rerunning
+verifies the kept shards' checksums and recomputes a damaged one. What the store promises, and the
+faults it was tested against, are in docs/reliability.md. The public view of pooled arrays is
+``[rows, hook_points, d_model]``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import tempfile
+import shutil
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._hashing import file_sha256
 from .._version import __version__
-from ..errors import StoreCorruptError, StoreMismatchError, StoreSelectionError
+from ..artifacts import (
+    FolderLock,
+    atomic_write,
+    file_info,
+    file_sha256,
+    is_temp,
+    make_dirs,
+    output_error,
+    read_json,
+    write_json,
+)
+from ..errors import (
+    ArtifactCorruptError,
+    ArtifactNotFoundError,
+    OutputPathError,
+    StoreCorruptError,
+    StoreMismatchError,
+    StoreSelectionError,
+    WorkbenchError,
+    arg,
+)
 from .pooling import Pooling, parse_poolings
 
 MANIFEST = "manifest.json"
@@ -45,30 +69,17 @@ SHARDS = "shards"
 FORMAT_VERSION = 1
 
 RowSelection = int | slice | Sequence[int] | np.ndarray | None
+log = logging.getLogger(__name__)
 
-
-# ----------------------------------------------------------------------------------------------
-# atomic files
-
-
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``path`` through ``write(file)`` into a temporary file, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=str)), mode="w")
+# Re-exported for callers of the old location; the implementations live in workbench.artifacts.
+__all__ = [
+    "ActivationStore",
+    "StoreWriter",
+    "TokenInfo",
+    "atomic_write",
+    "file_sha256",
+    "write_json",
+]
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
@@ -80,11 +91,13 @@ def identity_hash(identity: dict[str, Any]) -> str:
 
 
 class StoreWriter:
-    """Creates or resumes a run folder; used by ``extract``.
+    """Creates or resumes a run folder; used by ``extract``. Holds the folder's lock (one writer
+    per store) from construction until ``close``.
 
     The identity (model weights fingerprint, dataset fingerprint, extraction spec) decides
     whether an existing folder is the same run: then complete shards are kept; otherwise
-    ``StoreMismatchError`` names what differs.
+    ``StoreMismatchError`` names what differs. ``overwrite`` replaces only an empty folder or a
+    workbench run (a folder with a manifest), never anything else.
     """
 
     def __init__(
@@ -95,88 +108,206 @@ class StoreWriter:
         self.shard_dir = self.path / SHARDS
         identity = manifest["identity"]
         manifest["identity_hash"] = identity_hash(identity)
-        existing = self.path / MANIFEST
-        if existing.is_file() and not overwrite:
-            old = json.loads(existing.read_text())
-            if old.get("identity_hash") != manifest["identity_hash"]:
-                raise StoreMismatchError(_mismatch_message(self.path, old.get("identity", {}), identity))
-            # Same run: keep its shards and the first creation time.
-            manifest["created"] = old.get("created", manifest.get("created"))
-        elif self.path.exists() and any(self.path.iterdir()) and not overwrite:
-            raise StoreMismatchError(
-                f"output folder {self.path} is not empty and holds no workbench run "
-                f"(no {MANIFEST}): choose another --out, or pass overwrite=True (--overwrite) to "
-                "replace its contents"
-            )
-        elif overwrite and self.path.exists():
-            import shutil
+        try:
+            if self.path.exists() and not self.path.is_dir():
+                raise OutputPathError(
+                    f"output path {self.path} is a file, not a folder: choose "
+                    f"{arg('another out=', 'another --out')} (a new or empty folder)"
+                )
+            self._refuse_foreign(overwrite)  # before the lock file is created in it
+        except OSError as exc:
+            if isinstance(exc, WorkbenchError):
+                raise
+            raise output_error(exc, self.path / MANIFEST) from None
+        self.lock = FolderLock(self.path).acquire()
+        try:
+            self._open(identity, overwrite)
+        except OSError as exc:
+            self.close()
+            if isinstance(exc, WorkbenchError):
+                raise
+            raise output_error(exc, self.path / MANIFEST) from None
+        except BaseException:
+            self.close()
+            raise
 
-            shutil.rmtree(self.path)
-        self.shard_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.shard_dir.glob(".*.tmp"):
-            stale.unlink()
-
-    def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        target = self.path / ROWS
-        if target.is_file():
+    def _refuse_foreign(self, overwrite: bool) -> None:
+        """Refuse a folder that holds files but no workbench run, naming what is there."""
+        if not self.path.is_dir() or (self.path / MANIFEST).is_file():
             return
+        other = sorted(
+            p.name + ("/" if p.is_dir() else "")
+            for p in self.path.iterdir()
+            if not _run_leftover(p)
+        )
+        if other:
+            listed = ", ".join(other[:8]) + (
+                f" and {len(other) - 8} more" if len(other) > 8 else ""
+            )
+            raise StoreMismatchError(
+                f"output folder {self.path} holds {listed} and no workbench run (no {MANIFEST}), so "
+                f"it is not replaced{' even with --overwrite' if overwrite else ''}: choose "
+                f"{arg('another out=', 'another --out')} (a new or empty folder)"
+            )
+
+    def _open(self, identity: dict[str, Any], overwrite: bool) -> None:
+        existing = self.path / MANIFEST
+        if existing.is_file():
+            replace = overwrite
+            try:
+                old = read_json(existing, "run manifest")
+            except ArtifactCorruptError:
+                if not overwrite:
+                    raise StoreCorruptError(
+                        f"{existing} is damaged (not valid JSON), so this run cannot be resumed: "
+                        f"pass {arg('overwrite=True', '--overwrite')} to start it again, or choose "
+                        f"{arg('another out=', 'another --out')}"
+                    ) from None
+                old = {}
+            if not replace and old.get("identity_hash") != self.manifest["identity_hash"]:
+                if self._committed_shards():
+                    raise StoreMismatchError(
+                        _mismatch_message(self.path, old.get("identity", {}), identity)
+                    )
+                # An earlier attempt that committed nothing (refused or failed early): nothing to
+                # keep, so the folder is not blocked by it.
+                log.info("replacing %s: its earlier run committed no shard", self.path)
+                replace = True
+            if replace:
+                self._clear()
+            else:
+                # Same run: keep its shards and the first creation time.
+                self.manifest["created"] = old.get("created", self.manifest.get("created"))
+                self.recorded_rows = old.get("rows_file")
+        else:
+            self._refuse_foreign(overwrite)  # again, now that we hold the lock
+        make_dirs(self.shard_dir)
+        # We hold the lock, so every temporary file left here belongs to a dead writer.
+        for folder in (self.path, self.shard_dir):
+            for stale in folder.iterdir():
+                if is_temp(stale):
+                    stale.unlink(missing_ok=True)
+
+    recorded_rows: dict[str, Any] | None = None
+
+    def _committed_shards(self) -> bool:
+        return self.shard_dir.is_dir() and any(self.shard_dir.glob(_MARKER_GLOB))
+
+    def _clear(self) -> None:
+        """Remove a run's files (the folder holds a manifest), keeping the lock file."""
+        for p in self.path.iterdir():
+            if p.name == FolderLock.NAME:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+    def close(self) -> None:
+        """Release the folder's lock (idempotent)."""
+        self.lock.release()
+
+    def write_rows(self, rows: Iterable[dict[str, Any]]) -> bool:
+        """``rows.jsonl``, unless the same run's copy is already there and intact; returns
+        whether that copy was kept."""
+        target = self.path / ROWS
+        old = self.recorded_rows
+        if (
+            target.is_file()
+            and old is not None
+            and target.stat().st_size == old["bytes"]
+            and (file_sha256(target) == old["sha256"])
+        ):
+            self.manifest["rows_file"] = old
+            return True
         atomic_write(
             target,
             lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
             mode="w",
         )
+        self.manifest["rows_file"] = file_info(target)
+        return False
 
     def save_manifest(self) -> None:
         write_json(self.path / MANIFEST, self.manifest)
 
-    def shard_complete(self, index: int, verify: bool = True) -> dict[str, Any] | None:
-        """The marker of shard ``index`` if it is complete (and its checksums match)."""
+    def check_shard(
+        self, index: int, verify: bool = True, progress: Any = None
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """``(marker, None)`` if shard ``index`` is complete (and, with ``verify``, its checksums
+        match), else ``(None, why)``; ``why`` is None when the shard was simply never written."""
         marker = self.shard_dir / f"{index:05d}.json"
         if not marker.is_file():
-            return None
-        meta = json.loads(marker.read_text())
+            return None, None
+        try:
+            meta = read_json(marker, "shard marker")
+        except (ArtifactCorruptError, ArtifactNotFoundError):
+            return None, f"its marker {marker.name} is damaged"
         for name, info in meta["files"].items():
             f = self.shard_dir / name
-            if not f.is_file() or f.stat().st_size != info["bytes"]:
-                return None
-            if verify and file_sha256(f) != info["sha256"]:
-                return None
-        return meta
+            if not f.is_file():
+                return None, f"{name} is missing"
+            if f.stat().st_size != info["bytes"]:
+                return None, f"{name} has {f.stat().st_size} bytes, not {info['bytes']}"
+            if verify and file_sha256(f, progress) != info["sha256"]:
+                return None, f"{name} does not match its sha256"
+        return meta, None
+
+    def shard_complete(self, index: int, verify: bool = True) -> dict[str, Any] | None:
+        """The marker of shard ``index`` if it is complete (and its checksums match)."""
+        return self.check_shard(index, verify)[0]
+
+    def discard_shard(self, index: int) -> None:
+        """Remove a damaged shard's marker (its files are rewritten when it is recomputed)."""
+        (self.shard_dir / f"{index:05d}.json").unlink(missing_ok=True)
 
     def write_shard(
-        self, index: int, arrays: dict[str, np.ndarray], token_strings: list[list[str]], meta: dict[str, Any]
+        self,
+        index: int,
+        arrays: dict[str, np.ndarray],
+        token_strings: list[list[str]],
+        meta: dict[str, Any],
     ) -> dict[str, Any]:
         """Write one shard's files atomically, then its marker (the commit point)."""
         files: dict[str, Any] = {}
         for key, arr in arrays.items():
             name = f"{index:05d}.{key}.npy"
             atomic_write(self.shard_dir / name, lambda f, a=arr: np.save(f, a, allow_pickle=False))
-            files[name] = _file_info(self.shard_dir / name, arr)
+            files[name] = {
+                **file_info(self.shard_dir / name),
+                "shape": list(arr.shape),
+                "dtype": str(arr.dtype),
+            }
         name = f"{index:05d}.token_strings.json"
         write_json(self.shard_dir / name, token_strings)
-        files[name] = {"bytes": (self.shard_dir / name).stat().st_size,
-                       "sha256": file_sha256(self.shard_dir / name)}
+        files[name] = file_info(self.shard_dir / name)
         meta = {**meta, "index": index, "files": files}
         write_json(self.shard_dir / f"{index:05d}.json", meta)
         return meta
 
 
-def _file_info(path: Path, arr: np.ndarray) -> dict[str, Any]:
-    return {
-        "bytes": path.stat().st_size,
-        "sha256": file_sha256(path),
-        "shape": list(arr.shape),
-        "dtype": str(arr.dtype),
-    }
+_MARKER_GLOB = "[0-9][0-9][0-9][0-9][0-9].json"
+
+
+def _run_leftover(p: Path) -> bool:
+    """What a writer killed before its first manifest leaves: the lock, temporary files and a
+    ``shards/`` folder holding nothing else (so such a folder counts as empty)."""
+    if p.name == FolderLock.NAME or is_temp(p):
+        return True
+    return p.name == SHARDS and p.is_dir() and all(is_temp(q) for q in p.iterdir())
 
 
 def _mismatch_message(path: Path, old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = sorted(set(old) | set(new))
-    diffs = [f"{k}: stored {_short(old.get(k))} vs now {_short(new.get(k))}" for k in keys
-             if old.get(k) != new.get(k)]
+    diffs = [
+        f"{k}: stored {_short(old.get(k))} vs now {_short(new.get(k))}"
+        for k in keys
+        if old.get(k) != new.get(k)
+    ]
     return (
         f"output folder {path} holds a different run ({'; '.join(diffs)}). Nothing was changed: "
-        "choose another --out for this run, or pass overwrite=True (--overwrite) to replace it"
+        f"choose {arg('another out=', 'another --out')} for this run, or pass "
+        f"{arg('overwrite=True', '--overwrite')} to replace it"
     )
 
 
@@ -226,11 +357,17 @@ class ActivationStore:
         self.path = Path(path)
         manifest_file = self.path / MANIFEST
         if not manifest_file.is_file():
-            raise FileNotFoundError(
-                f"{self.path} is not a workbench run: it has no {MANIFEST}. Create one with "
-                "`workbench extract ... --out DIR` or wb.extract(...)"
+            where = "does not exist" if not self.path.exists() else f"has no {MANIFEST}"
+            raise ArtifactNotFoundError(
+                f"{self.path} is not a workbench run: it {where}. Create one with "
+                f"{arg('wb.extract(..., out=DIR)', '`workbench extract ... --out DIR`')}"
             )
-        self.manifest: dict[str, Any] = json.loads(manifest_file.read_text())
+        self.manifest: dict[str, Any] = read_json(
+            manifest_file,
+            "run manifest",
+            fix="rerun the extract command that wrote it (completed shards are kept"
+            f"{arg('', '; add --overwrite if it refuses')})",
+        )
         if self.manifest.get("workbench_version") != __version__:
             warnings.warn(
                 f"{self.path} was written by workbench {self.manifest.get('workbench_version')}, "
@@ -318,19 +455,16 @@ class ActivationStore:
     @property
     def shards(self) -> list[dict[str, Any]]:
         if self._shards is None:
-            markers = sorted((self.path / SHARDS).glob("[0-9][0-9][0-9][0-9][0-9].json"))
-            self._shards = [json.loads(m.read_text()) for m in markers]
+            markers = sorted((self.path / SHARDS).glob(_MARKER_GLOB))
+            fix = "run the same extract again to recompute that shard"
+            self._shards = [read_json(m, "shard marker", fix) for m in markers]
         return self._shards
 
     def shard_array(self, shard: dict[str, Any], key: str) -> np.ndarray:
-        """One array of a shard (``key``: a pooling's file stem, ``row_splits``, ``token_ids``,
-        ``token_offsets``), memory-mapped read-only."""
         name = f"{shard['index']:05d}.{key}.npy"
         return np.load(self.path / SHARDS / name, mmap_mode="r", allow_pickle=False)
 
     def row_index(self, rows: RowSelection) -> np.ndarray:
-        """``[n]`` row indices of a selection (None: all; a slice; indices, negative from the
-        end)."""
         if rows is None:
             return np.arange(self.n_rows)
         if isinstance(rows, slice):
@@ -344,8 +478,6 @@ class ActivationStore:
         return idx % self.n_rows
 
     def hook_index(self, layers: Any, hook_points: Sequence[str] | str | None) -> list[int]:
-        """Positions in ``hook_points`` of the selected layers or hook point names (both None:
-        every stored hook point)."""
         if layers is not None and hook_points is not None:
             raise StoreSelectionError("pass layers= or hook_points=, not both")
         if hook_points is not None:
@@ -371,7 +503,6 @@ class ActivationStore:
         return [self.hook_points.index(self.layers[layer]) for layer in wanted]
 
     def pooling(self, pooling: str) -> Pooling:
-        """The stored pooling named ``pooling``."""
         for p in self.poolings:
             if p.name == pooling:
                 return p
@@ -411,7 +542,9 @@ class ActivationStore:
             arr = self.shard_array(shard, p.filename)  # [hooks, rows, d] memmap
             block = arr[hooks][:, local] if len(hooks) < arr.shape[0] else arr[:, local]
             parts.append((positions, np.moveaxis(block, 0, 1)))
-        out = np.empty((len(idx), len(hooks), self.d_model), dtype=parts[0][1].dtype if parts else np.float32)
+        out = np.empty(
+            (len(idx), len(hooks), self.d_model), dtype=parts[0][1].dtype if parts else np.float32
+        )
         for positions, block in parts:
             out[positions] = block
         if as_torch:
@@ -485,14 +618,38 @@ class ActivationStore:
         return np.moveaxis(np.asarray(arr[hooks, a:b]), 0, 1)
 
     # -- integrity -----------------------------------------------------------------------------
-    def verify(self) -> None:
-        """Check every shard file against its sha256; raise ``StoreCorruptError`` on a mismatch."""
-        for shard in self.shards:
-            for name, info in shard["files"].items():
-                f = self.path / SHARDS / name
-                if not f.is_file() or file_sha256(f) != info["sha256"]:
-                    marker = self.path / SHARDS / f"{shard['index']:05d}.json"
+    def verify(self, progress: bool = False) -> None:
+        """Check ``rows.jsonl`` and every shard file against its sha256; raise
+        ``StoreCorruptError`` (naming the file and the fix) on the first mismatch."""
+        fix = arg("run the same extract again", "run the same `workbench extract` again")
+        checks = [
+            (self.path / SHARDS / name, info, shard["index"])
+            for shard in self.shards
+            for name, info in shard["files"].items()
+        ]
+        rows = self.manifest.get("rows_file")
+        if rows is not None:
+            checks.append((self.path / ROWS, rows, None))
+        bar = _bytes_bar(
+            sum(int(c[1]["bytes"]) for c in checks), f"verify {self.path.name}", progress
+        )
+        try:
+            for f, info, index in checks:
+                if not f.is_file() or file_sha256(f, bar.update if bar else None) != info["sha256"]:
+                    what = f"shard {index}" if index is not None else "the rows"
                     raise StoreCorruptError(
-                        f"{f} is missing or does not match its checksum: delete {marker} and run "
-                        "the same extract again to recompute that shard"
+                        f"{f} is missing or does not match its sha256: {fix} to recompute {what} "
+                        "(it is detected and rewritten; other shards are kept)"
                     )
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def _bytes_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar in bytes, or None when disabled or for small totals (under 64 MiB)."""
+    if not enabled or total < (64 << 20):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc)

@@ -203,7 +203,7 @@ def leakage(
     """Per layer and pooling: invert the pooled hidden states of the texts and report BLEU, token
     F1, cosine (with the bag-of-words anchor) and named-entity recovery; then a Gaussian-noise
     defence curve (BLEU and recall@k vs noise)."""
-    from ..activations.store import write_json
+    from ..artifacts import write_json
     from ..inversion.leakage import leakage_report
     from ..models import load_model
 

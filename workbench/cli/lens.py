@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,7 +133,10 @@ def report(
 
     info: dict[str, Any] = {}
     if lens is not None and (lens / CONFIG).is_file():
-        config = json.loads((lens / CONFIG).read_text())
+        from ..artifacts import read_json
+
+        config = read_json(lens / CONFIG, "tuned-lens config",
+                           "train it again (`workbench lens train-tuned --out`)")
         info = ((config.get("training") or {}).get("dataset")) or {}
         model = model or config["model"]["spec"]
     spec = dataset or info.get("spec") or str(UD_DEV)

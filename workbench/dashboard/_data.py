@@ -12,13 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WorkbenchError
+from ..errors import RunFolderError, WorkbenchError
 
 _SKIP = {"shards", "figures", "probes", ".git"}
-
-
-class RunFolderError(WorkbenchError, FileNotFoundError):
-    """A run folder the dashboard was pointed at does not hold what it needs."""
 
 
 def _walk(root: Path, marker: str, depth: int = 4) -> list[Path]:
@@ -120,13 +116,17 @@ def read_summary(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def probe_result(folder: Path, kind: str) -> Any:
+    """One probe kind of an experiment (``SweepResult.load`` of ``probes/<kind>``)."""
+    from ..probing import SweepResult
+
+    return SweepResult.load(Path(folder) / "probes" / kind)
+
+
 def probe_config(folder: Path, kind: str) -> dict[str, Any]:
-    """The sweep settings of one probe kind of an experiment (``probes/<kind>/probes.json``)."""
-    path = Path(folder) / "probes" / kind / "probes.json"
-    if not path.is_file():
-        raise RunFolderError(f"{path} is missing: rerun `workbench probe run` on the spec to "
-                             "write the probe weights")
-    return json.loads(path.read_text())
+    """The sweep settings and classes of one probe kind of an experiment."""
+    result = probe_result(folder, kind)
+    return {"config": result.config, "classes": result.classes}
 
 
 def experiment_store(folder: Path, config: dict[str, Any]) -> Path:
@@ -264,19 +264,16 @@ class SavedProbe:
 
 def saved_probe(folder: Path, kind: str, pooling: str, hook_point: str) -> SavedProbe:
     """The saved weights of one probe kind at one (pooling, hook point) of an experiment."""
-    from safetensors.numpy import load_file
-
-    path = Path(folder) / "probes" / kind / "probes.safetensors"
-    if not path.is_file():
-        raise RunFolderError(f"{path} is missing ({kind} probes have no linear weights, or the "
-                             "experiment was not saved): pick a logistic, ridge or mass-mean probe")
-    tensors = load_file(str(path))
-    key = f"{pooling}/{hook_point}"
-    if f"{key}/coef" not in tensors:
-        have = sorted({k.rsplit("/", 1)[0] for k in tensors})
-        raise RunFolderError(f"no {kind} probe for {key} in {path}; it has {have[:8]}...")
-    classes = probe_config(folder, kind).get("classes", [])
-    return SavedProbe(tensors[f"{key}/coef"], tensors[f"{key}/intercept"], classes)
+    result = probe_result(folder, kind)
+    if not result.weights:
+        raise RunFolderError(f"the {kind} probes of {folder} have no linear weights: pick a "
+                             "logistic, ridge or mass-mean probe")
+    if (pooling, hook_point) not in result.weights:
+        have = sorted(f"{p}/{h}" for p, h in result.weights)
+        raise RunFolderError(f"no {kind} probe for {pooling}/{hook_point} in {folder}; it has "
+                             f"{have[:8]}...")
+    coef, intercept = result.weights[(pooling, hook_point)]
+    return SavedProbe(coef, intercept, result.classes)
 
 
 def experiments_on(experiments: list[dict[str, Any]], store_path: str | Path) -> list[str]:

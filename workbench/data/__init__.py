@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatasetOptionError, UnknownDatasetError
+from ..errors import DatasetOptionError, UnknownDatasetError, arg
 from ._align import align_word_labels, word_token_index
 from ._builtin import builtin_builder, builtin_datasets
 from ._conllu import read_conllu
@@ -100,7 +100,8 @@ def load_dataset(
 def _no_text_column(text_column: str | None, what: str) -> None:
     if text_column is not None:
         raise DatasetOptionError(
-            f"{what} has a fixed text; text_column={text_column!r} applies to tables only: "
+            f"{what} has a fixed text; {arg('text_column=', '--text-column ')}{text_column!r} "
+            "applies to tables only: "
             "leave it out"
         )
 

@@ -28,6 +28,7 @@ from ..errors import (
     EmptyDatasetError,
     MissingDependencyError,
     UnknownDatasetError,
+    arg,
 )
 from ._dataset import TextDataset
 
@@ -142,7 +143,7 @@ def choose_text_column(columns: Sequence[str], source: str) -> str:
             return name
     raise ColumnNotFoundError(
         f"{source} has none of the default text columns {list(TEXT_COLUMN_CANDIDATES)}; its "
-        f"columns are {list(columns)}: pass text_column= with one of them"
+        f"columns are {list(columns)}: pass {arg('text_column=', '--text-column')} with one of them"
     )
 
 
@@ -177,7 +178,8 @@ def dataset_from_columns(
     if missing:
         raise ColumnNotFoundError(
             f"{source} has no column {', '.join(map(repr, missing))}; its columns are "
-            f"{available}: pass text_column= / label_columns= with names from that list"
+            f"{available}: pass {arg('text_column= / label_columns=', '--text-column / --label-columns')} "
+            "with names from that list"
         )
     raw = data[text_column]
     if len(raw) == 0:
@@ -189,7 +191,7 @@ def dataset_from_columns(
         raise EmptyDatasetError(
             f"{source}: {len(empty)} of {len(raw)} rows have an empty or missing "
             f"{text_column!r} (data rows {shown}{more}; 1-based, header not counted): drop "
-            "those rows from the file or pass drop_empty=True"
+            f"those rows from the file or pass {arg('drop_empty=True', '--drop-empty')}"
         )
     dropped = set(empty)
     keep = [i for i in range(len(raw)) if i not in dropped]

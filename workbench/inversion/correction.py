@@ -68,7 +68,8 @@ class TrainedCorrector(SoftPromptModel):
     Examples:
         >>> corr = TrainedCorrector(lm, embedder, InverterConfig())  # doctest: +SKIP
         >>> corr.fit(texts, out="runs/corrector", steps=500)  # doctest: +SKIP
-        >>> corr.correct(embedder.embed(["A man plays a guitar."])[0], "man guitar a", steps=3)
+        >>> corr.correct(embedder.embed(["A man plays a guitar."])[0], "man guitar a",
+        ...              steps=3)  # doctest: +SKIP
     """
 
     KIND = "trained-corrector"

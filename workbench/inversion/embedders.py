@@ -122,6 +122,7 @@ class ModelEmbedder:
         if not texts:
             return out
         tok = self.lm.tokenizer
+        _warn_truncation(tok, texts, self.lm.max_length, self.lm.name)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             idx = order[start:start + self.batch_size]
@@ -135,6 +136,22 @@ class ModelEmbedder:
                 for p in pools:
                     out[(la, p.name)][idx] = pool(hidden, mask, p).cpu().numpy()
         return out
+
+
+def _warn_truncation(tok: Any, texts: Sequence[str], limit: int, name: str) -> None:
+    """Warn, with the token counts, when texts are longer than the model's ``limit`` tokens
+    (they are embedded truncated)."""
+    lengths = [len(ids) for ids in tok(list(texts), truncation=False)["input_ids"]]
+    long_rows = [(i, n) for i, n in enumerate(lengths) if n > limit]
+    if long_rows:
+        import warnings
+
+        warnings.warn(
+            f"{len(long_rows)} of {len(texts)} texts are longer than {name}'s {limit} tokens and "
+            f"are embedded truncated to their first {limit} (row, tokens): {long_rows[:5]}"
+            f"{' ...' if len(long_rows) > 5 else ''}; split long texts to embed all of them",
+            stacklevel=3,
+        )
 
 
 def load_embedder(spec: Any, layer: int = -1, pooling: str | None = None) -> Embedder:

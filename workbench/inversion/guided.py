@@ -102,7 +102,7 @@ class KeywordPrior:
             vec = embedder.embed(words) if words else np.zeros((0, embedder.dim), np.float32)
             vec = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
             if cache:
-                from ..activations.store import atomic_write
+                from ..artifacts import atomic_write
 
                 atomic_write(path, lambda f: np.save(f, vec.astype(np.float32),
                                                      allow_pickle=False))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -24,10 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._hashing import file_sha256
 from .._version import __version__
-from ..activations.store import atomic_write, write_json
-from ..errors import EmptyDatasetError, WorkbenchError
+from ..artifacts import atomic_write, file_info, load_tensors, read_json, save_tensors, write_json
+from ..errors import ArtifactCorruptError, ArtifactNotFoundError, EmptyDatasetError, WorkbenchError
 from ..settings import seeded
 from .embedders import Embedder, check_embeddings, cosine_to
 from .guided import InversionResult
@@ -42,7 +40,7 @@ class CheckpointMismatchError(WorkbenchError, ValueError):
     """A checkpoint trained for another embedder or LLM, or a folder of another training run."""
 
 
-class CheckpointCorruptError(WorkbenchError, OSError):
+class CheckpointCorruptError(ArtifactCorruptError):
     """A checkpoint file whose sha256 does not match its JSON."""
 
 
@@ -179,18 +177,14 @@ class SoftPromptModel:
     def save(self, out: str | Path, optimizer: torch.optim.Optimizer | None = None,
              extra: dict[str, Any] | None = None) -> Path:
         """Write the checkpoint atomically (weight files first, the JSON commit marker last)."""
-        from safetensors.torch import save
-
         out = Path(out)
-        atomic_write(out / WEIGHTS_FILE, lambda f: f.write(save(self.trainable_state())))
-        files = {WEIGHTS_FILE: file_sha256(out / WEIGHTS_FILE)}
+        files = {WEIGHTS_FILE: save_tensors(out / WEIGHTS_FILE, self.trainable_state())}
         groups = None
         if optimizer is not None:
             sd = optimizer.state_dict()
             tensors = {f"{i}.{k}": v.detach().cpu().contiguous()
                        for i, st in sd["state"].items() for k, v in st.items()}
-            atomic_write(out / OPTIMIZER_FILE, lambda f: f.write(save(tensors)))
-            files[OPTIMIZER_FILE] = file_sha256(out / OPTIMIZER_FILE)
+            files[OPTIMIZER_FILE] = save_tensors(out / OPTIMIZER_FILE, tensors)
             groups = sd["param_groups"]
         write_json(out / CONFIG_FILE, {
             "kind": self.KIND, "workbench_version": __version__,
@@ -207,7 +201,8 @@ class SoftPromptModel:
         Raises:
             CheckpointMismatchError: the recorded embedder or LLM fingerprint differs (both
                 hashes are in the message).
-            FileNotFoundError: no ``inverter.json`` in ``path``.
+            ArtifactNotFoundError: no ``inverter.json`` in ``path`` (a ``FileNotFoundError``).
+            CheckpointCorruptError: a damaged ``inverter.json`` or weight file.
         """
         meta = read_checkpoint(path)
         if meta.get("kind", cls.KIND) != cls.KIND:
@@ -382,11 +377,17 @@ class SoftPromptModel:
         """Embeddings of the corpus, cached in ``out`` (keyed by corpus and embedder)."""
         path, key = out / EMBEDDINGS_FILE, out / (EMBEDDINGS_FILE + ".json")
         ident = {"corpus": corpus, "embedder": self.embedder.fingerprint}
-        if path.exists() and key.exists() and json.loads(key.read_text()) == ident:
-            return np.load(path, allow_pickle=False)
+        if path.exists() and key.exists():
+            try:
+                cached = read_json(key, "embedding cache key")
+            except ArtifactCorruptError:
+                cached = {}
+            if {k: cached.get(k) for k in ident} == ident and cached.get("file") is not None and (
+                    file_info(path) == cached["file"]):
+                return np.load(path, allow_pickle=False)
         vec = check_embeddings(self.embedder.embed(texts), self.embedder)
         atomic_write(path, lambda f: np.save(f, vec, allow_pickle=False))
-        write_json(key, ident)
+        write_json(key, {**ident, "file": file_info(path)})  # a damaged cache is recomputed
         return vec
 
     # -- inference -----------------------------------------------------------------------------
@@ -449,9 +450,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The JSON of a checkpoint folder."""
     p = Path(path) / CONFIG_FILE
     if not p.exists():
-        raise FileNotFoundError(f"{p} does not exist: pass a folder written by "
-                                "`workbench invert train` (it holds inverter.json)")
-    return json.loads(p.read_text())
+        raise ArtifactNotFoundError(f"{p} does not exist: pass a folder written by "
+                                    "`workbench invert train` (it holds inverter.json)")
+    try:
+        return dict(read_json(p, "checkpoint", _CORRUPT_FIX))
+    except ArtifactCorruptError as exc:
+        raise CheckpointCorruptError(str(exc)) from None
+
+
+_CORRUPT_FIX = "the checkpoint is damaged; delete the folder and retrain"
 
 
 def _check_identity(meta: dict[str, Any], now: dict[str, Any], path: Path) -> None:
@@ -466,10 +473,8 @@ def _check_identity(meta: dict[str, Any], now: dict[str, Any], path: Path) -> No
 
 
 def _read_tensors(path: Path, name: str, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    f = path / name
-    if file_sha256(f) != meta["files"][name]:
-        raise CheckpointCorruptError(f"{f} does not match the sha256 in {CONFIG_FILE}: the "
-                                     "checkpoint is damaged; delete the folder and retrain")
-    return load_file(str(f))
+    try:
+        return load_tensors(path / name, meta["files"].get(name), fix=_CORRUPT_FIX,
+                            framework="pt", what="checkpoint")
+    except ArtifactCorruptError as exc:
+        raise CheckpointCorruptError(str(exc)) from None

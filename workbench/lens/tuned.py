@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..activations.store import atomic_write, write_json
+from ..artifacts import load_tensors, read_json, read_tensor_metadata, save_tensors, write_json
 from ..errors import EmptyDatasetError, WorkbenchError
 from ..models import hook_names, hooks
 from .logit import LogitLens, hidden_states
@@ -45,6 +45,7 @@ from .logit import LogitLens, hidden_states
 WEIGHTS = "tuned_lens.safetensors"
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_JSON = "checkpoint.json"  # its sha256, written after it (the commit point)
 FORMAT = "workbench.tuned_lens/1"
 
 #: Training options that must match to resume a checkpoint (``steps`` may grow).
@@ -336,8 +337,6 @@ class TunedLens(LogitLens):
 
     def _checkpoint(self, path: Path, opt: torch.optim.Optimizer, options: dict[str, Any],
                     step: int, seconds: float) -> None:
-        from safetensors.torch import save
-
         tensors = {f"translators.{k}": v.detach().cpu().contiguous()
                    for k, v in self.translators.state_dict().items()}
         state = opt.state_dict()
@@ -348,16 +347,17 @@ class TunedLens(LogitLens):
                 "history": json.dumps(self.history_),
                 "param_groups": json.dumps(state["param_groups"]),
                 "weights_fingerprint": self.lm.weights_fingerprint}
-        data = save(tensors, metadata=meta)
-        atomic_write(path, lambda f: f.write(data))
+        info = save_tensors(path, tensors, metadata=meta)
+        write_json(path.parent / CHECKPOINT_JSON, {"files": {path.name: info}})
 
     def _resume(self, path: Path, opt: torch.optim.Optimizer, options: dict[str, Any]
                 ) -> tuple[int, float]:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        fix = f"delete {path} to train from the start, or choose another --out folder"
+        sidecar = path.parent / CHECKPOINT_JSON
+        info = (read_json(sidecar, "checkpoint record", fix).get("files", {}).get(path.name)
+                if sidecar.is_file() else None)
+        tensors = load_tensors(path, info, fix=fix, framework="pt", what="tuned-lens checkpoint")
+        meta = read_tensor_metadata(path, fix)
         _check_fingerprint(meta.get("weights_fingerprint"), self.lm, path)
         old = json.loads(meta.get("options", "{}"))
         diff = {k: (old.get(k), options[k]) for k in _RESUME_KEYS if old.get(k) != options[k]}
@@ -382,14 +382,12 @@ class TunedLens(LogitLens):
 
     def save(self, out: str | Path) -> Path:
         """Write ``tuned_lens.safetensors`` + ``config.json`` into ``out`` (atomically)."""
-        from safetensors.torch import save
-
         folder = Path(out)
         tensors = {f"translators.{k}": v.detach().cpu().contiguous()
                    for k, v in self.translators.state_dict().items()}
-        data = save(tensors, metadata={"format": FORMAT})
-        atomic_write(folder / WEIGHTS, lambda f: f.write(data))
-        write_json(folder / CONFIG, {**self.config_, "history": self.history_})
+        info = save_tensors(folder / WEIGHTS, tensors, metadata={"format": FORMAT})
+        write_json(folder / CONFIG, {**self.config_, "history": self.history_,
+                                     "files": {WEIGHTS: info}})
         return folder
 
     @classmethod
@@ -401,7 +399,8 @@ class TunedLens(LogitLens):
                 f"{folder} holds no tuned lens: expected {CONFIG} and {WEIGHTS} (written by "
                 "TunedLens.save or `workbench lens train-tuned --out`)"
             )
-        config = json.loads((folder / CONFIG).read_text())
+        fix = "train it again (`workbench lens train-tuned --out`) or restore a copy"
+        config = read_json(folder / CONFIG, "tuned-lens config", fix)
         if config.get("format") != FORMAT:
             raise LensCheckpointError(
                 f"{folder / CONFIG} has format {config.get('format')!r}, expected {FORMAT!r}"
@@ -409,12 +408,11 @@ class TunedLens(LogitLens):
         _check_fingerprint(config["model"].get("weights_fingerprint"), lm, folder,
                            config["model"].get("spec"))
         lens = cls(lm, layers=config["layers"])
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(folder / WEIGHTS), device=str(lm.device))
+        tensors = load_tensors(folder / WEIGHTS, config.get("files", {}).get(WEIGHTS), fix=fix,
+                               framework="pt", device=str(lm.device), what="tuned lens")
         lens.translators.load_state_dict({k.removeprefix("translators."): v
                                           for k, v in tensors.items()})
-        lens.config_ = {k: v for k, v in config.items() if k != "history"}
+        lens.config_ = {k: v for k, v in config.items() if k not in ("history", "files")}
         lens.history_ = list(config.get("history", []))
         return lens
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._hashing import file_sha256
+from ..artifacts import file_sha256
 from ..errors import LayerOutOfRangeError, UnknownHookPointError, UnknownModelError
 from ..settings import cache_dir, seeded
 from . import hook_names
@@ -49,7 +49,33 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     try:
         return _DTYPES[dtype.lower()]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}") from None
+        from ..errors import OptionError, arg
+
+        raise OptionError(f"unknown {arg('dtype', '--dtype')} {dtype!r}: use one of "
+                          f"{sorted(_DTYPES)}") from None
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``, refused in one line if it is malformed or absent here."""
+    from ..errors import OptionError, arg
+
+    flag = arg("device", "--device")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise OptionError(f"{flag} {device!r} is not a device: use 'cpu', 'cuda', 'cuda:1' or "
+                          "'mps'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError(f"{flag} {device!r}: CUDA is not available on this machine (torch "
+                              f"{torch.__version__}); use {arg('device=' + repr('cpu'), '--device cpu')}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise OptionError(f"{flag} {device!r}: this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s), numbered from 0")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise OptionError(f"{flag} {device!r}: MPS is not available on this machine; use "
+                          f"{arg('device=' + repr('cpu'), '--device cpu')}")
+    return dev
 
 
 @dataclass
@@ -266,6 +292,7 @@ def load_model(
     """
     start = time.perf_counter()
     torch_dtype = resolve_dtype(dtype)
+    check_device(device)
     name = str(spec)
     gguf_file: str | None = None
     if name in BUNDLED:
@@ -290,6 +317,11 @@ def load_model(
         source = str(_gguf_to_cache(path, trust_remote_code))
     elif Path(name).expanduser().is_dir():
         source = str(Path(name).expanduser().resolve())
+        if not (Path(source) / "config.json").is_file():
+            raise UnknownModelError(
+                f"model folder {name!r} holds no model (no config.json): pass a folder written by "
+                f"save_pretrained, a bundled name ({', '.join(sorted(BUNDLED))}) or a hub id"
+            )
     elif _looks_like_path(name):
         raise UnknownModelError(
             f"model path {name!r} does not exist. Bundled models: {sorted(BUNDLED)}; or pass a "
@@ -439,12 +471,22 @@ def _gguf_to_cache(path: Path, trust_remote_code: bool) -> Path:
     """Dequantise a GGUF file once and cache it as config + safetensors; return the folder.
 
     The cache key is the file's sha256, so a changed file is converted again. The folder is
-    written under a temporary name and renamed, so an interrupted conversion leaves nothing.
+    written under a temporary name and renamed, so an interrupted conversion leaves nothing, and
+    a file lock makes concurrent processes (test workers, Ray actors) convert it once: the others
+    wait, then read the finished folder.
     """
+    from filelock import FileLock
+
     digest = file_sha256(path)
     target = cache_dir() / "gguf" / f"{path.stem}-{digest[:16]}"
-    if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
-        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not ((target / "model.safetensors").is_file() and (target / "config.json").is_file()):
+            _convert_gguf(path, target, digest, trust_remote_code)
+    return target
+
+
+def _convert_gguf(path: Path, target: Path, digest: str, trust_remote_code: bool) -> None:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -468,7 +510,6 @@ def _gguf_to_cache(path: Path, trust_remote_code: bool) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _reinitialise(lm: LoadedModel, seed: int) -> None:

@@ -98,25 +98,44 @@ def normalize_layers(
             part = part.strip()
             if ":" in part:
                 lo, _, hi = part.partition(":")
-                start = _check_layer(int(lo) if lo else 0, n_layers, model_name)
+                start = _check_layer(_layer_int(lo, layers) if lo else 0, n_layers, model_name)
                 # exclusive stop, as in a Python slice: "0:31" on a 30-block model is all layers
+                high = _layer_int(hi, layers) if hi else None
                 stop = (
                     n_layers + 1
-                    if not hi or int(hi) == n_layers + 1
-                    else _check_layer(int(hi), n_layers, model_name)
+                    if high is None or high == n_layers + 1
+                    else _check_layer(high, n_layers, model_name)
                 )
                 out.extend(range(start, stop))
             elif part:
-                out.append(int(part))
+                out.append(_layer_int(part, layers))
         layers = out
     elif isinstance(layers, int):
         layers = [layers]
-    resolved = [_check_layer(int(layer), n_layers, model_name) for layer in layers]
+    resolved = [_check_layer(_layer_int(layer, layers), n_layers, model_name) for layer in layers]
     if not resolved:
         raise LayerOutOfRangeError(
             f"no layers selected: {model_name} has layers 0..{n_layers}; pass layers='all' or a list"
         )
     return list(dict.fromkeys(resolved))
+
+
+def _layer_int(value: object, given: object) -> int:
+    """``value`` as a layer index: an int, an integral numpy int, or a string of one; anything
+    else (``1.5``, ``"abc"``, ``True``) is refused rather than rounded."""
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    elif not isinstance(value, bool) and hasattr(value, "__index__"):
+        return int(value.__index__())  # type: ignore[attr-defined]
+    from ..errors import OptionError
+
+    raise OptionError(
+        f"layer {value!r} (in layers={given!r}) is not an integer: pass whole layer indices "
+        "such as 'all', '0,10,-1', '5:20' or [0, 10, -1]"
+    )
 
 
 def _check_layer(layer: int, n_layers: int, model_name: str) -> int:

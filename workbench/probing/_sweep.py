@@ -104,10 +104,9 @@ class SweepResult:
         return out
 
     def save(self, folder: str | Path) -> None:
-        """``results.csv``, ``mdl.csv``, ``probes.safetensors`` + ``probes.json``."""
-        from safetensors.numpy import save_file
-
-        from ..activations.store import atomic_write, write_json
+        """``results.csv``, ``mdl.csv``, ``probes.safetensors`` + ``probes.json`` (which records
+        the weights' sha256, checked by ``load_probe_weights``)."""
+        from ..artifacts import atomic_write, save_tensors, write_json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -120,14 +119,66 @@ class SweepResult:
             tensors[f"{key}/coef"] = np.ascontiguousarray(coef, dtype=np.float32)
             tensors[f"{key}/intercept"] = np.ascontiguousarray(intercept, dtype=np.float32)
             index.append({"pooling": pooling, "hook_point": hook})
+        files = {}
         if tensors:
-            tmp = folder / ".probes.safetensors.tmp"
-            save_file(tensors, str(tmp))
-            tmp.replace(folder / "probes.safetensors")
+            files[PROBE_WEIGHTS] = save_tensors(folder / PROBE_WEIGHTS, tensors)
         write_json(
             folder / "probes.json",
-            {"config": self.config, "probes": index, "classes": self.classes, "best": self.best()},
+            {"config": self.config, "probes": index, "classes": self.classes, "best": self.best(),
+             "seconds": self.seconds, "files": files},
         )
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SweepResult:
+        """A result saved by ``save`` (e.g. ``runs/<name>/probes/<kind>`` of ``run_spec``):
+        its table, MDL table, settings, classes and probe weights (``directions`` are the unit
+        rows of the weights). Out-of-fold ``predictions`` are not saved: ``{}``.
+
+        Raises:
+            RunFolderError: the folder has no ``probes.json`` or ``results.csv``.
+        """
+        import pandas as pd
+
+        from ..errors import RunFolderError
+
+        folder = Path(folder)
+        for name in ("probes.json", "results.csv"):
+            if not (folder / name).is_file():
+                raise RunFolderError(f"{folder} has no {name}: pick a folder written by "
+                                     "SweepResult.save (runs/<name>/probes/<kind>), or rerun "
+                                     "the sweep")
+        tensors, meta = load_probe_weights(folder)
+        weights: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        directions: dict[tuple[str, str], np.ndarray] = {}
+        for entry in meta["probes"]:
+            key = (entry["pooling"], entry["hook_point"])
+            coef = tensors[f"{key[0]}/{key[1]}/coef"]
+            weights[key] = (coef, tensors[f"{key[0]}/{key[1]}/intercept"])
+            norms = np.linalg.norm(coef, axis=1, keepdims=True)
+            directions[key] = coef / np.maximum(norms, 1e-12)
+        mdl = pd.read_csv(folder / "mdl.csv") if (folder / "mdl.csv").is_file() else None
+        return cls(table=pd.read_csv(folder / "results.csv"), predictions={},
+                   directions=directions, weights=weights, mdl=mdl, config=meta["config"],
+                   seconds=float(meta.get("seconds", 0.0)), classes=list(meta["classes"]))
+
+
+PROBE_WEIGHTS = "probes.safetensors"
+
+
+def load_probe_weights(folder: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The probe weights saved by ``SweepResult.save`` in ``folder`` (``"{pooling}/{hook}/coef"``
+    ``[k, d_model]`` and ``".../intercept"`` ``[k]``) and its ``probes.json``, after checking the
+    weights' sha256 (``ArtifactCorruptError`` when damaged; a warning for older saves)."""
+    from ..artifacts import load_tensors, read_json
+
+    folder = Path(folder)
+    fix = "run the probe sweep again to rewrite it (`workbench probe run`)"
+    config = read_json(folder / "probes.json", "probe config", fix)
+    if not config.get("probes"):  # probe kinds without linear weights save none
+        return {}, config
+    tensors = load_tensors(folder / PROBE_WEIGHTS, config.get("files", {}).get(PROBE_WEIGHTS),
+                           fix=fix, what="probe")
+    return tensors, config
 
 
 def _row(row: Any) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..activations.store import atomic_write, write_json
 from ..activations.storelike import StoreLike
+from ..artifacts import load_tensors, read_json, save_tensors, write_json
 from ._aligned import AlignedProjection
 from ._axes import ProbeAxes
 from ._estimators import METHODS, ProjectionInputError
@@ -85,30 +85,30 @@ def save_projection(est: Any, path: str | os.PathLike[str], meta: dict[str, Any]
             pre-reduction and the reduced training rows that ``transform`` interpolates from).
         meta: extra JSON (what was projected: store, layers, rows).
     """
-    from safetensors.numpy import save
-
     folder = Path(path)
     arrays: dict[str, np.ndarray] = {}
     desc = _state(est, "", arrays)
-    blob = save(arrays)
-    atomic_write(folder / ARRAYS, lambda f: f.write(blob))
+    files = {ARRAYS: save_tensors(folder / ARRAYS, arrays)}
     write_json(folder / CONFIG, {"workbench_version": __version__, "estimator": desc,
-                                 "meta": meta or {}})
+                                 "meta": meta or {}, "files": files})
     return folder
 
 
 def load_projection(path: str | os.PathLike[str]) -> Any:
     """A projection saved by ``save_projection`` (its ``meta`` is in ``path/config.json``)."""
-    from safetensors.numpy import load_file
+    from ..errors import ArtifactNotFoundError
 
     folder = Path(path)
     if not (folder / CONFIG).is_file() or not (folder / ARRAYS).is_file():
-        raise FileNotFoundError(
+        raise ArtifactNotFoundError(
             f"{folder} holds no saved projection ({CONFIG} + {ARRAYS}); write one with "
             "save_projection(est, folder)"
         )
-    config = json.loads((folder / CONFIG).read_text())
-    return _restore(config["estimator"], load_file(str(folder / ARRAYS)))
+    fix = "fit and save the projection again (save_projection)"
+    config = read_json(folder / CONFIG, "projection config", fix)
+    arrays = load_tensors(folder / ARRAYS, config.get("files", {}).get(ARRAYS), fix=fix,
+                          what="projection")
+    return _restore(config["estimator"], arrays)
 
 
 @dataclass(frozen=True)
@@ -223,10 +223,18 @@ def project_store(
     folder = folder / key[:24]
     by_hook = {v: k for k, v in store.layers.items()}
     layer_ids = [by_hook.get(h) for h in hooks]
+    est = None
     if not refit and (folder / CONFIG).is_file():
-        est = load_projection(folder)
-        cached = True
-    else:
+        from ..errors import ArtifactCorruptError, ArtifactNotFoundError
+
+        try:
+            est = load_projection(folder)
+        except (ArtifactCorruptError, ArtifactNotFoundError) as exc:
+            import warnings
+
+            warnings.warn(f"refitting a damaged cached projection: {exc}", stacklevel=2)
+    cached = est is not None
+    if est is None:
         est = AlignedProjection(method, n_components, align=align, reference=reference,
                                 params=params, random_state=random_state)
         est.fit(_StoreLayers(store, pooling, hooks, idx), progress=progress)
@@ -234,7 +242,6 @@ def project_store(
             "store": str(store.path), "pooling": pooling, "hook_points": hooks,
             "layers": layer_ids, "rows": idx.tolist() if len(idx) <= 10_000 else len(idx),
             "method": method, "params": params, "key": key})
-        cached = False
     return StoreProjection(
         embeddings=est.embeddings_, hook_points=hooks, layers=layer_ids, rows=idx, method=method,
         pooling=pooling, params=params, key=key, displacement=float(est.displacement_),

@@ -49,12 +49,12 @@ with shown_errors("could not read the experiment", stop=True):
         with st.expander("About this experiment"):
             st.markdown(summary["description"])
 
-    from workbench.probing._spec import summary_rows
+    from workbench.probing import report
     from workbench.viz import generalisation_heatmap, latlon_map, latlon_scatter, layer_curves
 
     # static tables (st.table), not st.dataframe: the interactive grid is one more large
     # script for the browser to load and draw (about 1.4 CPU-seconds of a page load here)
-    st.table(pd.DataFrame(summary_rows(summary)), hide_index=True)
+    st.table(pd.DataFrame(report.summary_rows(summary)), hide_index=True)
 
     kinds = list(dict.fromkeys(table.loc[table["labels"] == "task", "probe"]))
     metrics = list(dict.fromkeys(table["metric"]))
