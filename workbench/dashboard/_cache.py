@@ -15,11 +15,10 @@ from . import _data
 @st.cache_resource(show_spinner="loading the model ...", max_entries=3)
 def model(spec: str) -> Any:
     """A ``LoadedModel`` (bundled name, hub id, folder or .gguf), loaded once per process."""
-    import torch
-
     from ..models import load_model
+    from ..settings import set_threads
 
-    torch.set_num_threads(1)
+    set_threads(1)  # the server's process: one thread per forward keeps pages responsive
     return load_model(spec)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..activations.storelike import StoreLike
 from ..artifacts import load_tensors, read_json, save_tensors, write_json
 from ._aligned import AlignedProjection
 from ._axes import ProbeAxes
@@ -151,7 +152,7 @@ class StoreProjection:
 class _StoreLayers:
     """A lazy sequence of ``[rows, d]`` float32 arrays, one store hook point at a time."""
 
-    def __init__(self, store: Any, pooling: str, hooks: list[str], rows: np.ndarray) -> None:
+    def __init__(self, store: StoreLike, pooling: str, hooks: list[str], rows: np.ndarray) -> None:
         self.store, self.pooling, self.hooks, self.rows = store, pooling, hooks, rows
 
     def __len__(self) -> int:
@@ -162,16 +163,8 @@ class _StoreLayers:
         return np.asarray(x, dtype=np.float32)
 
 
-def projection_key(
-    store: Any,
-    pooling: str,
-    hooks: list[str],
-    rows: np.ndarray,
-    method: str,
-    n_components: int,
-    align: str,
-    params: dict[str, Any],
-) -> str:
+def projection_key(store: StoreLike, pooling: str, hooks: list[str], rows: np.ndarray,
+                   method: str, n_components: int, align: str, params: dict[str, Any]) -> str:
     """sha256 of what determines the projection: the store's identity and completeness, the
     rows, hook points, pooling, method and parameters, and the workbench version."""
     m = store.manifest
@@ -192,7 +185,7 @@ def projection_key(
 
 
 def project_store(
-    store: Any,
+    store: StoreLike | str | os.PathLike[str],
     method: str = "pca",
     *,
     pooling: str = "last",
@@ -212,7 +205,7 @@ def project_store(
     """Project a store's layers with one aligned projection, reusing a cached fit.
 
     Args:
-        store: an ``ActivationStore`` (or its folder).
+        store: an ``ActivationStore`` (or its folder), or any ``StoreLike``.
         method: ``pca``, ``umap`` or ``tsne``.
         pooling: a pooled view of the store (``last``, ``mean``, ...).
         layers: residual layers (default: every stored hook point); or ``hook_points``.
@@ -235,12 +228,12 @@ def project_store(
     """
     from ..activations.store import ActivationStore
 
-    if not hasattr(store, "manifest"):
+    if not isinstance(store, StoreLike):
         store = ActivationStore(store)
-    idx = store._row_index(rows)
-    hook_idx = store._hook_index(layers, hook_points)
+    idx = store.row_index(rows)
+    hook_idx = store.hook_index(layers, hook_points)
     hooks = [store.hook_points[i] for i in hook_idx]
-    store._pooling(pooling)  # a clear error for an unknown pooling
+    store.pooling(pooling)  # a clear error for an unknown pooling
     params = dict(params or {})
     key = projection_key(
         store,

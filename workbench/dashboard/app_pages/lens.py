@@ -17,7 +17,7 @@ from workbench.dashboard._state import (
 )
 
 st.title("Lens")
-if missing_api("The Lens page", "workbench.inversion.lens"):
+if missing_api("The Lens page", "workbench.lens.logit"):
     st.stop()
 
 
@@ -43,12 +43,12 @@ tuned_dir = c5.text_input(
 
 @st.cache_data(show_spinner="reading every layer ...", max_entries=32)
 def _read(model: str, text: str, k: int, target: str, tuned: str) -> dict:
-    from workbench.inversion.lens import LogitLens
+    from workbench.lens.logit import LogitLens
 
     lm = _cache.model(model)
     out = {"logit": LogitLens(lm).run(text, k=k, target=target or None)}
     if tuned:
-        from workbench.inversion.tuned_lens import TunedLens
+        from workbench.lens.tuned import TunedLens
 
         out["tuned"] = TunedLens.load(Path(tuned), lm).run(text, k=k, target=target or None)
     return out

@@ -476,7 +476,7 @@ model_spec = store.manifest["model"]["spec"]
 
 st.subheader("Logit lens")
 with shown_errors("the logit lens failed"):
-    from workbench.inversion.lens import LogitLens
+    from workbench.lens.logit import LogitLens
 
     lm = _cache.model(model_spec)
     res = kept(
@@ -501,7 +501,7 @@ with shown_errors("the logit lens failed"):
 st.subheader("Patchscope")
 if st.toggle("Describe with a Patchscope", key="proj_scope"):
     with shown_errors("the Patchscope failed"), st.spinner("patching and generating ..."):
-        from workbench.inversion.patchscopes import Patchscope
+        from workbench.lens.patchscopes import Patchscope
 
         lm = _cache.model(model_spec)
         # the last hidden state is the final norm's output: write it into the last block
