@@ -20,6 +20,13 @@ dashboard's Runs page: Streamlit's own start-up in the browser and a script, no 
 loading and compiling plotly.js, about 4.7 MB of JavaScript).
 
     .venv/bin/python benchmarks/bench_dashboard.py --rows 10000 --repeats 5
+    .venv/bin/python benchmarks/bench_dashboard.py --scatter 10000,100000 --repeats 3
+
+``--scatter N,...`` times the Projection page's scatter alone at each size, against the floor in
+the same rounds: a one-figure app that draws ``workbench.viz.projection_scatter`` exactly as the
+page does (WebGL ``scattergl``, one trace per label, rows as ``customdata``, hover texts cut to
+60 characters, ``on_select`` on) over N synthetic 2-D points with 50-character texts. Extracting
+100k real rows takes about an hour here; this isolates what the browser must do for N points.
 
 Run on 2 busy cores with ``OMP_NUM_THREADS=1``; prints a table and writes
 ``benchmarks/DASHBOARD.json`` (with the load average before and after).
@@ -36,6 +43,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -88,10 +96,14 @@ def build(root: Path, rows: int) -> Path:
 
     store = ActivationStore(folder / "store")
     t0 = time.perf_counter()
-    res = project_store(store, "pca", pooling="last",
-                        layers=[v for v in sorted(store.layers) if v != 0])
-    print(f"PCA of {store.n_rows} rows x {len(res.layers)} layers: "
-          f"{time.perf_counter() - t0:.1f} s (cached={res.cached})", file=sys.stderr)
+    res = project_store(
+        store, "pca", pooling="last", layers=[v for v in sorted(store.layers) if v != 0]
+    )
+    print(
+        f"PCA of {store.n_rows} rows x {len(res.layers)} layers: "
+        f"{time.perf_counter() - t0:.1f} s (cached={res.cached})",
+        file=sys.stderr,
+    )
     return root
 
 
@@ -129,10 +141,70 @@ def serve_floor(folder: Path, port: int) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
     app = folder / "floor_app.py"
     app.write_text(FLOOR_APP)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false",
-           "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.address",
+        "127.0.0.1",
+        "--server.fileWatcherType",
+        "none",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return _wait_healthy(proc, port)
+
+
+SCATTER_APP = """
+import numpy as np
+import streamlit as st
+
+from workbench.viz import projection_scatter
+
+n = int(st.query_params.get("n", "10000"))
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 2, n)
+xy = rng.normal(size=(n, 2)) + 3.0 * labels[:, None]
+texts = [f"The city of Place {i:06d} is in Country {i % 97:02d}, row {i}."[:60] for i in range(n)]
+hover = texts if st.query_params.get("text", "1") == "1" else None  # text=0: "row N" only
+fig = projection_scatter(xy, labels, hover=hover, size=4 if n > 20_000 else 5)
+fig.update_layout(height=560)
+st.title(f"scatter of {n} points")
+st.plotly_chart(fig, key="scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
+"""
+
+
+def serve_scatter(folder: Path, port: int) -> subprocess.Popen:
+    """The Projection page's scatter alone (``SCATTER_APP``), N points from ``?n=``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    app = folder / "scatter_app.py"
+    app.write_text(SCATTER_APP)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.address",
+        "127.0.0.1",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     return _wait_healthy(proc, port)
 
 
@@ -166,8 +238,12 @@ def time_page(browser, url: str, figures: int, criterion: str = "drawn") -> floa
 
 
 def _stats(cold: float, times: list[float]) -> dict[str, float]:
-    return {"first_visit_s": round(cold, 3), "median_s": round(statistics.median(times), 3),
-            "min_s": round(min(times), 3), "max_s": round(max(times), 3)}
+    return {
+        "first_visit_s": round(cold, 3),
+        "median_s": round(statistics.median(times), 3),
+        "min_s": round(min(times), 3),
+        "max_s": round(max(times), 3),
+    }
 
 
 def main() -> None:
@@ -175,15 +251,36 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--root", type=Path, default=Path("runs/bench-dashboard"))
-    ap.add_argument("--port", type=int, default=8599, help="the dashboard's port (the floor "
-                    "app uses the next one)")
-    ap.add_argument("--criterion", choices=["drawn", "svg"], default="drawn",
-                    help="drawn: every figure has drawn its data (default); svg: each "
-                         "figure's frame exists (the first records' end point)")
-    ap.add_argument("--no-references", action="store_true",
-                    help="skip the Runs page and the floor app")
+    ap.add_argument(
+        "--port",
+        type=int,
+        default=8599,
+        help="the dashboard's port (the floor app uses the next one)",
+    )
+    ap.add_argument(
+        "--criterion",
+        choices=["drawn", "svg"],
+        default="drawn",
+        help="drawn: every figure has drawn its data (default); svg: each "
+        "figure's frame exists (the first records' end point)",
+    )
+    ap.add_argument(
+        "--no-references", action="store_true", help="skip the Runs page and the floor app"
+    )
+    ap.add_argument(
+        "--scatter",
+        default=None,
+        metavar="N,N",
+        help="time the Projection scatter alone at these point counts against the "
+        "floor (no store needed)",
+    )
+    ap.add_argument("--no-text", action="store_true",
+                    help="with --scatter: also time each size with 'row N' hovers (no texts)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("DASHBOARD.json"))
     args = ap.parse_args()
+    if args.scatter:
+        scatter_main(args)
+        return
     import shutil
     import tempfile
 
@@ -199,25 +296,34 @@ def main() -> None:
     procs = [serve(root, args.port)]
     base = f"http://127.0.0.1:{args.port}"
     # page -> (url, the figures it shows at least)
-    pages = {"projection": (f"{base}/projection", 1),  # the scatter
-             "probes": (f"{base}/probes", 2)}  # layer curves, lat/long map
+    pages = {
+        "projection": (f"{base}/projection", 1),  # the scatter
+        "probes": (f"{base}/probes", 2),
+    }  # layer curves, lat/long map
     tmp = tempfile.TemporaryDirectory()
     if not args.no_references:
         procs.append(serve_floor(Path(tmp.name), args.port + 1))
-        pages |= {"runs": (f"{base}/", 0),
-                  "floor": (f"http://127.0.0.1:{args.port + 1}/", 1)}
+        pages |= {"runs": (f"{base}/", 0), "floor": (f"http://127.0.0.1:{args.port + 1}/", 1)}
     times: dict[str, list[float]] = {name: [] for name in pages}
     cold: dict[str, float] = {}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=exe, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-quic"])
+            browser = p.chromium.launch(
+                executable_path=exe,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                ],
+            )
             for name, (url, figs) in pages.items():  # fills Streamlit's caches
                 cold[name] = time_page(browser, url, figs, args.criterion)
             for r in range(args.repeats):  # interleaved, the first page rotated each round
-                order = list(pages)[r % len(pages):] + list(pages)[:r % len(pages)]
+                order = list(pages)[r % len(pages) :] + list(pages)[: r % len(pages)]
                 for name in order:
                     url, figs = pages[name]
                     times[name].append(time_page(browser, url, figs, args.criterion))
@@ -230,19 +336,113 @@ def main() -> None:
     load_after = os.getloadavg()
     results = {name: _stats(cold[name], times[name]) for name in pages}
     for name, r in results.items():
-        print(f"{name:>10}: first visit {r['first_visit_s']:.2f} s, then median "
-              f"{r['median_s']:.2f} s (min {r['min_s']:.2f}, max {r['max_s']:.2f}) over "
-              f"{args.repeats}")
+        print(
+            f"{name:>10}: first visit {r['first_visit_s']:.2f} s, then median "
+            f"{r['median_s']:.2f} s (min {r['min_s']:.2f}, max {r['max_s']:.2f}) over "
+            f"{args.repeats}"
+        )
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
-    record = {"rows": args.rows, "repeats": args.repeats, "threads": 1,
-              "criterion": args.criterion, "pages": results, "cpu_count": os.cpu_count(),
-              "load_average_before": [round(v, 2) for v in load_before],
-              "load_average_after": [round(v, 2) for v in load_after],
-              "date": time.strftime("%Y-%m-%d %H:%M"), "target_s": 3.0}
+    record = {
+        "rows": args.rows,
+        "repeats": args.repeats,
+        "threads": 1,
+        "criterion": args.criterion,
+        "pages": results,
+        "cpu_count": os.cpu_count(),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in load_after],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "target_s": 3.0,
+    }
     # earlier records are kept, newest last, under "history"
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
     record["history"] = old.pop("history", []) + ([old] if old else [])
     args.out.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _rounds(
+    browser: Any, pages: dict[str, tuple[str, int]], repeats: int, criterion: str
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """A warm-up visit per page, then ``repeats`` interleaved rounds (first page rotated)."""
+    cold = {name: time_page(browser, url, figs, criterion) for name, (url, figs) in pages.items()}
+    times: dict[str, list[float]] = {name: [] for name in pages}
+    for r in range(repeats):
+        order = list(pages)[r % len(pages) :] + list(pages)[: r % len(pages)]
+        for name in order:
+            url, figs = pages[name]
+            times[name].append(time_page(browser, url, figs, criterion))
+    return cold, times
+
+
+def scatter_main(args: Any) -> None:
+    """``--scatter``: the scatter at each size against the floor, in the same rounds."""
+    import shutil
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    exe = os.environ.get("WORKBENCH_CHROMIUM") or shutil.which("chromium")
+    if exe is None:
+        sys.exit("no chromium: apt-get install chromium or set WORKBENCH_CHROMIUM")
+    sizes = [int(v) for v in args.scatter.split(",")]
+    tmp = tempfile.TemporaryDirectory()
+    load_before = os.getloadavg()
+    procs = [serve_floor(Path(tmp.name), args.port + 1), serve_scatter(Path(tmp.name), args.port)]
+    pages = {"floor": (f"http://127.0.0.1:{args.port + 1}/", 1)}
+    pages |= {f"scatter_{n}": (f"http://127.0.0.1:{args.port}/?n={n}", 1) for n in sizes}
+    if args.no_text:  # the same sizes with "row N" hovers instead of the texts
+        pages |= {f"scatter_{n}_no_text": (f"http://127.0.0.1:{args.port}/?n={n}&text=0", 1)
+                  for n in sizes}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=exe,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                ],
+            )
+            cold, times = _rounds(browser, pages, args.repeats, args.criterion)
+            browser.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=20)
+        tmp.cleanup()
+    load_after = os.getloadavg()
+    results = {name: _stats(cold[name], times[name]) for name in pages}
+    floor = results["floor"]["median_s"]
+    for name, r in results.items():
+        extra = "" if name == "floor" else f", {r['median_s'] - floor:+.2f} s over the floor"
+        print(
+            f"{name:>14}: first visit {r['first_visit_s']:.2f} s, then median "
+            f"{r['median_s']:.2f} s (min {r['min_s']:.2f}, max {r['max_s']:.2f}) over "
+            f"{args.repeats}{extra}"
+        )
+    print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
+    out = args.out.with_name("DASHBOARD_SCATTER.json")
+    record = {
+        "sizes": sizes,
+        "repeats": args.repeats,
+        "criterion": args.criterion,
+        "pages": results,
+        "over_floor_s": {name: round(r["median_s"] - floor, 3) for name, r in results.items()},
+        "renderer": "plotly scattergl (WebGL), one trace per label",
+        "targets_over_floor_s": {"10000": 2.0, "100000": 4.0},
+        "cpu_count": os.cpu_count(),
+        "threads": 1,
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in load_after],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    record["history"] = old.pop("history", []) + ([old] if old else [])
+    out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

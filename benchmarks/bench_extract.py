@@ -106,17 +106,17 @@ def load_texts(n: int) -> tuple[list[str], str]:
     return [base[i % len(base)] for i in range(n)], source
 
 
-def _token_type(lm: Any) -> bool:
-    # as _run_shard decides: segment ids only where the model has a segment embedding
-    return wbx._accepts(lm.base_model, "token_type_ids") and bool(
-        getattr(lm.config, "type_vocab_size", 0)
-    )
+def segments(lm: Any, b: Any) -> dict[str, torch.Tensor]:
+    """Segment ids where the model has a segment embedding (BERT), as its tokenizer gives them."""
+    if getattr(lm.config, "type_vocab_size", 0):
+        return {"token_type_ids": torch.zeros_like(b.input_ids)}
+    return {}
 
 
 def plan(lm: Any, ids: list[list[int]], bs: int, max_len: int) -> list[Any]:
     """workbench's own length-sorted plan; the token budget never binds before ``bs``."""
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    return list(wbx._batches(ids, bs * max_len, bs, pad, "right", _token_type(lm)))
+    return list(wbx._batches(ids, bs * max_len, bs, pad, "right"))
 
 
 _SORTED_BATCHES = wbx._batches
@@ -220,7 +220,7 @@ def make_hf(
                 out = model(
                     input_ids=b.input_ids,
                     attention_mask=b.attention_mask,
-                    **b.extra,
+                    **segments(lm, b),
                     output_hidden_states=True,
                     **kwargs,
                 )
@@ -273,7 +273,8 @@ def make_nnsight(
         acc = Pooled(lm.n_layers, len(texts), lm.d_model)
         with torch.inference_mode():
             for b in plan(lm, ids, bs, max_len):
-                inputs = {"input_ids": b.input_ids, "attention_mask": b.attention_mask, **b.extra}
+                inputs = {"input_ids": b.input_ids, "attention_mask": b.attention_mask,
+                          **segments(lm, b)}
                 saved = _nn_trace(model, blocks, inputs, lm.n_layers, as_kwargs)
                 states = [s if isinstance(s, torch.Tensor) else s[0] for s in saved]
                 acc.add(states, b.attention_mask, b.rows)
@@ -474,7 +475,7 @@ def bench_sorting(
     max_len = max(len(x) for x in ids)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     sorted_plan = plan(lm, ids, bs, max_len)
-    input_plan = list(input_order_batches(ids, bs * max_len, bs, pad, "right", False))
+    input_plan = list(input_order_batches(ids, bs * max_len, bs, pad, "right"))
     assert [sorted(b.rows) for b in input_plan] == [
         list(range(i, min(len(texts), i + bs))) for i in range(0, len(texts), bs)
     ]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import workbench as wb
-from workbench.inversion.tuned_lens import TunedLens, lens_report
+from workbench.lens.tuned import TunedLens, lens_report
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

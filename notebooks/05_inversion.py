@@ -38,16 +38,13 @@ from workbench.inversion import (
     HybridInverter,
     InverterConfig,
     ModelEmbedder,
-    Patchscope,
     SoftPrefixInverter,
     SoftPromptModel,
     TrainedCorrector,
-    TunedLens,
     evaluate_inversion,
     leakage_report,
-    lens_report,
-    logit_lens,
 )
+from workbench.lens import Patchscope, TunedLens, lens_report, logit_lens
 from workbench.viz import inversion_table, logit_lens_grid
 
 SENTENCES = int(os.environ.get("WB_NB_SENTENCES", "8"))

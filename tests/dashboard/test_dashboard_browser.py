@@ -17,8 +17,15 @@ from workbench.dashboard.testing import (
 )
 
 pytestmark = pytest.mark.slow
-PAGES = {"": "Runs", "probes": "Probes", "projection": "Projection", "lens": "Lens",
-         "inversion": "Inversion", "attribution": "Attribution", "pooling_lab": "Pooling lab"}
+PAGES = {
+    "": "Runs",
+    "probes": "Probes",
+    "projection": "Projection",
+    "lens": "Lens",
+    "inversion": "Inversion",
+    "attribution": "Attribution",
+    "pooling_lab": "Pooling lab",
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +61,20 @@ def _shot(page, artifacts, name: str) -> None:
     page.screenshot(path=str(artifacts / f"dashboard_{name}.png"), full_page=True)
 
 
+def test_server_listens_on_loopback_only(page, served_app) -> None:
+    """``workbench dashboard`` without ``--host`` binds 127.0.0.1 (no other interface), and
+    the browser reaches it there."""
+    psutil = pytest.importorskip("psutil")
+    port = int(served_app.rsplit(":", 1)[1])
+    listening = {
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+    assert listening == {"127.0.0.1"}
+    _open(page, served_app, "")
+
+
 def test_every_page_opens(page, served_app, artifacts) -> None:
     for path, title in PAGES.items():
         _open(page, served_app, path)
@@ -86,7 +107,8 @@ def test_probes_latlon_map_draws(page, served_app, artifacts) -> None:
     page.get_by_text("predicted vs true location").wait_for()
     wait_for_drawn(page, 2)  # curves, map
     chart = page.locator('[data-testid="stPlotlyChart"]').filter(
-        has_text="predicted vs true location")
+        has_text="predicted vs true location"
+    )
     assert chart.locator(".scatterlayer .trace .point").count() > 0
     _clean(page, "Probes with the lat/long map")
     _shot(page, artifacts, "probes_latlon")
@@ -104,22 +126,117 @@ def test_lens_typed_prompt(page, served_app, artifacts) -> None:
     _shot(page, artifacts, "lens_typed")
 
 
-def test_projection_select_point(page, served_app, artifacts) -> None:
+# pixel positions (page coordinates) of every point of the base traces of the first scatter,
+# with the row each one carries (customdata); overlay traces (rings) are left out
+POINTS_JS = """() => {
+  const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  const box = gd.getBoundingClientRect();
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  const rings = ['search matches', 'selection', 'neighbours', 'current item'];
+  const out = [];
+  for (const tr of gd._fullData) {
+    if (rings.includes(tr.name)) continue;
+    for (let i = 0; i < tr.x.length; i++) {
+      out.push([box.left + xa._offset + xa.l2p(tr.x[i]), box.top + ya._offset + ya.l2p(tr.y[i]),
+                Number(tr.customdata[i])]);
+    }
+  }
+  return out;
+}"""
+
+
+def _selection_size(page) -> int | None:
+    heading = page.get_by_role("heading", name="Selection:")
+    if not heading.count():
+        return None
+    return int(heading.first.inner_text().split(":")[1].split("item")[0])
+
+
+def test_projection_fast_slider_never_raises(page, served_app) -> None:
     _open(page, served_app, "projection")
-    wait_for_plots(page, 1)
-    _step_layer(page, "ArrowRight")
-    wait_for_plots(page, 1)
-    _clean(page, "Projection after moving the layer slider")
-    # box-select around the middle of the plot area: the selection reruns the page with a row
-    area = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first
-    box = area.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    wait_for_drawn(page, 1)
+    layer = slider(page, "Layer")
+    layer.focus()
+    for key in ["ArrowRight"] * 4 + ["ArrowLeft"] * 6 + ["ArrowRight"] * 3:  # no waiting
+        page.keyboard.press(key)
+    wait_for_script(page)
+    wait_for_drawn(page, 1)
+    _clean(page, "Projection after fast slider moves")
+
+
+def test_projection_click_selects_exactly_that_row(page, served_app, artifacts) -> None:
+    import numpy as np
+
+    _open(page, served_app, "projection")
+    wait_for_drawn(page, 1)
+    pts = np.asarray(page.evaluate(POINTS_JS))
+    # the most isolated point, so the click cannot land on a neighbour
+    d = np.hypot(pts[:, None, 0] - pts[None, :, 0], pts[:, None, 1] - pts[None, :, 1])
+    np.fill_diagonal(d, np.inf)
+    x, y, row = pts[int(np.argmax(d.min(axis=1)))]
+    page.mouse.move(x - 8, y - 8)
+    page.mouse.move(x, y, steps=4)  # hover first: WebGL traces pick the point on hover
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    wait_for_script(page)
+    page.get_by_text(f"row {int(row)} (layer").wait_for()
+    wait_for_script(page)
+    assert _selection_size(page) == 1
+    table = page.locator('[data-testid="stDataFrame"]').first
+    assert table.is_visible()
+    assert page.get_by_label("Row (or click a point above)").input_value() == str(int(row))
+    _clean(page, "Projection after a click")
+    _shot(page, artifacts, "projection_click")
+
+
+def _edge_distance(corners, points):
+    """``[n]`` distance of each point to the closed polygon's edges (pixels)."""
+    import numpy as np
+
+    a, b = corners, np.roll(corners, -1, axis=0)
+    ab = b - a
+    t = np.clip(((points[:, None] - a) * ab).sum(-1) / (ab * ab).sum(-1), 0, 1)
+    nearest = a + t[..., None] * ab
+    return np.linalg.norm(points[:, None] - nearest, axis=-1).min(axis=1)
+
+
+def test_projection_lasso_selects_the_points_inside(page, served_app, artifacts) -> None:
+    import numpy as np
+    from matplotlib.path import Path as Polygon
+
+    _open(page, served_app, "projection")
+    wait_for_drawn(page, 1)
+    page.locator(
+        '[data-testid="stPlotlyChart"] .modebar-btn[data-title="Lasso Select"]'
+    ).first.click()
+    pts = np.asarray(page.evaluate(POINTS_JS))
+    # a lasso around the middle of the cloud: an octagon, at least 80 px tall, scaled so that no
+    # point lies within 6 px of its edges (the browser's lasso path is sampled from mouse moves)
+    cx, cy = np.median(pts[:, 0]), np.median(pts[:, 1])
+    rx = max((np.percentile(pts[:, 0], 80) - np.percentile(pts[:, 0], 20)) / 2, 40.0)
+    ry = max((np.percentile(pts[:, 1], 80) - np.percentile(pts[:, 1], 20)) / 2, 40.0)
+    angles = np.linspace(0, 2 * np.pi, 9)[:-1]
+    for scale in (1.0, 0.9, 1.1, 0.8, 1.2, 0.7, 1.3, 0.6, 1.4):
+        corners = np.column_stack(
+            [cx + scale * rx * np.cos(angles), cy + scale * ry * np.sin(angles)]
+        )
+        if _edge_distance(corners, pts[:, :2]).min() > 6:
+            break
+    inside = {int(r) for r in pts[Polygon(corners).contains_points(pts[:, :2]), 2]}
+    assert len(inside) >= 2
+    page.mouse.move(*corners[0])
     page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=8)
+    for corner in [*corners[1:], corners[0]]:
+        page.mouse.move(*corner, steps=6)
     page.mouse.up()
     wait_for_script(page)
-    page.get_by_text("Top next tokens read at layer").wait_for()  # an item is shown
+    page.get_by_role("heading", name=f"Selection: {len(inside)} items", exact=True).wait_for()
     wait_for_script(page)
-    _clean(page, "Projection after selecting points")
-    _shot(page, artifacts, "projection_selected")
+    rows = page.evaluate("""() => {
+      const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+      const ring = gd._fullData.find(t => t.name === 'selection');
+      return ring ? Array.from(ring.customdata, Number) : [];
+    }""")
+    assert set(rows) == inside
+    _clean(page, "Projection after a lasso")
+    _shot(page, artifacts, "projection_lasso")

@@ -32,7 +32,8 @@ def test_next_token_completeness_and_contrast(tiny_llama):
     # the tiny models share a WordPiece tokenizer: [CLS] is special and stays in the reference
     assert not a.kept_first and a.tokens[0] == "[CLS]" and a.scores[0] == 0.0
     assert a.tokens == tiny_llama.tokenizer.convert_ids_to_tokens(
-        tiny_llama.tokenizer(TEXT)["input_ids"])
+        tiny_llama.tokenizer(TEXT)["input_ids"]
+    )
     for (s, e), tok in zip(a.offsets, a.tokens, strict=True):
         assert TEXT[s:e] == ("" if tok in ("[CLS]", "[SEP]") else tok.removeprefix("##"))
     c = attribute_next_token(tiny_llama, TEXT, "paris", foil="london", n_steps=32)
@@ -55,8 +56,9 @@ def test_probe_output_matches_extracted_activations(tmp_path, tiny_llama, poolin
     from workbench.probing import LogisticProbe
 
     texts = [f"the city of town{i} is in land{i % 3}." for i in range(12)] + [TEXT]
-    store = wb.extract(tiny_llama, texts, layers=[2], pooling=pooling, out=tmp_path / pooling,
-                       progress=False)
+    store = wb.extract(
+        tiny_llama, texts, layers=[2], pooling=pooling, out=tmp_path / pooling, progress=False
+    )
     X = store.layer(2, pooling)
     y = np.arange(len(X)) % 2
     probe = LogisticProbe().fit(X, y)
@@ -70,8 +72,9 @@ def test_probe_output_matches_extracted_activations(tmp_path, tiny_llama, poolin
 def test_similarity_on_an_encoder(tmp_path, tiny_bert):
     b_text = "paris is a city in france."
     a, b = attribute_similarity(tiny_bert, TEXT, b_text, pooling="mean", n_steps=32)
-    store = wb.extract(tiny_bert, [TEXT, b_text], layers=[-1], pooling="mean", out=tmp_path / "s",
-                       progress=False)
+    store = wb.extract(
+        tiny_bert, [TEXT, b_text], layers=[-1], pooling="mean", out=tmp_path / "s", progress=False
+    )
     e = store.layer(-1, "mean")
     cos = float(e[0] @ e[1] / np.linalg.norm(e[0]) / np.linalg.norm(e[1]))
     assert a.output == pytest.approx(cos, abs=1e-4) and b.output == pytest.approx(cos, abs=1e-4)
@@ -103,3 +106,35 @@ def test_bad_input(tiny_llama, tiny_bert):
 
     with pytest.raises(LayerOutOfRangeError):
         attribute_probe(tiny_llama, TEXT, np.ones(32), layer=9)
+
+
+def test_until_converged_doubles_steps_to_the_tolerance(tiny_llama):
+    """From 2 steps, n_steps doubles until the relative delta is under the tolerance: the
+    result's steps are the first power-of-two multiple that converges (checked by direct calls),
+    and a budget too small returns the last try with its (large) delta and a warning."""
+    import warnings
+
+    from workbench.attribution import attribute_until_converged, worst_delta
+
+    def run(n: int) -> Attribution:
+        return attribute_next_token(tiny_llama, TEXT, "paris", n_steps=n)
+
+    tol = 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = attribute_until_converged(run, n_steps=2, max_steps=256, tolerance=tol)
+        assert got.relative_delta < tol
+        tried = [run(n) for n in (2, 4, 8, 16, 32, 64, 128) if n < got.n_steps]
+    assert all(a.relative_delta >= tol for a in tried)
+    assert got.n_steps == 2 ** (len(tried) + 1)
+    short = attribute_until_converged(run, n_steps=2, max_steps=2, tolerance=1e-9)
+    assert short.n_steps == 2 and worst_delta(short) >= 1e-9
+    pair = attribute_until_converged(
+        lambda n: attribute_similarity(tiny_llama, TEXT, "paris is a city", n_steps=n),
+        n_steps=4,
+        max_steps=64,
+        tolerance=0.05,
+    )
+    assert len(pair) == 2 and (worst_delta(pair) < 0.05 or pair[0].n_steps == 64)
+    with pytest.raises(ValueError, match="n_steps"):
+        attribute_until_converged(run, n_steps=64, max_steps=32)

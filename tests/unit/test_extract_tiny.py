@@ -175,8 +175,21 @@ def test_encoder_last_layer_is_the_last_block_output(tiny, store, reference):
 # -- (b) attention / MLP / block outputs equal hand-placed forward hooks ------------------------
 
 
+# The last projection of each sublayer, named by hand per architecture (not the code's
+# attn_path / mlp_path): its output is the sublayer's own output before the residual add
+# (TransformerLens semantics); the dropout after it is the identity in eval mode.
+SUBLAYER_PROJECTIONS = {
+    "LlamaForCausalLM": ("self_attn.o_proj", "mlp.down_proj"),
+    "GPT2LMHeadModel": ("attn.c_proj", "mlp.c_proj"),
+    "BertModel": ("attention.output.dense", "output.dense"),
+}
+
+
 def manual_hook_states(lm, ids: list[int]) -> dict[str, torch.Tensor]:
-    """Outputs of every block's attention, MLP and block, ``[T, d]``, by plain forward hooks."""
+    """Outputs of every block's attention and MLP (before the residual add) and of every block,
+    ``[T, d]``, by plain forward hooks on the modules named in ``SUBLAYER_PROJECTIONS``."""
+    assert not lm.model.training  # dropout must be the identity for the reference to hold
+    attn, mlp = SUBLAYER_PROJECTIONS[type(lm.model).__name__]
     seen: dict[str, torch.Tensor] = {}
 
     def keep(name):
@@ -189,12 +202,10 @@ def manual_hook_states(lm, ids: list[int]) -> dict[str, torch.Tensor]:
     handles = []
     for b, block in enumerate(lm.blocks):
         handles.append(
-            block.get_submodule(lm.attn_path).register_forward_hook(
-                keep(f"blocks.{b}.hook_attn_out")
-            )
+            block.get_submodule(attn).register_forward_hook(keep(f"blocks.{b}.hook_attn_out"))
         )
         handles.append(
-            block.get_submodule(lm.mlp_path).register_forward_hook(keep(f"blocks.{b}.hook_mlp_out"))
+            block.get_submodule(mlp).register_forward_hook(keep(f"blocks.{b}.hook_mlp_out"))
         )
         handles.append(block.register_forward_hook(keep(f"blocks.{b}.hook_resid_post")))
     try:

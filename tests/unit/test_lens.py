@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from workbench.errors import LayerOutOfRangeError, ModelStructureError, PoolingError
-from workbench.inversion.lens import LogitLens, TargetTokenError, logit_lens
-from workbench.inversion.patchscopes import Patchscope
-from workbench.inversion.tuned_lens import (
+from workbench.lens.logit import LogitLens, TargetTokenError, logit_lens
+from workbench.lens.patchscopes import Patchscope
+from workbench.lens.tuned import (
     CHECKPOINT,
     CONFIG,
     LensCheckpointError,

@@ -14,6 +14,14 @@ from workbench.errors import (
 )
 from workbench.models import BUNDLED, BundledModel, bundled_models, find_blocks
 
+# Where hook_attn_out / hook_mlp_out are read: the sublayer's own output, before the residual
+# add. BERT's post-LN sublayers end in LayerNorm(dropout(dense(x)) + residual): the dropout's.
+SUBLAYER_PATHS = {
+    "llama": ("self_attn", "mlp"),
+    "gpt2": ("attn", "mlp"),
+    "bert": ("attention.output.dropout", "output.dropout"),
+}
+
 EXPECTED = {
     # arch: (class, kind, blocks_path, attn_path, mlp_path, final_norm)
     "llama": ("LlamaForCausalLM", "decoder", "model.layers", "self_attn", "mlp", True),
@@ -56,10 +64,14 @@ def test_hook_points_and_modules(arch, tiny):
     assert ("ln_final.hook_normalized" in names) is tiny.final_norm
     module, where = tiny.hook_module("hook_embed")
     assert (module, where) == (tiny.blocks[0], "input")
+    attn, mlp = SUBLAYER_PATHS[arch]
+    assert tiny.sublayer_paths == {"attn_out": attn, "mlp_out": mlp}
     module, where = tiny.hook_module("blocks.1.hook_attn_out")
-    assert module is tiny.blocks[1].get_submodule(tiny.attn_path) and where == "output"
+    assert module is tiny.blocks[1].get_submodule(attn) and where == "output"
     module, where = tiny.hook_module("blocks.2.hook_mlp_out")
-    assert module is tiny.blocks[2].get_submodule(tiny.mlp_path) and where == "output"
+    assert module is tiny.blocks[2].get_submodule(mlp) and where == "output"
+    module, where = tiny.hook_module("blocks.2.hook_resid_pre")
+    assert module is tiny.blocks[2] and where == "input"
     module, where = tiny.hook_module("blocks.0.hook_resid_post")
     assert module is tiny.blocks[0] and where == "output"
     with pytest.raises(LayerOutOfRangeError, match="blocks 0..2"):
@@ -69,6 +81,7 @@ def test_hook_points_and_modules(arch, tiny):
 def test_describe_records_the_structure(tiny):
     info = tiny.describe()
     assert info["blocks_path"] == tiny.blocks_path
+    assert info["sublayer_paths"] == tiny.sublayer_paths
     assert info["n_layers"] == 3 and info["d_model"] == 32
     assert info["dtype"] == "float32"
     assert info["weights_fingerprint"] == tiny.weights_fingerprint

@@ -56,8 +56,10 @@ def test_pca_shapes_and_determinism(X, k):
 
 
 def test_tsne_and_umap_shapes_determinism_and_transform(X):
-    for est in (TSNEProjection(perplexity=10, max_iter=250, pca_components=10, random_state=3),
-                UMAPProjection(n_neighbors=8, n_epochs=50, pca_components=10, random_state=3)):
+    for est in (
+        TSNEProjection(perplexity=10, max_iter=250, pca_components=10, random_state=3),
+        UMAPProjection(n_neighbors=8, n_epochs=50, pca_components=10, random_state=3),
+    ):
         Y = est.fit_transform(X)
         assert Y.shape == (len(X), 2) and est.reduced_.shape == (len(X), 10)
         again = clone(est).fit_transform(X)
@@ -75,8 +77,12 @@ def test_three_d_tsne(X):
 def test_sklearn_contract(X):
     pipe = make_pipeline(StandardScaler(), PCAProjection(2))
     assert pipe.fit_transform(X).shape == (len(X), 2)
-    assert set(PCAProjection().get_params()) == {"n_components", "scale", "svd_solver",
-                                                  "random_state"}
+    assert set(PCAProjection().get_params()) == {
+        "n_components",
+        "scale",
+        "svd_solver",
+        "random_state",
+    }
 
 
 def _check_alignment(aligned):
@@ -144,8 +150,10 @@ def test_save_load_round_trip(tmp_path, X):
         "axes": ProbeAxes(direction=np.ones(X.shape[1])).fit(X),
     }.items():
         save_projection(est, tmp_path / name, meta={"what": name})
-        assert {p.name for p in (tmp_path / name).iterdir()} == {"config.json",
-                                                                  "arrays.safetensors"}
+        assert {p.name for p in (tmp_path / name).iterdir()} == {
+            "config.json",
+            "arrays.safetensors",
+        }
         back = load_projection(tmp_path / name)
         assert type(back) is type(est) and back.get_params().keys() == est.get_params().keys()
         inp = data if name == "aligned" else X[:7]
@@ -160,30 +168,32 @@ def test_probe_axes_separate_classes():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
     X = rng.normal(size=(200, 16)) * np.r_[5.0, np.ones(15)]  # big variance on dim 0 ...
-    X[:, 3] += 3.0 * (2 * y - 1)                                # ... truth lives on dim 3
+    X[:, 3] += 3.0 * (2 * y - 1)  # ... truth lives on dim 3
     probe = MassMeanProbe().fit(X, y)
     axes = ProbeAxes(direction=probe).fit(X)
     Y = axes.embedding_
     np.testing.assert_allclose(axes.components_ @ axes.components_.T, np.eye(2), atol=1e-5)
-    assert Y[y == 1, 0].mean() - Y[y == 0, 0].mean() > 5.0     # x separates the classes
+    assert Y[y == 1, 0].mean() - Y[y == 0, 0].mean() > 5.0  # x separates the classes
     assert abs(Y[y == 1, 1].mean() - Y[y == 0, 1].mean()) < 1.0  # y (PC1 of the rest) does not
-    assert abs(axes.components_[1, 0]) > 0.9                    # and it is the high-variance dim
+    assert abs(axes.components_[1, 0]) > 0.9  # and it is the high-variance dim
 
 
 def test_project_store_caches(tmp_path, tiny_llama):
     import workbench as wb
 
     texts = [f"The city number {i} is in country {i % 7}." for i in range(40)]
-    store = wb.extract(tiny_llama, texts, layers="all", pooling="mean,last", out=tmp_path / "run",
-                       progress=False)
+    store = wb.extract(
+        tiny_llama, texts, layers="all", pooling="mean,last", out=tmp_path / "run", progress=False
+    )
     first = project_store(store, "pca", pooling="mean")
     assert first.embeddings.shape == (4, 40, 2) and not first.cached
     assert first.layers == [0, 1, 2, 3] and first.path.parent == tmp_path / "run" / "projections"
     again = project_store(store, "pca", pooling="mean")
     assert again.cached and again.key == first.key
     np.testing.assert_array_equal(again.embeddings, first.embeddings)
-    other = project_store(store, "pca", pooling="mean", rows=slice(0, 30),
-                          cache_dir=tmp_path / "cache")
+    other = project_store(
+        store, "pca", pooling="mean", rows=slice(0, 30), cache_dir=tmp_path / "cache"
+    )
     assert other.key != first.key and other.embeddings.shape == (4, 30, 2)
     assert other.path.parent == tmp_path / "cache"
     refit = project_store(store, "pca", pooling="mean", refit=True)
@@ -194,8 +204,19 @@ def test_project_store_caches(tmp_path, tiny_llama):
 
     from workbench.cli.main import app
 
-    out = CliRunner().invoke(app, ["project", "map", str(tmp_path / "run"), "--pooling", "mean",
-                                   "--out", str(tmp_path / "fig"), "--no-png"])
+    out = CliRunner().invoke(
+        app,
+        [
+            "project",
+            "map",
+            str(tmp_path / "run"),
+            "--pooling",
+            "mean",
+            "--out",
+            str(tmp_path / "fig"),
+            "--no-png",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "reused cached projection" in out.output and (tmp_path / "fig.html").is_file()
 
@@ -211,8 +232,11 @@ def test_bad_input(X):
         PCAProjection().fit(bad)
     const = X.copy()
     const[:, 5] = 1.0
-    with pytest.raises(ProjectionInputError, match=r"columns are constant \(columns \[5\]\).*"
-                                                   r"scale=False"):
+    with pytest.raises(
+        ProjectionInputError,
+        match=r"columns are constant \(columns \[5\]\).*"
+        r"scale=False",
+    ):
         PCAProjection(scale=True).fit(const)
     PCAProjection().fit(const)  # unscaled, a constant column is harmless
     with pytest.raises(ProjectionInputError, match="identical"):
@@ -248,3 +272,37 @@ def test_degenerate_layer_is_drawn_at_the_origin(tmp_path):
     assert load_projection(tmp_path / "p").projections_[0] is None
     with pytest.raises(ProjectionInputError, match="another reference"):
         AlignedProjection("pca", reference=0).fit(data)
+
+
+def test_umap_reuses_one_knn_graph(X, monkeypatch):
+    """Refitting the same rows with other UMAP settings or another init searches neighbours
+    once; the graph agrees with an exact scikit-learn kNN search."""
+    import umap
+    from sklearn.neighbors import NearestNeighbors
+
+    from workbench.projection import _estimators
+
+    calls = []
+    real = umap.umap_.nearest_neighbors
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(umap.umap_, "nearest_neighbors", counting)
+    monkeypatch.setattr(_estimators, "_KNN", {})
+    Xs = X + 0.5  # rows no other test fitted in this process
+    a = UMAPProjection(n_neighbors=8, n_epochs=30, pca_components=10, random_state=5).fit(Xs)
+    UMAPProjection(n_neighbors=8, n_epochs=30, min_dist=0.5, pca_components=10, random_state=5).fit(
+        Xs
+    )
+    UMAPProjection(
+        n_neighbors=8, n_epochs=30, pca_components=10, random_state=5, init=a.embedding_
+    ).fit(Xs)
+    assert calls == [8]
+    UMAPProjection(n_neighbors=10, n_epochs=30, pca_components=10, random_state=5).fit(Xs)
+    assert calls == [8, 10]  # another neighbourhood size: a new search
+    idx, _ = next(v for k, v in _estimators._KNN.items() if k[2] == 8)
+    exact = NearestNeighbors(n_neighbors=8).fit(a.reduced_).kneighbors(a.reduced_)[1]
+    overlap = np.mean([len(set(r) & set(e)) / 8 for r, e in zip(idx, exact, strict=True)])
+    assert overlap > 0.95

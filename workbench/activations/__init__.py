@@ -1,13 +1,16 @@
-"""Hook names, poolings, extraction and the on-disk activation store."""
+"""Poolings, extraction, the on-disk activation store and ``StoreLike``, what sweeps and
+projections read (hook names live in ``workbench.models.hook_names``; re-exported here)."""
 
-from . import hook_names
+from ..models import hook_names
 from .pooling import TEMPLATES, Pooling, parse_poolings, pool
 from .store import ActivationStore, TokenInfo
+from .storelike import StoreLike
 
 __all__ = [
     "TEMPLATES",
     "ActivationStore",
     "Pooling",
+    "StoreLike",
     "TokenInfo",
     "extract",
     "hook_names",

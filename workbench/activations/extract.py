@@ -11,7 +11,6 @@ What makes it fast and exact:
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -20,8 +19,8 @@ import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import settings
 from .._version import __version__
 from ..errors import (
     ContextLengthError,
@@ -38,7 +38,9 @@ from ..errors import (
     WorkbenchError,
     arg,
 )
-from . import hook_names
+from ..models import hook_names
+from ..models.hooks import eval_mode, forward_inputs, read, run, stop_after
+from ..settings import runs_dir
 from .pooling import (
     POOL_OVER,
     Pooling,
@@ -56,10 +58,6 @@ log = logging.getLogger(__name__)
 _FP16_MAX = float(np.finfo(np.float16).max)
 
 
-class _StopForward(Exception):
-    """Raised by the hook of the deepest requested point: the rest of the forward is skipped."""
-
-
 @dataclass
 class _Batch:
     """A padded batch: rows (shard-local indices), ``input_ids``/``attention_mask`` ``[b, t]``."""
@@ -68,63 +66,37 @@ class _Batch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     pool_mask: torch.Tensor
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class _Capture:
-    """Hooks that pool each requested hook point as the forward passes it.
+    """Pools each requested hook point as the forward passes it (``read``), and stops the
+    forward after the deepest one (``stop_after``); hooks are removed on exit.
 
-    Used as a context manager: hooks are registered on enter and removed in ``finally``.
     ``results[hook][pooling]`` is ``[batch, d]``, or ``[real_tokens, d]`` for ``tokens``.
     Pooled vectors read ``pool_mask`` (the text's tokens, or every real token); ``tokens`` keeps
     every real token of ``mask``.
     """
 
-    def __init__(self, lm: Any, hooks: list[str], poolings: list[Pooling]) -> None:
+    def __init__(self, lm: Any, names: list[str], poolings: list[Pooling]) -> None:
         self.lm = lm
-        self.hooks = hooks
+        self.names = names
         self.poolings = poolings
         order = lm.hook_points()
-        self.last = max(hooks, key=order.index)
+        self.last = max(names, key=order.index)
         self.mask: torch.Tensor | None = None
         self.pool_mask: torch.Tensor | None = None
         self.results: dict[str, dict[str, torch.Tensor]] = {}
-        self._handles: list[Any] = []
+        self._stack = ExitStack()
 
     def __enter__(self) -> _Capture:
-        try:
-            for name in self.hooks:
-                module, where = self.lm.hook_module(name)
-                if where == "input":
-                    handle = module.register_forward_pre_hook(self._pre_hook(name), with_kwargs=True)
-                else:
-                    handle = module.register_forward_hook(self._post_hook(name))
-                self._handles.append(handle)
-        except BaseException:
-            self.remove()
-            raise
+        with ExitStack() as stack:
+            stack.enter_context(read(self.lm, self.names, self._record))
+            stack.enter_context(stop_after(self.lm, self.last))
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.remove()
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-
-    def _pre_hook(self, name: str) -> Any:
-        def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            hidden = args[0] if args else kwargs["hidden_states"]
-            self._record(name, hidden)
-
-        return hook
-
-    def _post_hook(self, name: str) -> Any:
-        def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-            self._record(name, _first_tensor(output))
-
-        return hook
+        self._stack.close()
 
     def _record(self, name: str, hidden: torch.Tensor) -> None:
         assert self.mask is not None and self.pool_mask is not None
@@ -132,30 +104,10 @@ class _Capture:
         for p in self.poolings:
             out[p.name] = hidden[self.mask].float() if p.ragged else pool(hidden, self.pool_mask, p)
         self.results[name] = out
-        if name == self.last:
-            raise _StopForward
-
-
-def _first_tensor(output: Any) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)):
-        return output[0]
-    return output[0]  # ModelOutput
-
-
-def _accepts(module: torch.nn.Module, arg: str) -> bool:
-    params = inspect.signature(module.forward).parameters
-    return arg in params
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", Path(text).name).strip("-").lower()[:40] or "run"
-
-
-def default_runs_dir() -> Path:
-    """Where runs go when ``out`` is not given: ``$WORKBENCH_RUNS`` or ``./runs``."""
-    return Path(os.environ.get("WORKBENCH_RUNS", "runs"))
 
 
 def _as_dataset(data: Any, text_column: str | None, label_columns: Sequence[str] | None) -> Any:
@@ -282,7 +234,7 @@ def extract(
             from .ray_engine import run_shards
 
             new_metas = run_shards(
-                plan, address=ray_address, num_workers=num_workers, worker_cpus=worker_cpus,
+                plan, compute_shard, address=ray_address, num_workers=num_workers, worker_cpus=worker_cpus,
                 threads=threads, progress=progress,
             )
         else:
@@ -466,8 +418,13 @@ def plan_run(
         "storage_dtype": storage_dtype,
         "shard_size": shard_size,
     }
+    # Where attention / MLP outputs are read, when that is not the sublayer module itself (BERT's
+    # post-LN blocks): a store read at the module's output (before this was fixed) is another run.
+    moved = {c: p for c, p in lm.sublayer_paths.items() if p not in (lm.attn_path, lm.mlp_path)}
+    if moved and any(hook_names.parse_hook(h)[1] in moved for h in hooks):
+        identity["sublayer_paths"] = moved
     if out is None:
-        out = default_runs_dir() / (
+        out = runs_dir() / (
             f"{_slug(lm.name)}-{_slug(dataset.name)}-{identity_hash(identity)[:8]}"
         )
     n = len(dataset)
@@ -629,25 +586,21 @@ def _missing_labels(dataset: Any) -> dict[str, int]:
 
 def _run_local(plan: RunPlan, threads: int | None, progress: bool) -> list[dict[str, Any]]:
     """Compute the shards left in this process, one after the other; returns their markers."""
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    plan.manifest["extraction"]["threads"] = torch.get_num_threads()
     plan.manifest["extraction"]["engine"] = {"name": "local"}
     shard_metas: list[dict[str, Any]] = []
     done_rows = sum(m["stop"] - m["start"] for m in plan.done)
-    bar = _progress(plan.n_rows, done_rows, progress, plan.lm.name)
-    try:
-        for index in plan.todo:
-            start, stop = plan.bounds(index)
-            texts = plan.dataset.texts[start:stop]
-            shard_metas.append(compute_shard(plan.lm, texts, start, index, plan.spec,
-                                             plan.writer, bar))
-    finally:
-        if bar is not None:
-            bar.close()
-        if threads is not None:
-            torch.set_num_threads(previous_threads)
+    with settings.threads(threads) as n_threads:
+        plan.manifest["extraction"]["threads"] = n_threads
+        bar = _progress(plan.n_rows, done_rows, progress, plan.lm.name)
+        try:
+            for index in plan.todo:
+                start, stop = plan.bounds(index)
+                texts = plan.dataset.texts[start:stop]
+                shard_metas.append(compute_shard(plan.lm, texts, start, index, plan.spec,
+                                                 plan.writer, bar))
+        finally:
+            if bar is not None:
+                bar.close()
     return shard_metas
 
 
@@ -739,7 +692,6 @@ def _batches(
     max_batch_size: int,
     pad_id: int,
     padding_side: str,
-    token_type: bool,
     scopes: list[list[bool]] | None = None,
 ) -> Iterator[_Batch]:
     """Length-sorted batches (longest first) of at most ``batch_tokens`` padded tokens."""
@@ -759,24 +711,13 @@ def _batches(
             input_ids[b, at] = seq
             mask[b, at] = 1
             pool_mask[b, at] = torch.tensor(scopes[r]) if scopes is not None else True
-        extra = {"token_type_ids": torch.zeros_like(input_ids)} if token_type else {}
-        yield _Batch(rows, input_ids, mask, pool_mask, extra)
-
-
-@contextmanager
-def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
+        yield _Batch(rows, input_ids, mask, pool_mask)
 
 
 def _run_shard(
     lm: Any,
     texts: list[str],
-    hooks: list[str],
+    names: list[str],
     poolings: list[Pooling],
     template: str | None,
     pool_over: str,
@@ -806,46 +747,29 @@ def _run_shard(
             text_token_mask(o, apply_template(template, t)[1], len(t))
             for o, t in zip(offsets, texts, strict=True)
         ]
-    n, d, h = len(texts), lm.d_model, len(hooks)
+    n, d, h = len(texts), lm.d_model, len(names)
     dtype = np.float16 if storage_dtype == "float16" else np.float32
     pooled = {p.name: np.empty((h, n, d), dtype=dtype) for p in poolings if not p.ragged}
     ragged = {p.name: np.empty((h, int(splits[-1]), d), dtype=dtype) for p in poolings if p.ragged}
     base = lm.base_model
-    kwargs: dict[str, Any] = {}
-    if _accepts(base, "use_cache"):
-        kwargs["use_cache"] = False
-    pass_positions = _accepts(base, "position_ids")
-    # Segment ids only where the model has a segment embedding (BERT's type_vocab_size):
-    # GPT-2 also accepts token_type_ids but embeds them with its token embedding, so
-    # passing zeros there would add the embedding of token 0 to every position.
-    token_type = _accepts(base, "token_type_ids") and bool(
-        getattr(lm.config, "type_vocab_size", 0)
-    )
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     device = lm.device
     n_fp16_overflow = 0
     n_nan = 0
     done_tokens = 0
-    with _eval_mode(lm.model), torch.inference_mode(), _Capture(lm, hooks, poolings) as capture:
-        for batch in _batches(
-            ids, batch_tokens, max_batch_size, pad_id, padding_side, token_type, scopes
-        ):
-            mask = batch.attention_mask.to(device)
-            inputs = {"input_ids": batch.input_ids.to(device), "attention_mask": mask}
-            inputs.update({k: v.to(device) for k, v in batch.extra.items()})
-            if pass_positions:
-                inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-            capture.mask = mask.bool()
+    with (
+        eval_mode(lm.model),
+        torch.inference_mode(),
+        _Capture(lm, names, poolings) as capture,
+    ):
+        for batch in _batches(ids, batch_tokens, max_batch_size, pad_id, padding_side, scopes):
+            inputs = forward_inputs(lm, batch.input_ids, batch.attention_mask)
+            capture.mask = inputs["attention_mask"].bool()
             capture.pool_mask = batch.pool_mask.to(device) & capture.mask
             capture.results = {}
-            try:
-                output = base(**inputs, **kwargs)
-                if hook_names.FINAL_NORM in hooks and hook_names.FINAL_NORM not in capture.results:
-                    capture._record(hook_names.FINAL_NORM, _first_tensor(output))
-            except _StopForward:
-                pass
+            run(base, inputs)
             rows = np.asarray(batch.rows)
-            for j, name in enumerate(hooks):
+            for j, name in enumerate(names):
                 result = capture.results[name]
                 for p_name, target in pooled.items():
                     values = result[p_name].cpu().numpy()

@@ -28,14 +28,17 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import MissingDependencyError, WorkbenchError
-from .extract import RunPlan, ShardSpec, compute_shard
 from .store import SHARDS, StoreWriter
+
+if TYPE_CHECKING:  # types only: extract imports this module to run its shards
+    from .extract import RunPlan, ShardSpec
 
 #: Test hook: ``exit-once:FLAG_FILE`` makes the first actor that takes a shard exit hard (as if
 #: killed) after creating FLAG_FILE; ``raise:K`` makes shard K fail with an error.
@@ -186,16 +189,16 @@ class _ShardWorker:
         model_args: dict[str, Any],
         fingerprint: str,
         spec: ShardSpec,
+        compute: Callable[..., dict[str, Any]],
         out: str,
         threads: int,
         fault: str | None,
     ) -> None:
-        import torch
-
         from ..models import load_model
+        from ..settings import set_threads
 
         self.started = time.time()
-        torch.set_num_threads(threads)
+        set_threads(threads)  # the actor's process is this worker's alone
         self.threads = threads
         if not (Path(out) / "manifest.json").is_file():
             raise RayEngineError(
@@ -209,6 +212,7 @@ class _ShardWorker:
                 "weights than the driver's: install the same model files on every node"
             )
         self.spec = spec
+        self.compute = compute
         self.writer = _ShardWriter(out)
         self.fault = fault
         self.ready = time.time()
@@ -219,7 +223,7 @@ class _ShardWorker:
             self._maybe_fail(int(row["index"]))
             t0 = time.time()
             worker = {"host": socket.gethostname(), "pid": os.getpid(), "threads": self.threads}
-            meta = compute_shard(self.lm, row["texts"], int(row["start"]), int(row["index"]),
+            meta = self.compute(self.lm, row["texts"], int(row["start"]), int(row["index"]),
                                  self.spec, self.writer, extra={"worker": worker})
             timing = {"t0": t0, "t1": time.time(), "actor_started": self.started,
                       "actor_ready": self.ready}
@@ -264,6 +268,7 @@ def _model_args(lm: Any, device: str) -> dict[str, Any]:
 
 def run_shards(
     plan: RunPlan,
+    compute: Callable[..., dict[str, Any]],
     *,
     address: str | None = None,
     num_workers: int | None = None,
@@ -275,6 +280,8 @@ def run_shards(
 
     Args:
         plan: from ``extract.plan_run`` (run folder opened, rows written, shards left listed).
+        compute: ``extract.compute_shard``, which each actor runs per shard (passed in, so this
+            module does not import ``extract``, which imports it).
         address: Ray cluster (``"auto"``, ``"ray://head:10001"``); None: the running session or
             a new local cluster.
         num_workers: actors, i.e. model replicas (default: cluster GPUs for a CUDA model, else
@@ -322,6 +329,7 @@ def run_shards(
                 "model_args": _model_args(lm, "cuda" if cuda else "cpu"),
                 "fingerprint": plan.manifest["identity"]["weights_fingerprint"],
                 "spec": plan.spec,
+                "compute": compute,
                 "out": str(plan.writer.path.resolve()),
                 "threads": threads,
                 "fault": fault,

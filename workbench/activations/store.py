@@ -471,11 +471,13 @@ class ActivationStore:
             self._shards = [read_json(m, "shard marker", fix) for m in markers]
         return self._shards
 
-    def _array(self, shard: dict[str, Any], key: str) -> np.ndarray:
+    def shard_array(self, shard: dict[str, Any], key: str) -> np.ndarray:
+        """The memory-mapped ``key`` array of committed shard ``shard``."""
         name = f"{shard['index']:05d}.{key}.npy"
         return np.load(self.path / SHARDS / name, mmap_mode="r", allow_pickle=False)
 
-    def _row_index(self, rows: RowSelection) -> np.ndarray:
+    def row_index(self, rows: RowSelection) -> np.ndarray:
+        """Row indices ``[k]`` (non-negative, in order given) from ``None`` (all), a slice or indices."""
         if rows is None:
             return np.arange(self.n_rows)
         if isinstance(rows, slice):
@@ -488,7 +490,8 @@ class ActivationStore:
             )
         return idx % self.n_rows
 
-    def _hook_index(self, layers: Any, hook_points: Sequence[str] | str | None) -> list[int]:
+    def hook_index(self, layers: Any, hook_points: Sequence[str] | str | None) -> list[int]:
+        """Positions in ``hook_points`` of the selected layers or hook points (None: all)."""
         if layers is not None and hook_points is not None:
             raise StoreSelectionError("pass layers= or hook_points=, not both")
         if hook_points is not None:
@@ -501,7 +504,7 @@ class ActivationStore:
             return [self.hook_points.index(n) for n in names]
         if layers is None:
             return list(range(len(self.hook_points)))
-        from .hook_names import normalize_layers
+        from ..models.hook_names import normalize_layers
 
         n_layers = int(self.manifest["model"]["n_layers"])
         wanted = normalize_layers(layers, n_layers, self.manifest["model"]["spec"])
@@ -513,7 +516,8 @@ class ActivationStore:
             )
         return [self.hook_points.index(self.layers[layer]) for layer in wanted]
 
-    def _pooling(self, pooling: str) -> Pooling:
+    def pooling(self, pooling: str) -> Pooling:
+        """The stored ``Pooling`` named ``pooling``."""
         for p in self.poolings:
             if p.name == pooling:
                 return p
@@ -541,16 +545,16 @@ class ActivationStore:
             rows: row indices or a slice; None for all rows.
             as_torch: return a ``torch.Tensor`` instead of a numpy array.
         """
-        p = self._pooling(pooling)
+        p = self.pooling(pooling)
         if p.ragged:
             raise StoreSelectionError(
                 "pooling 'tokens' is stored per token: use token_states(row) instead"
             )
-        hooks = self._hook_index(layers, hook_points)
-        idx = self._row_index(rows)
+        hooks = self.hook_index(layers, hook_points)
+        idx = self.row_index(rows)
         parts = []
         for shard, local, positions in self._split_rows(idx):
-            arr = self._array(shard, p.filename)  # [hooks, rows, d] memmap
+            arr = self.shard_array(shard, p.filename)  # [hooks, rows, d] memmap
             block = arr[hooks][:, local] if len(hooks) < arr.shape[0] else arr[:, local]
             parts.append((positions, np.moveaxis(block, 0, 1)))
         out = np.empty(
@@ -591,7 +595,7 @@ class ActivationStore:
 
     # -- tokens --------------------------------------------------------------------------------
     def _shard_of(self, row: int) -> tuple[dict[str, Any], int]:
-        row = int(self._row_index([row])[0])
+        row = int(self.row_index([row])[0])
         for shard in self.shards:
             if shard["start"] <= row < shard["stop"]:
                 return shard, row - shard["start"]
@@ -600,18 +604,18 @@ class ActivationStore:
     def tokens(self, row: int) -> TokenInfo:
         """Token ids, strings and character offsets of one row."""
         shard, local = self._shard_of(row)
-        splits = self._array(shard, "row_splits")
+        splits = self.shard_array(shard, "row_splits")
         a, b = int(splits[local]), int(splits[local + 1])
         strings_file = self.path / SHARDS / f"{shard['index']:05d}.token_strings.json"
         strings = json.loads(strings_file.read_text())[local]
-        text = self.rows[int(self._row_index([row])[0])]["text"]
+        text = self.rows[int(self.row_index([row])[0])]["text"]
         from .pooling import apply_template
 
         model_input, start = apply_template(self.manifest["extraction"]["template"], text)
         return TokenInfo(
-            ids=np.asarray(self._array(shard, "token_ids")[a:b]),
+            ids=np.asarray(self.shard_array(shard, "token_ids")[a:b]),
             strings=strings,
-            offsets=np.asarray(self._array(shard, "token_offsets")[a:b]),
+            offsets=np.asarray(self.shard_array(shard, "token_offsets")[a:b]),
             model_input=model_input,
             text_start=start,
         )
@@ -620,12 +624,12 @@ class ActivationStore:
         self, row: int, *, layers: Any = None, hook_points: Sequence[str] | str | None = None
     ) -> np.ndarray:
         """Per-token vectors of one row, ``[n_tokens, hook_points, d_model]`` (needs ``tokens``)."""
-        p = self._pooling("tokens")
-        hooks = self._hook_index(layers, hook_points)
+        p = self.pooling("tokens")
+        hooks = self.hook_index(layers, hook_points)
         shard, local = self._shard_of(row)
-        splits = self._array(shard, "row_splits")
+        splits = self.shard_array(shard, "row_splits")
         a, b = int(splits[local]), int(splits[local + 1])
-        arr = self._array(shard, p.filename)
+        arr = self.shard_array(shard, p.filename)
         return np.moveaxis(np.asarray(arr[hooks, a:b]), 0, 1)
 
     # -- integrity -----------------------------------------------------------------------------

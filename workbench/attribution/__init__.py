@@ -7,6 +7,7 @@ Examples:
     >>> attr.top(3), attr.delta  # doctest: +SKIP
 """
 
+from ._converge import attribute_until_converged, worst_delta
 from ._core import Attribution, AttributionInputError, TargetTokenError, TokenIndexError
 from ._verbs import attribute_next_token, attribute_probe, attribute_similarity
 
@@ -18,4 +19,6 @@ __all__ = [
     "attribute_next_token",
     "attribute_probe",
     "attribute_similarity",
+    "attribute_until_converged",
+    "worst_delta",
 ]

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..activations import hook_names
 from ..activations.pooling import apply_template
 from ..errors import ContextLengthError, TargetTokenError, WorkbenchError
+from ..models import hook_names, hooks
 
 
 class AttributionInputError(WorkbenchError, ValueError):
@@ -162,20 +162,7 @@ def check_position(position: int, n_tokens: int, what: str = "position") -> int:
 
 def model_inputs(lm: Any, ids: torch.Tensor) -> dict[str, Any]:
     """Keyword arguments of the base model for unpadded ``ids`` ``[batch, n]``."""
-    from ..activations.extract import _accepts
-
-    base = lm.base_model
-    mask = torch.ones_like(ids)
-    kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
-    if _accepts(base, "use_cache"):
-        kwargs["use_cache"] = False
-    if _accepts(base, "token_type_ids") and bool(getattr(lm.config, "type_vocab_size", 0)):
-        kwargs["token_type_ids"] = torch.zeros_like(ids)
-    return kwargs
-
-
-class _Stop(Exception):
-    pass
+    return hooks.forward_inputs(lm, ids)
 
 
 def hidden_at(lm: Any, layer: int) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
@@ -183,33 +170,13 @@ def hidden_at(lm: Any, layer: int) -> tuple[int, Callable[[torch.Tensor], torch.
     that runs the base model only up to that layer."""
     (resolved,) = hook_names.normalize_layers(int(layer), lm.n_layers, lm.name)
     name = hook_names.resid_hook(resolved, lm.n_layers, lm.final_norm)
-    module, how = lm.hook_module(name)
 
-    def run(ids: torch.Tensor) -> torch.Tensor:
-        inputs = model_inputs(lm, ids)
-        if name == hook_names.FINAL_NORM:
-            return lm.base_model(**inputs)[0]
-        box: list[torch.Tensor] = []
+    def forward(ids: torch.Tensor) -> torch.Tensor:
+        with hooks.read(lm, [name]) as seen, hooks.stop_after(lm, name):
+            hooks.run(lm.base_model, model_inputs(lm, ids))
+        return seen[name]
 
-        def post(mod: Any, args: Any, output: Any) -> None:
-            box.append(output[0] if isinstance(output, tuple) else output)
-            raise _Stop
-
-        def pre(mod: Any, args: Any, kwargs: dict[str, Any]) -> None:
-            box.append(args[0] if args else kwargs["hidden_states"])
-            raise _Stop
-
-        handle = (module.register_forward_pre_hook(pre, with_kwargs=True) if how == "input"
-                  else module.register_forward_hook(post))
-        try:
-            lm.base_model(**inputs)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        return box[0]
-
-    return resolved, run
+    return resolved, forward
 
 
 def integrate(
@@ -248,9 +215,7 @@ def integrate(
     special = torch.as_tensor(fixed, device=enc.ids.device)[None]
     baseline = torch.where(special, enc.ids, torch.full_like(enc.ids, ref_id))
     lig = attr_mod.LayerIntegratedGradients(forward, lm.model.get_input_embeddings())
-    was_training = lm.model.training
-    lm.model.eval()
-    try:
+    with hooks.eval_mode(lm.model):
         with torch.enable_grad():
             attributions, delta = lig.attribute(
                 enc.ids, baselines=baseline, n_steps=n_steps, method=method,
@@ -258,8 +223,6 @@ def integrate(
         with torch.no_grad():
             out = forward(enc.ids).float()
             ref = forward(baseline).float()
-    finally:
-        lm.model.train(was_training)
     scores = attributions.detach().float().sum(dim=-1)[0].cpu().numpy()
     result = Attribution(
         text=enc.text, tokens=list(enc.tokens), offsets=enc.offsets, scores=scores,

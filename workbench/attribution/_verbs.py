@@ -73,7 +73,7 @@ def _linear(probe: Any, d_model: int, output: Any) -> tuple[torch.Tensor, float,
         raise AttributionInputError(
             f"the probe has {W.shape[1]} inputs but the model's d_model is {d_model}: use a probe "
             "fitted on this model's activations")
-    classes = list(getattr(probe, "classes_", []))
+    classes = np.asarray(getattr(probe, "classes_", [])).tolist()  # plain values: 1, not np.int64(1)
     if len(W) == 1:
         k = 0
         name = (f"probe logit of class {classes[1]!r}" if len(classes) == 2 else "probe output")

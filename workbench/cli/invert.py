@@ -23,10 +23,9 @@ err = Console(stderr=True)
 
 
 def _threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
+    from ..settings import set_threads
 
-        torch.set_num_threads(threads)
+    set_threads(threads)  # the command's process: nothing to restore
 
 
 def _device(device: str | None) -> str:

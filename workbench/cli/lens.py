@@ -23,12 +23,10 @@ UD_DEV = Path(__file__).resolve().parents[2].parent / "shared/data/ud_english_ew
 
 
 def _load(model: str, threads: int | None) -> Any:
-    import torch
-
     from ..models import load_model
+    from ..settings import set_threads
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)  # the command's process: nothing to restore
     err.print(f"loading {model} ...")
     return load_model(model)
 
@@ -64,8 +62,8 @@ def logit(
 ) -> None:
     """Print, per layer, the top-k next tokens at every position of PROMPT (and the target's
     rank after the last token)."""
-    from ..inversion.lens import LogitLens
-    from ..inversion.tuned_lens import TunedLens
+    from ..lens.logit import LogitLens
+    from ..lens.tuned import TunedLens
 
     lm = _load(model, threads)
     lens = TunedLens.load(tuned, lm) if tuned is not None else LogitLens(lm)
@@ -104,7 +102,7 @@ def train_tuned(
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Train a tuned lens for MODEL on DATASET (position 0, the attention sink, left out)."""
-    from ..inversion.tuned_lens import TunedLens
+    from ..lens.tuned import TunedLens
 
     train, _, info = _split(dataset, holdout, min_words, max_words)
     lm = _load(model, threads)
@@ -131,7 +129,7 @@ def report(
 ) -> None:
     """Per-layer KL to the model's output and perplexity, logit lens vs tuned lens, on held-out
     text (by default the texts the lens held out when it was trained)."""
-    from ..inversion.tuned_lens import CONFIG, TunedLens, lens_report
+    from ..lens.tuned import CONFIG, TunedLens, lens_report
 
     info: dict[str, Any] = {}
     if lens is not None and (lens / CONFIG).is_file():
@@ -175,7 +173,7 @@ def patchscope(
 ) -> None:
     """Patch the hidden state of SOURCE at LAYER and POSITION into an identity few-shot prompt
     and print what the model generates from it."""
-    from ..inversion.patchscopes import IDENTITY_PROMPT, Patchscope
+    from ..lens.patchscopes import IDENTITY_PROMPT, Patchscope
 
     lm = _load(model, threads)
     scope = Patchscope(lm, target_prompt=target_prompt or IDENTITY_PROMPT, placeholder=placeholder)

@@ -32,4 +32,21 @@ PAGES = {
 RUNS_ENV = "WORKBENCH_RUNS"
 """Environment variable naming the runs folder (default ``runs`` in the working directory)."""
 
-__all__ = ["APP", "PAGES", "RUNS_ENV"]
+DATA_ROOTS_ENV = "WORKBENCH_DATA_ROOTS"
+"""Environment variable with more folders (``os.pathsep`` separated) whose files the UI may read
+and write besides the runs folder (``workbench dashboard --data-root``)."""
+
+MAX_PROMPT_ENV = "WORKBENCH_MAX_PROMPT_TOKENS"
+"""Environment variable with the longest prompt (in tokens) the Lens and Attribution pages run
+(``workbench dashboard --max-prompt-tokens``; default ``DEFAULT_MAX_PROMPT_TOKENS``)."""
+
+DEFAULT_MAX_PROMPT_TOKENS = 512
+
+__all__ = [
+    "APP",
+    "DATA_ROOTS_ENV",
+    "DEFAULT_MAX_PROMPT_TOKENS",
+    "MAX_PROMPT_ENV",
+    "PAGES",
+    "RUNS_ENV",
+]

@@ -15,11 +15,10 @@ from . import _data
 @st.cache_resource(show_spinner="loading the model ...", max_entries=3)
 def model(spec: str) -> Any:
     """A ``LoadedModel`` (bundled name, hub id, folder or .gguf), loaded once per process."""
-    import torch
-
     from ..models import load_model
+    from ..settings import set_threads
 
-    torch.set_num_threads(1)
+    set_threads(1)  # the server's process: one thread per forward keeps pages responsive
     return load_model(spec)
 
 
@@ -35,8 +34,10 @@ def open_store(path: str | Path) -> Any:
     """The store at ``path``, reopened when its manifest changes."""
     manifest = Path(path) / "manifest.json"
     if not manifest.is_file():
-        raise _data.RunFolderError(f"{path} is not an activation store (no manifest.json): "
-                                   "pick one listed on the Runs page")
+        raise _data.RunFolderError(
+            f"{path} is not an activation store (no manifest.json): "
+            "pick one listed on the Runs page"
+        )
     return store(str(path), manifest.stat().st_mtime)
 
 
@@ -44,8 +45,12 @@ def open_store(path: str | Path) -> Any:
 def runs(root: str, signature: tuple) -> dict[str, list[dict[str, Any]]]:
     """Stores, probe experiments and embedding grids under ``root``."""
     r = Path(root)
-    return {"stores": _data.find_stores(r), "experiments": _data.find_experiments(r),
-            "grids": _data.find_grids(r)}
+    return {
+        "stores": _data.find_stores(r),
+        "experiments": _data.find_experiments(r),
+        "grids": _data.find_grids(r),
+        "damaged": _data.find_damaged(r),
+    }
 
 
 @st.cache_data(show_spinner=False, ttl=30)
@@ -82,51 +87,90 @@ def read_csv(path: str | Path) -> Any:
 
 
 @st.cache_data(show_spinner="fitting the probe at this layer (out of fold) ...", max_entries=32)
-def layer_predictions(folder: str, kind: str, pooling: str, hook_point: str,
-                      mtime: float) -> dict[str, Any]:
+def layer_predictions(
+    folder: str, kind: str, pooling: str, hook_point: str, mtime: float
+) -> dict[str, Any]:
     """``_data.layer_predictions``, cached per experiment, probe kind and layer."""
     return _data.layer_predictions(Path(folder), kind, pooling, hook_point)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def layer_array(path: str, mtime: float, pooling: str, hook_point: str) -> Any:
-    """``[rows, d_model]`` float32 states of one hook point of a store."""
+    """``[rows, d_model]`` float32 states of one hook point of a store (a shared resource, not
+    copied per run: read it, never write to it)."""
     import numpy as np
 
     s = open_store(path)
     return s.get(pooling, hook_points=[hook_point])[:, 0].astype(np.float32)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def projection(path: str, mtime: float, method: str, pooling: str) -> dict[str, Any]:
-    """``workbench.projection.project_store`` of the layers of a store (aligned, so items stay
-    in place across the layer slider); fits are also cached on disk under the store.
+@st.cache_resource(show_spinner=False)
+def _projections() -> dict[tuple, dict[str, Any]]:
+    """The process-wide memo of ``projection`` (an ordered dict, oldest first)."""
+    return {}
 
-    Position poolings (``last``, ``first``, ``pos:K``) skip layer 0: the token embedding of a
-    shared final token (``.``) is the same vector for every text."""
+
+PROJECTIONS_KEPT = 8
+"""Projections kept in memory (each is ``[layers, rows, 2]`` float32)."""
+
+
+def projection(
+    path: str,
+    mtime: float,
+    method: str,
+    pooling: str,
+    hook_points: tuple[str, ...],
+    progress: Any = None,
+) -> dict[str, Any]:
+    """``workbench.projection.project_store`` of some hook points of a store (aligned when
+    several, so items stay in place across the layer slider), kept in memory per process and
+    cached on disk under the store. ``progress(done, total)`` is called per fitted layer.
+
+    (A memo rather than ``st.cache_resource`` on this function: a cached function may not
+    update a progress bar drawn outside it.)"""
     from ..projection import project_store
 
-    s = open_store(path)
-    layers = sorted(s.layers)
+    memo = _projections()
+    key = (path, mtime, method, pooling, tuple(hook_points))
+    if key in memo:
+        memo[key] = memo.pop(key)  # most recent last
+        return memo[key]
+    res = project_store(
+        open_store(path), method, pooling=pooling, hook_points=list(hook_points), callback=progress
+    )
+    memo[key] = {
+        "embeddings": res.embeddings,
+        "layers": res.layers,
+        "hook_points": res.hook_points,
+        "displacement": res.displacement,
+        "cached": res.cached,
+        "rows": res.rows,
+    }
+    while len(memo) > PROJECTIONS_KEPT:
+        memo.pop(next(iter(memo)))
+    return memo[key]
+
+
+def projected_layers(store: Any, pooling: str) -> list[int]:
+    """The residual layers worth projecting: position poolings (``last``, ``first``,
+    ``pos:K``) skip layer 0, where a shared final token (``.``) is the same vector for every
+    text."""
+    layers = sorted(store.layers)
     if pooling not in ("mean", "max", "native") and 0 in layers and len(layers) > 1:
         layers = [v for v in layers if v != 0]
-    res = project_store(s, method, pooling=pooling, layers=layers)
-    return {"embeddings": res.embeddings, "layers": res.layers, "hook_points": res.hook_points,
-            "displacement": res.displacement, "cached": res.cached, "rows": res.rows}
+    return layers
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=32)
 def column(path: str, mtime: float, name: str) -> list[Any]:
-    """One label column (or ``text``) of a store."""
+    """One label column (or ``text``) of a store (shared: read it, never write to it)."""
     s = open_store(path)
     return s.texts if name == "text" else s.column(name)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def probe_scores(folder: str, kind: str, pooling: str, hook_point: str, store_path: str,
-                 mtime: float) -> Any:
-    """``[rows]`` scores of an experiment's saved probe on the store's states (first output of
-    multi-output probes)."""
-    probe = _data.saved_probe(Path(folder), kind, pooling, hook_point)
-    s = probe.decision_function(layer_array(store_path, mtime, pooling, hook_point))
-    return s if s.ndim == 1 else s[:, -1]
+def probe_scores(folder: str, kind: str, pooling: str, hook_point: str) -> Any:
+    """``[rows]`` out-of-fold scores of an experiment's probe kind at one layer, centred on the
+    decision boundary (``_data.out_of_fold_decision``): each row scored by a probe that did not
+    see it."""
+    mtime = (Path(folder) / "results.csv").stat().st_mtime
+    return layer_predictions(folder, kind, pooling, hook_point, mtime)["decision"]

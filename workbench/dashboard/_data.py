@@ -48,28 +48,80 @@ def signature(root: Path) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(out))
 
 
+_FIXES = {
+    "manifest.json": "rerun the same `workbench extract ... --out {folder}` (it resumes from the "
+    "finished shards and rewrites the manifest), or delete the folder",
+    "summary.json": "rerun `workbench probe run` on the experiment's spec with outputs.dir "
+    "{folder}, or delete the folder",
+}
+
+
+def _problem(path: Path, required: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
+    """``(parsed JSON, None)`` or ``(None, what is wrong)`` for a manifest or summary."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    except UnicodeDecodeError:
+        return None, "is not UTF-8 text"
+    except ValueError as exc:
+        return None, f"is not valid JSON ({exc})"
+    if not isinstance(data, dict):
+        return None, f"holds a {type(data).__name__}, not a JSON object"
+    missing = [k for k in required if not isinstance(data.get(k), dict)]
+    if missing:
+        return None, f"lacks the sections {missing}"
+    return data, None
+
+
+def find_damaged(root: Path) -> list[dict[str, Any]]:
+    """Runs under ``root`` whose ``manifest.json`` or ``summary.json`` cannot be used: one row
+    each with the folder, the file, what is wrong and how to fix it (they are listed, not
+    dropped)."""
+    rows = []
+    for marker, required in (
+        ("manifest.json", ("model", "dataset", "extraction")),
+        ("summary.json", ()),
+    ):
+        for folder in _walk(root, marker):
+            _, problem = _problem(folder / marker, required)
+            if problem is not None:
+                rows.append(
+                    {
+                        "run": str(folder.relative_to(root)) if folder != root else ".",
+                        "file": marker,
+                        "problem": f"{marker} {problem}",
+                        "fix": _FIXES[marker].format(folder=folder),
+                        "path": str(folder),
+                    }
+                )
+    return rows
+
+
 def find_stores(root: Path) -> list[dict[str, Any]]:
-    """One row per activation store under ``root`` (from its ``manifest.json``)."""
+    """One row per activation store under ``root`` (from its ``manifest.json``); damaged ones
+    are in ``find_damaged``."""
     rows = []
     for folder in _walk(root, "manifest.json"):
-        try:
-            m = json.loads((folder / "manifest.json").read_text())
-            model, data, spec = m["model"], m["dataset"], m["extraction"]
-        except (OSError, ValueError, KeyError):
+        m, problem = _problem(folder / "manifest.json", ("model", "dataset", "extraction"))
+        if m is None or problem is not None:
             continue
-        rows.append({
-            "store": str(folder.relative_to(root)) if folder != root else ".",
-            "status": m.get("status"),
-            "model": model.get("spec"),
-            "d_model": model.get("d_model"),
-            "dataset": data.get("name"),
-            "rows": data.get("n_rows"),
-            "hook points": len(spec.get("hook_points", [])),
-            "poolings": ", ".join(spec.get("poolings", [])),
-            "template": spec.get("template") or "",
-            "finished": m.get("finished") or "",
-            "path": str(folder),
-        })
+        model, data, spec = m["model"], m["dataset"], m["extraction"]
+        rows.append(
+            {
+                "store": str(folder.relative_to(root)) if folder != root else ".",
+                "status": m.get("status"),
+                "model": model.get("spec"),
+                "d_model": model.get("d_model"),
+                "dataset": data.get("name"),
+                "rows": data.get("n_rows"),
+                "hook points": len(spec.get("hook_points", [])),
+                "poolings": ", ".join(spec.get("poolings", [])),
+                "template": spec.get("template") or "",
+                "finished": m.get("finished") or "",
+                "path": str(folder),
+            }
+        )
     return rows
 
 
@@ -77,9 +129,8 @@ def _summaries(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     """``(folder, summary.json)`` of every folder under ``root`` with a ``results.csv``."""
     out = []
     for folder in _walk(root, "summary.json"):
-        try:
-            s = json.loads((folder / "summary.json").read_text())
-        except (OSError, ValueError):
+        s, problem = _problem(folder / "summary.json", ())
+        if s is None or problem is not None:
             continue
         if (folder / "results.csv").is_file():
             out.append((folder, s))
@@ -88,31 +139,45 @@ def _summaries(root: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 def find_experiments(root: Path) -> list[dict[str, Any]]:
     """Probe experiments (``workbench probe run`` folders: ``summary.json`` with ``kinds``)."""
-    return [{
-        "experiment": s.get("name", folder.name),
-        "model": s.get("model", {}).get("name"),
-        "dataset": s.get("dataset", {}).get("name"),
-        "rows": s.get("n_rows"),
-        "task": s.get("task"),
-        "probes": ", ".join(s.get("kinds", {})),
-        "generalisation": (folder / "generalisation.csv").is_file(),
-        "path": str(folder),
-    } for folder, s in _summaries(root) if "kinds" in s]
+    return [
+        {
+            "experiment": s.get("name", folder.name),
+            "model": s.get("model", {}).get("name"),
+            "dataset": s.get("dataset", {}).get("name"),
+            "rows": s.get("n_rows"),
+            "task": s.get("task"),
+            "probes": ", ".join(s.get("kinds", {})),
+            "generalisation": (folder / "generalisation.csv").is_file(),
+            "path": str(folder),
+        }
+        for folder, s in _summaries(root)
+        if "kinds" in s
+    ]
 
 
 def find_grids(root: Path) -> list[dict[str, Any]]:
     """Embedding-quality grids (``evaluate_grid`` folders: ``results.csv`` with ``postprocess``)."""
-    return [{"grid": str(folder.relative_to(root)) if folder != root else ".",
-             "model": s.get("model"), "task": s.get("task"), "metric": s.get("metric"),
-             "path": str(folder)} for folder, s in _summaries(root) if "postprocess" in s]
+    return [
+        {
+            "grid": str(folder.relative_to(root)) if folder != root else ".",
+            "model": s.get("model"),
+            "task": s.get("task"),
+            "metric": s.get("metric"),
+            "path": str(folder),
+        }
+        for folder, s in _summaries(root)
+        if "postprocess" in s
+    ]
 
 
 def read_summary(folder: Path) -> dict[str, Any]:
     """``summary.json`` of a probe experiment or grid."""
     path = Path(folder) / "summary.json"
     if not path.is_file():
-        raise RunFolderError(f"{folder} has no summary.json: pick a folder written by "
-                             "`workbench probe run` or `workbench embed eval`")
+        raise RunFolderError(
+            f"{folder} has no summary.json: pick a folder written by "
+            "`workbench probe run` or `workbench embed eval`"
+        )
     return json.loads(path.read_text())
 
 
@@ -124,9 +189,9 @@ def probe_result(folder: Path, kind: str) -> Any:
 
 
 def probe_config(folder: Path, kind: str) -> dict[str, Any]:
-    """The sweep settings and classes of one probe kind of an experiment."""
+    """The sweep settings, classes and best layers of one probe kind of an experiment."""
     result = probe_result(folder, kind)
-    return {"config": result.config, "classes": result.classes}
+    return {"config": result.config, "classes": result.classes, "best": result.best()}
 
 
 def experiment_store(folder: Path, config: dict[str, Any]) -> Path:
@@ -134,8 +199,10 @@ def experiment_store(folder: Path, config: dict[str, Any]) -> Path:
     for candidate in (Path(folder) / "store", Path(config.get("store", ""))):
         if (candidate / "manifest.json").is_file():
             return candidate
-    raise RunFolderError(f"the activation store of {folder} is gone (looked in {folder}/store "
-                         f"and {config.get('store')}): rerun `workbench probe run` to rebuild it")
+    raise RunFolderError(
+        f"the activation store of {folder} is gone (looked in {folder}/store "
+        f"and {config.get('store')}): rerun `workbench probe run` to rebuild it"
+    )
 
 
 def layer_predictions(folder: Path, kind: str, pooling: str, hook_point: str) -> dict[str, Any]:
@@ -146,7 +213,9 @@ def layer_predictions(folder: Path, kind: str, pooling: str, hook_point: str) ->
     Returns:
         ``{"texts": [n], "true": [n] or [n, t], "pred": [n] class index (-1: not evaluated) or [n, t], "classes": [...],
         "margin": [n] or None (classification: the out-of-fold score of the predicted class
-        minus that of the true class; 0 when right), "kind": "classification" | "regression",
+        minus that of the true class; 0 when right), "decision": [n] out-of-fold signed score
+        around the decision boundary 0 (``out_of_fold_decision``; regression: the first
+        target's prediction), "kind": "classification" | "regression",
         "target": [names], "geo": bool, "table": the one-layer results table}``.
     """
     from ..activations.store import ActivationStore
@@ -156,9 +225,19 @@ def layer_predictions(folder: Path, kind: str, pooling: str, hook_point: str) ->
     store = ActivationStore(experiment_store(folder, cfg))
     target = cfg["target"][0] if len(cfg["target"]) == 1 else list(cfg["target"])
     result = sweep(
-        store, target, probe=cfg["probe"], hook_points=[hook_point], pooling=pooling,
-        cv=cfg.get("cv") or 5, groups=cfg.get("groups"), split=cfg.get("split"), control=False,
-        C=cfg.get("C", 1.0), alpha=cfg.get("alpha", 1.0), n_boot=200, seed=cfg.get("seed", 0),
+        store,
+        target,
+        probe=cfg["probe"],
+        hook_points=[hook_point],
+        pooling=pooling,
+        cv=cfg.get("cv") or 5,
+        groups=cfg.get("groups"),
+        split=cfg.get("split"),
+        control=False,
+        C=cfg.get("C", 1.0),
+        alpha=cfg.get("alpha", 1.0),
+        n_boot=200,
+        seed=cfg.get("seed", 0),
         geo=cfg.get("geo"),
     )
     pred = result.predictions[(pooling, hook_point)]["task"]
@@ -184,9 +263,39 @@ def layer_predictions(folder: Path, kind: str, pooling: str, hook_point: str) ->
         margin = np.full(len(scores), np.nan)
         rows = np.flatnonzero(ok)
         margin[rows] = scores[rows, pred[rows]] - scores[rows, true[rows]]
-    return {"texts": store.texts, "true": true, "pred": pred, "classes": classes,
-            "margin": margin, "kind": result.task_kind, "target": list(cfg["target"]),
-            "geo": bool(cfg.get("geo")), "table": result.table}
+        decision = out_of_fold_decision(scores, true)
+    else:
+        decision = np.asarray(pred, dtype=np.float64)[:, 0]
+    return {
+        "texts": store.texts,
+        "true": true,
+        "pred": pred,
+        "classes": classes,
+        "margin": margin,
+        "decision": decision,
+        "kind": result.task_kind,
+        "target": list(cfg["target"]),
+        "geo": bool(cfg.get("geo")),
+        "table": result.table,
+    }
+
+
+def out_of_fold_decision(scores: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """``[n]`` signed distance to the decision boundary from out-of-fold class scores
+    ``[n, k]``: binary ``score(class 1) - score(class 0)`` (positive: predicted class 1);
+    multi-class ``score(true) - max score(other)`` (positive: right). 0 is the boundary; NaN
+    for rows never evaluated."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[1] == 2:
+        return scores[:, 1] - scores[:, 0]
+    out = np.full(len(scores), np.nan)
+    ok = np.isfinite(scores).all(axis=1) & (true >= 0)
+    rows = np.flatnonzero(ok)
+    own = scores[rows, true[rows]]
+    other = scores[rows].copy()
+    other[np.arange(len(rows)), true[rows]] = -np.inf
+    out[rows] = own - other.max(axis=1)
+    return out
 
 
 def worst_items(pred: dict[str, Any], n: int = 20) -> Any:
@@ -202,12 +311,15 @@ def worst_items(pred: dict[str, Any], n: int = 20) -> Any:
         key = -margin[wrong] if margin is not None else np.zeros(len(wrong))
         wrong = wrong[np.argsort(key, kind="stable")][:n]
         classes = pred["classes"]
-        return pd.DataFrame({
-            "row": wrong, "text": texts[wrong],
-            "true": [classes[i] for i in true[wrong]],
-            "predicted": [classes[int(i)] for i in p[wrong]],
-            "margin": margin[wrong] if margin is not None else np.nan,
-        })
+        return pd.DataFrame(
+            {
+                "row": wrong,
+                "text": texts[wrong],
+                "true": [classes[i] for i in true[wrong]],
+                "predicted": [classes[int(i)] for i in p[wrong]],
+                "margin": margin[wrong] if margin is not None else np.nan,
+            }
+        )
     true, p = np.asarray(pred["true"], float), np.asarray(pred["pred"], float)
     ok = np.flatnonzero(np.isfinite(p).all(axis=1))
     if pred["geo"] and true.shape[1] == 2:
@@ -243,8 +355,7 @@ def selectivity(table: Any, metric: str) -> Any:
     if not len(t) or "control" not in set(t["labels"]):
         return None
     t = t.assign(name=t["probe"] + " (" + t["pooling"].astype(str) + ")")
-    wide = t.pivot_table(index=["layer", "name"], columns="labels", values="value",
-                         aggfunc="first")
+    wide = t.pivot_table(index=["layer", "name"], columns="labels", values="value", aggfunc="first")
     wide["selectivity"] = wide["task"] - wide["control"]
     return wide["selectivity"].unstack("name")
 
@@ -304,9 +415,15 @@ def find_inverters(root: Path) -> list[dict[str, Any]]:
             continue
         if meta.get("kind") != "soft-prefix-inverter":
             continue
-        rows.append({"inverter": str(folder.relative_to(root)) if folder != root else ".",
-                     "model": meta.get("model"), "embedder": meta.get("embedder"),
-                     "steps": meta.get("step"), "path": str(folder)})
+        rows.append(
+            {
+                "inverter": str(folder.relative_to(root)) if folder != root else ".",
+                "model": meta.get("model"),
+                "embedder": meta.get("embedder"),
+                "steps": meta.get("step"),
+                "path": str(folder),
+            }
+        )
     return rows
 
 

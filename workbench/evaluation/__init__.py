@@ -32,6 +32,7 @@ from ._grid import (
     parse_grid_poolings,
     summarize,
 )
+from ._intervals import majority_share, metric_interval, spearman_interval, wilson_interval
 from ._metrics import (
     classification_accuracy,
     clustering_v_measure,
@@ -54,6 +55,10 @@ from ._tasks import (
 )
 
 __all__ = [
+    "majority_share",
+    "metric_interval",
+    "spearman_interval",
+    "wilson_interval",
     "DEFAULT_POOLINGS",
     "GRID_POOLINGS",
     "METRICS",

@@ -335,10 +335,11 @@ def evaluate_grid(
         ...                    poolings="mean,last,prompteol,echo", out="runs/sick")  # doctest: +SKIP
         >>> df.attrs["summary"]["best"]  # doctest: +SKIP
     """
-    from ..activations.extract import default_runs_dir, extract
-    from ..activations.hook_names import normalize_layers
+    from ..activations.extract import extract
     from ..data._tables import require
     from ..models import LoadedModel, load_model
+    from ..models.hook_names import normalize_layers
+    from ..settings import runs_dir
 
     pd = require("pandas", "data")
     t_start = time.perf_counter()
@@ -358,7 +359,7 @@ def evaluate_grid(
         texts = ctx.texts
     else:
         texts, ctx = the_task.unique_sentences()
-    out_dir = Path(out) if out is not None else default_runs_dir() / (
+    out_dir = Path(out) if out is not None else runs_dir() / (
         f"embed-{Path(lm.name).name}-{the_task.name}".replace(" ", "_")
     )
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,8 @@ class LayerEncoder:
         threads: int | None = None,
         extract_options: dict[str, Any] | None = None,
     ) -> None:
-        from ..activations.hook_names import normalize_layers
         from ..models import LoadedModel, load_model
+        from ..models.hook_names import normalize_layers
         from ._geometry import parse_postprocess
         from ._grid import parse_grid_poolings
 

@@ -29,6 +29,7 @@ from ..errors import (
     TaskFormatError,
     arg,
 )
+from ._intervals import majority_share
 
 #: Header names accepted for each role of a pair file with a header (first match wins).
 PAIR_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -210,6 +211,7 @@ class LabelTask:
             "n_rows": len(self),
             "n_unique_sentences": len(self.unique_sentences()[0]),
             "n_classes": self.n_classes,
+            "majority": majority_share(self.labels),
         }
 
 

@@ -1,5 +1,8 @@
-"""Decoding back to text: logit/tuned lens and Patchscopes for hidden states, and inverters
-(guided decoding, trained soft-prompt inverters, iterative correction) for sentence embeddings."""
+"""Sentence embeddings back to text: embedders, inverters (guided decoding, trained soft-prompt
+inverters, iterative correction), metrics and leakage reports.
+
+The lenses (logit, tuned, Patchscopes), which read hidden states, are ``workbench.lens``; their
+names stay importable from here as before."""
 
 # Inverting sentence embeddings (embedders, metrics, guided / trained / hybrid, leakage).
 from .correction import GuidedCorrector, HybridInverter, TrainedCorrector  # noqa: E402, F401, I001
@@ -19,7 +22,17 @@ from .trained import (  # noqa: E402, F401
     SoftPromptModel,
 )
 
-# Decoding hidden states (logit lens, tuned lens, Patchscopes).
-from .lens import LensResult, LogitLens, TargetTokenError, logit_lens  # noqa: E402, F401
-from .patchscopes import IDENTITY_PROMPT, Patchscope, PatchscopeResult  # noqa: E402, F401
-from .tuned_lens import LensCheckpointError, LensReport, TunedLens, lens_report  # noqa: E402, F401
+# Decoding hidden states: workbench.lens (these names are kept here for existing code).
+from ..lens import (  # noqa: E402, F401
+    IDENTITY_PROMPT,
+    LensCheckpointError,
+    LensReport,
+    LensResult,
+    LogitLens,
+    Patchscope,
+    PatchscopeResult,
+    TargetTokenError,
+    TunedLens,
+    lens_report,
+    logit_lens,
+)

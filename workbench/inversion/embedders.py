@@ -12,9 +12,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..activations.hook_names import normalize_layers
 from ..activations.pooling import parse_poolings, pool
 from ..errors import EmptyDatasetError, WorkbenchError
+from ..models import hooks
+from ..models.hook_names import normalize_layers
 
 
 class EmbeddingInputError(WorkbenchError, ValueError):
@@ -121,20 +122,15 @@ class ModelEmbedder:
         if not texts:
             return out
         tok = self.lm.tokenizer
-        device = self.lm.device
         _warn_truncation(tok, texts, self.lm.max_length, self.lm.name)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             idx = order[start:start + self.batch_size]
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
                       truncation=True, max_length=self.lm.max_length)
-            enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask",
-                                                                   "token_type_ids")}
-            mask = enc["attention_mask"]
-            kwargs: dict[str, Any] = {}
-            if self.lm.kind == "decoder":
-                kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-            res = self.lm.base_model(**enc, **kwargs, output_hidden_states=True)
+            inputs = hooks.forward_inputs(self.lm, enc["input_ids"], enc["attention_mask"])
+            mask = inputs["attention_mask"]
+            res = self.lm.base_model(**inputs, output_hidden_states=True)
             for la in layers:
                 hidden = res.hidden_states[la]
                 for p in pools:

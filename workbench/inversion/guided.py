@@ -13,18 +13,18 @@ Two things make it work on a CPU:
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import WorkbenchError
+from ..models import hooks
+from ..settings import cache_dir
 from .embedders import Embedder, check_embeddings, cosine_to
 
 #: The user message of the first round and of every rewrite round.
@@ -95,8 +95,7 @@ class KeywordPrior:
         key = hashlib.sha256(
             f"{embedder.fingerprint}:{lm.tokenizer_fingerprint()}:{chr(0).join(words)}".encode()
         ).hexdigest()[:24]
-        path = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) \
-            / "inversion" / f"keywords-{key}.npy"
+        path = cache_dir() / "inversion" / f"keywords-{key}.npy"
         if cache and path.exists():
             vec = np.load(path, allow_pickle=False)
         else:
@@ -227,7 +226,7 @@ class GuidedInverter:
         device = lm.device
         eos = {i for i in (tok.eos_token_id, tok.sep_token_id) if i is not None}
         prompt = torch.tensor([_prompt_ids(tok, message)], device=device)
-        out = lm.model(input_ids=prompt, use_cache=True)
+        out = lm.model(**hooks.forward_inputs(lm, prompt, module=lm.model, use_cache=True))
         cache = out.past_key_values
         logp = torch.log_softmax(out.logits[:, -1].float(), -1)  # [beams, vocab]
         beams: list[list[int]] = [[]]

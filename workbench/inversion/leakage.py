@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..activations.hook_names import normalize_layers
 from ..errors import EmptyDatasetError
+from ..models.hook_names import normalize_layers
 from .embedders import ModelEmbedder
 from .guided import GuidedInverter
 from .metrics import evaluate

@@ -33,6 +33,7 @@ from ..errors import (
     WorkbenchError,
     arg,
 )
+from ..settings import seeded
 from .embedders import Embedder, check_embeddings, cosine_to
 from .guided import InversionResult
 
@@ -125,19 +126,19 @@ class SoftPromptModel:
         self.lm, self.embedder = lm, embedder
         self.config = config or InverterConfig()
         self.device = lm.device
-        torch.manual_seed(self.config.seed)
         emb = lm.model.get_input_embeddings().weight
         scale = float(emb.detach().float().norm(dim=1).mean())
-        self.prefix = PrefixMLP(self._input_dim(), lm.d_model, self.config.prefix_length,
-                                self.config.hidden, scale).to(self.device)
-        self.model = lm.model
-        if self.config.lora_rank > 0:
-            from peft import LoraConfig, get_peft_model
+        with seeded(self.config.seed):  # the prefix MLP's and LoRA's initial weights
+            self.prefix = PrefixMLP(self._input_dim(), lm.d_model, self.config.prefix_length,
+                                    self.config.hidden, scale).to(self.device)
+            self.model = lm.model
+            if self.config.lora_rank > 0:
+                from peft import LoraConfig, get_peft_model
 
-            base = copy.deepcopy(lm.model)
-            self.model = get_peft_model(base, LoraConfig(
-                r=self.config.lora_rank, lora_alpha=self.config.lora_alpha, lora_dropout=0.0,
-                target_modules=_lora_targets(lm)))
+                base = copy.deepcopy(lm.model)
+                self.model = get_peft_model(base, LoraConfig(
+                    r=self.config.lora_rank, lora_alpha=self.config.lora_alpha, lora_dropout=0.0,
+                    target_modules=_lora_targets(lm)))
         for p in self.model.parameters():
             p.requires_grad_(False)
         for n, p in self.model.named_parameters():

@@ -17,11 +17,19 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ..activations import hook_names
 from ..artifacts import file_sha256
 from ..errors import LayerOutOfRangeError, UnknownHookPointError, UnknownModelError
+from ..settings import cache_dir, seeded
+from . import hook_names
 from ._bundled import BUNDLED
-from ._structure import ATTENTION_NAMES, MLP_NAMES, find_blocks, find_child, has_final_norm
+from ._structure import (
+    ATTENTION_NAMES,
+    MLP_NAMES,
+    find_blocks,
+    find_child,
+    has_final_norm,
+    sublayer_output,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +41,6 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
-
-
-def cache_dir() -> Path:
-    """Where converted weights are cached: ``$WORKBENCH_CACHE`` or ``~/.cache/workbench``."""
-    env = os.environ.get("WORKBENCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "workbench"
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -88,7 +90,9 @@ class LoadedModel:
         source: folder, file or hub id the weights came from.
         revision: hub revision, if any.
         blocks_path: module path of the block list (``model.layers``, ``encoder.layer``, ...).
-        attn_path, mlp_path: paths of attention/MLP inside a block (None when absent).
+        attn_path, mlp_path: paths of attention/MLP inside a block (None when absent); where
+            ``hook_attn_out``/``hook_mlp_out`` are read is ``sublayer_paths`` (the sublayer's own
+            output, before the residual add: inside them on post-LN BERT-style blocks).
         final_norm: whether ``hidden_states[n]`` is normalised after the last block.
         max_length: the context length used to truncate (tokens).
         sentence_pooling: native sentence-transformers pooling (``{"mode": "mean",
@@ -161,15 +165,30 @@ class LoadedModel:
                 f"block {block} does not exist: {self.name} has blocks 0..{self.n_layers - 1}"
             )
         module = self.blocks[block]
-        if component == "attn_out":
-            if self.attn_path is None:
-                raise UnknownHookPointError(self._missing("attention", block))
-            return module.get_submodule(self.attn_path), "output"
-        if component == "mlp_out":
-            if self.mlp_path is None:
-                raise UnknownHookPointError(self._missing("MLP", block))
-            return module.get_submodule(self.mlp_path), "output"
+        if component == "resid_pre":
+            return module, "input"
+        if component in ("attn_out", "mlp_out"):
+            path = self.sublayer_paths[component]
+            if path is None:
+                what = "attention" if component == "attn_out" else "MLP"
+                raise UnknownHookPointError(self._missing(what, block))
+            return module.get_submodule(path), "output"
         return module, "output"
+
+    @cached_property
+    def sublayer_paths(self) -> dict[str, str | None]:
+        """Paths inside a block of the modules whose outputs are ``hook_attn_out`` and
+        ``hook_mlp_out``: the sublayer's own output, before the residual add (for post-LN
+        blocks such as BERT's, a child of ``attn_path`` / ``mlp_path``; see
+        ``sublayer_output``)."""
+        out: dict[str, str | None] = {}
+        for component, path in (("attn_out", self.attn_path), ("mlp_out", self.mlp_path)):
+            if path is None:
+                out[component] = None
+                continue
+            inner = sublayer_output(self.blocks[0].get_submodule(path))
+            out[component] = f"{path}.{inner}" if inner else path
+        return out
 
     def _missing(self, what: str, block: int) -> str:
         children = [n for n, _ in self.blocks[block].named_children()]
@@ -232,6 +251,7 @@ class LoadedModel:
             "blocks_path": self.blocks_path,
             "attn_path": self.attn_path,
             "mlp_path": self.mlp_path,
+            "sublayer_paths": self.sublayer_paths,
             "final_norm": self.final_norm,
             "max_length": self.max_length,
             "sentence_pooling": self.sentence_pooling,
@@ -497,8 +517,8 @@ def _convert_gguf(path: Path, target: Path, digest: str, trust_remote_code: bool
 
 def _reinitialise(lm: LoadedModel, seed: int) -> None:
     """Replace every weight by a fresh draw from the model's initialiser (seeded)."""
-    torch.manual_seed(seed)
-    fresh = type(lm.model)(lm.model.config)  # runs the model's own init
+    with seeded(seed):
+        fresh = type(lm.model)(lm.model.config)  # runs the model's own init
     fresh.to(dtype=lm.dtype)
     fresh.eval()
     lm.model = fresh

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from ..errors import ModelStructureError
@@ -97,3 +99,41 @@ def has_final_norm(base_model: nn.Module, blocks_path: str) -> bool:
         if name != top and "norm" in type(child).__name__.lower():
             return True
     return False
+
+
+def sublayer_output(sublayer: nn.Module) -> str:
+    """Path (relative to ``sublayer``) of the module whose output is the sublayer's own output,
+    before the residual add: TransformerLens's ``hook_attn_out`` / ``hook_mlp_out``.
+
+    Pre-LN blocks (Llama, GPT-2, Qwen, ...) add the residual in the block, so the attention or
+    MLP module itself returns it (``""``). Where the sublayer adds the residual itself it ends in
+    a module ``LayerNorm(dropout(branch(x)) + residual)`` (post-LN: BERT, RoBERTa, ELECTRA,
+    DeBERTa, MPNet, MiniLM): one norm, one dropout and one other child, the branch. The dropout's
+    output is the sublayer's own output (without a dropout: the branch's, when the forward takes
+    the residual as a second input, as BERT's ``BertOutput(hidden_states, input_tensor)``).
+    """
+    for path, module in sublayer.named_modules():
+        name = _residual_branch_end(module)
+        if name is not None:
+            return f"{path}.{name}" if path else name
+    return ""
+
+
+def _residual_branch_end(module: nn.Module) -> str | None:
+    """The child whose output is the branch before ``norm(branch + residual)``, or None."""
+    children = list(module.named_children())
+    norms = [n for n, c in children if "norm" in type(c).__name__.lower()]
+    drops = [n for n, c in children if isinstance(c, nn.Dropout)]
+    others = [n for n, c in children if n not in norms and n not in drops]
+    if len(norms) != 1 or len(drops) > 1 or len(others) != 1:
+        return None
+    if drops:
+        return drops[0]
+    params = inspect.signature(module.forward).parameters.values()
+    required = [
+        p
+        for p in params
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return others[0] if len(required) == 2 else None

@@ -12,7 +12,6 @@ next-token distributions on unrelated prompts).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..activations import hook_names
-from ..activations.extract import _eval_mode
-from ..errors import ContextLengthError, LayerOutOfRangeError, PoolingError
+from ..errors import ContextLengthError
+from ..models import hooks
+from ..models.hooks import Positions, Steering, check_positions, eval_mode, residual_layer
 from ._directions import unit_direction
 
-MODES = ("add", "ablate")
+MODES = hooks.STEER_MODES
 SCALES = ("norm", "absolute")
 
 #: Neutral prompts whose next-token distributions should not move when a "truth" direction is
@@ -40,124 +39,6 @@ UNRELATED_PROMPTS = (
     "The train to the airport leaves at",
     "He picked up the guitar and",
 )
-
-Positions = str | Sequence[int]
-
-
-class Steering:
-    """The live state of one ``steer`` context: where, what and how much.
-
-    Attributes:
-        layer: residual layer (``0..n_layers``, hidden-state index) being modified.
-        direction: unit vector ``[d_model]`` (float32, on the model's device).
-        alpha: added multiple of ``direction`` (``add``; absolute units of the residual stream).
-        mode: ``"add"`` or ``"ablate"``.
-        positions: ``"all"``, ``"last"`` or token indices among each row's real tokens.
-        attention_mask: ``[batch, pos]`` mask of the *next* forward pass, or None (no padding).
-            Set it before each padded forward so positions count real tokens only.
-    """
-
-    def __init__(
-        self, layer: int, direction: torch.Tensor, alpha: float, mode: str, positions: Positions
-    ) -> None:
-        self.layer = layer
-        self.direction = direction
-        self.alpha = float(alpha)
-        self.mode = mode
-        self.positions = positions
-        self.attention_mask: torch.Tensor | None = None
-        self.calls = 0
-
-    def select(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
-        """Boolean ``[batch, pos]`` of the positions to modify."""
-        if self.attention_mask is None:
-            mask = torch.ones((batch, length), dtype=torch.bool, device=device)
-        else:
-            mask = self.attention_mask.to(device=device, dtype=torch.bool)
-            if tuple(mask.shape) != (batch, length):
-                raise ValueError(
-                    f"steering at layer {self.layer}: attention_mask has shape {tuple(mask.shape)} "
-                    f"but the hidden states are [batch={batch}, pos={length}]; set "
-                    "steering.attention_mask to the mask of the forward pass being run (generation "
-                    "with a KV cache is not supported: pass the full sequence)"
-                )
-        return _position_mask(mask, self.positions)
-
-    def apply(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``hidden`` ``[batch, pos, d_model]`` with the direction added or projected out."""
-        if hidden.dim() != 3:
-            raise ValueError(
-                f"steering expects residual states [batch, pos, d_model], got {tuple(hidden.shape)}"
-            )
-        self.calls += 1
-        sel = self.select(hidden.shape[0], hidden.shape[1], hidden.device)[..., None]
-        u = self.direction.to(hidden.device)
-        if self.mode == "add":
-            steered = hidden + (self.alpha * u).to(hidden.dtype)
-        else:
-            h = hidden.float()
-            steered = (h - (h @ u)[..., None] * u).to(hidden.dtype)
-        return torch.where(sel, steered, hidden)
-
-
-def _position_mask(mask: torch.Tensor, positions: Positions) -> torch.Tensor:
-    """``[batch, pos]`` selection from a real-token ``mask`` (any padding side)."""
-    if isinstance(positions, str):
-        if positions == "all":
-            return mask
-        if positions == "last":
-            return mask & (mask.cumsum(-1) == mask.sum(-1, keepdim=True))
-        raise PoolingError(
-            f"positions={positions!r}: use 'all', 'last' or a list of token indices (counted "
-            "among each text's real tokens; negative from the end)"
-        )
-    rank = mask.long().cumsum(-1) - 1  # index of each real token among its row's real tokens
-    n_real = mask.long().sum(-1, keepdim=True)
-    out = torch.zeros_like(mask)
-    for k in positions:
-        k = int(k)
-        index = n_real + k if k < 0 else torch.full_like(n_real, k)
-        bad = (index < 0) | (index >= n_real)
-        if bad.any():
-            shortest = int(n_real[bad].min())
-            raise PoolingError(
-                f"position {k} does not exist in a sequence of {shortest} tokens: positions count "
-                "the real tokens of each prompt (0-based, negative from the end); use "
-                "positions='last' or indices valid for every prompt"
-            )
-        out |= mask & (rank == index)
-    return out
-
-
-def _check_positions(positions: Positions) -> Positions:
-    if isinstance(positions, str):
-        if positions not in ("all", "last"):
-            raise PoolingError(
-                f"positions={positions!r}: use 'all', 'last' or a list of token indices"
-            )
-        return positions
-    try:
-        out = [int(p) for p in positions]
-    except (TypeError, ValueError):
-        raise PoolingError(
-            f"positions={positions!r}: use 'all', 'last' or a list of int token indices"
-        ) from None
-    if not out:
-        raise PoolingError("positions=[] selects nothing: use 'all', 'last' or token indices")
-    return out
-
-
-def _resolve_layer(lm: Any, layer: int) -> int:
-    """``layer`` normalised to ``1..n`` or 0; refuses the final-norm output."""
-    (resolved,) = hook_names.normalize_layers(int(layer), lm.n_layers, lm.name)
-    if resolved == lm.n_layers and lm.final_norm:
-        raise LayerOutOfRangeError(
-            f"layer {layer} of {lm.name} is the output of its final norm (hidden_states"
-            f"[{lm.n_layers}]), not the residual stream, and nothing after it but the unembedding "
-            f"reads it: steer layer {lm.n_layers - 1} (the output of the last block but one) or "
-            f"lower; layers 0..{lm.n_layers - 1} are residual"
-        )
-    return resolved
 
 
 def _unit(direction: Any, d_model: int, where: str = "direction") -> torch.Tensor:
@@ -181,14 +62,15 @@ def steer(
     stream's norm). ``ablate``: ``h -= (h . u) u`` (``alpha`` is ignored).
 
     The hook is registered first among the module's hooks, so everything downstream (later hooks,
-    ``output_hidden_states``, extraction) sees the steered stream, and it is removed in ``finally``.
+    ``output_hidden_states``, extraction) sees the steered stream, and it is removed in ``finally``
+    (``workbench.models.hooks.steer``, which this normalises the direction for).
 
     Args:
         lm: a decoder or encoder ``LoadedModel``.
         layer: residual layer as in ``hidden_states``: 0 is the input of block 0 (``hook_embed``),
             ``l`` in ``1..n-1`` the output of block ``l-1``; negative counts from the end. Layer
             ``n`` is refused when it is the final norm's output (steer ``n-1``).
-        direction: ``[d_model]`` (numpy or torch; ``[1, d_model]`` is accepted).
+        direction: ``[d_model]`` (numpy or torch; ``[1, d_model]`` is accepted) or a fitted probe.
         alpha: multiple of the unit direction to add.
         mode: ``"add"`` or ``"ablate"``.
         positions: ``"all"`` real tokens, ``"last"`` real token, or indices among each row's real
@@ -205,39 +87,11 @@ def steer(
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: use one of {list(MODES)}")
-    resolved = _resolve_layer(lm, layer)
-    u = _unit(direction, lm.d_model).to(lm.device)
-    state = Steering(resolved, u, alpha, mode, _check_positions(positions))
-    state.attention_mask = attention_mask
-    module, where = lm.hook_module(hook_names.resid_hook(resolved, lm.n_layers, lm.final_norm))
-
-    def pre_hook(
-        mod: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        if args:
-            return (state.apply(args[0]), *args[1:]), kwargs
-        kwargs = dict(kwargs)
-        kwargs["hidden_states"] = state.apply(kwargs["hidden_states"])
-        return args, kwargs
-
-    def post_hook(mod: torch.nn.Module, args: Any, output: Any) -> Any:
-        if isinstance(output, torch.Tensor):
-            return state.apply(output)
-        if isinstance(output, tuple):
-            return (state.apply(output[0]), *output[1:])
-        raise TypeError(
-            f"block output of type {type(output).__name__} cannot be steered: expected a tensor "
-            "or a tuple whose first item is the hidden states"
-        )
-
-    if where == "input":
-        handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=True)
-    else:
-        handle = module.register_forward_hook(post_hook, prepend=True)
-    try:
+    residual_layer(lm, layer)
+    with hooks.steer(
+        lm, layer, _unit(direction, lm.d_model), alpha, mode, positions, attention_mask
+    ) as state:
         yield state
-    finally:
-        handle.remove()
 
 
 class CausalCheck:
@@ -352,19 +206,14 @@ class CausalCheck:
         """Next-token log-probabilities ``[n, vocab]`` at the last token, and the mean residual
         norm (real tokens but the first) at ``norm_layers``."""
         model = self.lm.model
-        params = inspect.signature(model.forward).parameters
         kwargs: dict[str, Any] = {}
-        if "use_cache" in params:
-            kwargs["use_cache"] = False
-        if "logits_to_keep" in params:
+        if hooks.accepts(model, "logits_to_keep"):
             kwargs["logits_to_keep"] = 1
         out: list[torch.Tensor] = []
         sums = dict.fromkeys(norm_layers, 0.0)
         count = 0
         for input_ids, mask in self._batches(ids, batch_size):
-            inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
-            if "position_ids" in params:
-                inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            inputs = hooks.forward_inputs(self.lm, input_ids, mask, module=model)
             if steering is not None:
                 steering.attention_mask = mask
             result = model(**inputs, output_hidden_states=bool(norm_layers), **kwargs)
@@ -427,10 +276,10 @@ class CausalCheck:
             raise ValueError("no texts given: pass a non-empty list of statements")
         if not directions:
             raise ValueError("directions is empty: pass {layer: direction}")
-        positions = _check_positions(positions)
+        positions = check_positions(positions)
         units: dict[int, torch.Tensor] = {}
         for layer, direction in directions.items():
-            resolved = _resolve_layer(self.lm, layer)
+            resolved = residual_layer(self.lm, layer)
             if resolved in units:
                 raise ValueError(f"layer {layer} is given twice (as {resolved})")
             units[resolved] = _unit(direction, self.lm.d_model, f"directions[{layer}]")
@@ -443,7 +292,7 @@ class CausalCheck:
         t0, t1 = self.target_ids
         rows: list[dict[str, Any]] = []
         per_text: list[pd.DataFrame] = []
-        with _eval_mode(self.lm.model), torch.inference_mode():
+        with eval_mode(self.lm.model), torch.inference_mode():
             base_lp, norms = self._forward(
                 prompt_ids, batch_size, norm_layers=sorted(units) if scale == "norm" else ()
             )

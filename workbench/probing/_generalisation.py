@@ -8,18 +8,19 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from ..activations.storelike import StoreLike
 from ..errors import ProbeTargetError
 from ._sweep import PROBES, REGRESSION_PROBES, SweepResult, sweep
 
 
-def _hooks(stores: Mapping[str, Any], layers: Any) -> list[str]:
+def _hooks(stores: Mapping[str, StoreLike], layers: Any) -> list[str]:
     """Hook points held by every store, in the first store's order."""
     per_store = []
     for store in stores.values():
         if layers is None:
             names = list(store.hook_points)
         else:
-            names = [store.hook_points[i] for i in store._hook_index(layers, None)]
+            names = [store.hook_points[i] for i in store.hook_index(layers, None)]
         per_store.append(names)
     common = [h for h in per_store[0] if all(h in names for names in per_store[1:])]
     if not common:
@@ -32,7 +33,7 @@ def _hooks(stores: Mapping[str, Any], layers: Any) -> list[str]:
 
 
 def generalisation_matrix(
-    stores: Mapping[str, Any],
+    stores: Mapping[str, StoreLike],
     target: str,
     probe: str | Any = "logistic",
     layers: Any = None,

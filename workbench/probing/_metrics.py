@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EARTH_RADIUS_KM = 6371.0088
+# Defined in workbench._geo (the lat/long figures use it too); probing re-exports it.
+from .._geo import EARTH_RADIUS_KM as EARTH_RADIUS_KM
+from .._geo import great_circle_km as great_circle_km
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "auroc", "f1")
 REGRESSION_METRICS = ("r2", "pearson_r", "mae")
@@ -125,14 +127,6 @@ def pearson_r(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 def mae(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.abs(y[idx] - pred[idx]).mean(axis=(1, 2))
-
-
-def great_circle_km(lat_lon_a: np.ndarray, lat_lon_b: np.ndarray) -> np.ndarray:
-    """Haversine distance in km between ``[n, 2]`` (latitude, longitude) arrays in degrees."""
-    lat1, lon1 = np.radians(lat_lon_a[:, 0]), np.radians(lat_lon_a[:, 1])
-    lat2, lon2 = np.radians(np.clip(lat_lon_b[:, 0], -90, 90)), np.radians(lat_lon_b[:, 1])
-    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0, 1)))
 
 
 def mean_great_circle_km(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError, StoreMismatchError
+from ..settings import threads
 from . import report
 from ._spec import CLASSIFIER_KINDS, ProbeSpec, apply_overrides, load_spec
 
@@ -81,24 +82,6 @@ def _extract(
     seconds = time.perf_counter() - t0
     reused = before is not None and before == store.manifest.get("finished")
     return ActivationStore(store.path), seconds, reused
-
-
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """Torch and BLAS threads limited to ``n`` (and restored) when ``n`` is given."""
-    if n is None:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextmanager
@@ -224,7 +207,7 @@ def run_spec(
         lm, dataset, spec, spec.store_dir, spec.extract.out is None, progress, notes
     )
 
-    with _threads(spec.extract.threads), _collect_warnings(notes):
+    with threads(spec.extract.threads), _collect_warnings(notes):
         t0 = time.perf_counter()
         results = _sweeps(spec, store, progress)
         timing["sweeps"] = time.perf_counter() - t0
@@ -413,7 +396,7 @@ def _run_causal(
             '[causal] layers = "best" found no steerable layer (0 < layer < '
             f"{lm.n_layers}) in the store: list layers explicitly"
         )
-    from ..activations.hook_names import normalize_layers
+    from ..models.hook_names import normalize_layers
 
     directions = {}
     for layer in layers:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from ..activations.storelike import StoreLike
 from ..errors import ProbeTargetError, StoreSelectionError
 from . import _metrics as metrics
 from ._batched import LinearFits, logistic_fits, ridge_fits, ridge_moments, whiten
@@ -256,7 +257,7 @@ def _check_finite(name: str, values: np.ndarray, what: str) -> None:
 
 
 def sweep(
-    store: Any,
+    store: StoreLike,
     target: Any,
     *,
     probe: str | Any = "logistic",
@@ -281,7 +282,7 @@ def sweep(
     """Train one probe per hook point of ``store`` and report metrics with CIs and controls.
 
     Args:
-        store: an ``ActivationStore``.
+        store: an ``ActivationStore``, or any ``StoreLike`` (``token_dataset``'s word view).
         target: a label column name, a list of numeric column names (multi-output regression,
             e.g. ``["latitude", "longitude"]``), or an array with one value per row.
         probe: ``logistic``, ``ridge``, ``mass_mean``, ``mass_mean_iid``, ``mlp`` or any
@@ -393,11 +394,11 @@ def sweep(
     elif layers is None or (isinstance(layers, str) and layers.lower() == "all"):
         hooks = list(store.hook_points)  # every hook point the store holds
     else:
-        idx = store._hook_index(layers, None)  # validates layers against the store
+        idx = store.hook_index(layers, None)  # validates layers against the store
         hooks = [store.hook_points[i] for i in idx]
     poolings = [pooling] if isinstance(pooling, str) else list(pooling)
     for p in poolings:
-        store._pooling(p)
+        store.pooling(p)
     layer_of = {v: k for k, v in store.layers.items()}
     boot = metrics.bootstrap_indices(int((folds >= 0).sum()), n_boot, seed)
     evaluated = folds >= 0

@@ -7,6 +7,7 @@ run through the same sweep, controls and metrics as sentence-level ones.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -18,7 +19,7 @@ STRATEGIES = ("first", "last", "mean")
 
 
 class WordView:
-    """Word-level rows over a token-level store (the read interface of ``ActivationStore``).
+    """Word-level rows over a token-level store (a ``StoreLike``, as ``ActivationStore`` is).
 
     Rows are words in store order; ``columns`` are the word-level columns plus ``word`` (the
     word form: the type for Hewitt & Liang control tasks) and ``sentence`` (the store row: the
@@ -43,6 +44,28 @@ class WordView:
         return len(self._columns["word"])
 
     @property
+    def n_rows(self) -> int:
+        return len(self)
+
+    @property
+    def d_model(self) -> int:
+        return int(self._store.d_model)
+
+    def row_index(self, rows: Any) -> np.ndarray:
+        """``[n]`` word indices of a selection (None: all; a slice; indices, negative from the
+        end)."""
+        n = len(self)
+        if rows is None:
+            return np.arange(n)
+        if isinstance(rows, slice):
+            return np.arange(n)[rows]
+        idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        bad = idx[(idx < -n) | (idx >= n)]
+        if bad.size:
+            raise StoreSelectionError(f"words {bad[:5].tolist()} do not exist: the view has {n}")
+        return idx % n
+
+    @property
     def columns(self) -> list[str]:
         return list(self._columns)
 
@@ -51,33 +74,41 @@ class WordView:
             raise StoreSelectionError(f"word-level view has no column {name!r}; it has {self.columns}")
         return self._columns[name]
 
-    def _hook_index(self, layers: Any, hook_points: Any) -> list[int]:
-        return self._store._hook_index(layers, hook_points)
+    def hook_index(self, layers: Any, hook_points: Any) -> list[int]:
+        return self._store.hook_index(layers, hook_points)
 
-    def _pooling(self, pooling: str) -> str:
+    def pooling(self, pooling: str) -> str:
         if pooling not in self.pooling_names:
             raise StoreSelectionError(
                 f"pooling {pooling!r}: a word-level view has only {self.pooling_names}"
             )
         return pooling
 
-    def get(self, pooling: str, *, hook_points: list[str], rows: Any = None, **_: Any) -> np.ndarray:
-        """``[words, hook_points, d_model]`` word vectors (first/last sub-token or their mean)."""
-        self._pooling(pooling)
-        hooks = self._store._hook_index(None, hook_points)
+    def get(
+        self,
+        pooling: str,
+        *,
+        layers: Any = None,
+        hook_points: Sequence[str] | str | None = None,
+        rows: Any = None,
+    ) -> np.ndarray:
+        """``[words, hook_points, d_model]`` word vectors (first/last sub-token or their mean),
+        at ``layers`` or ``hook_points`` (default: every stored hook point)."""
+        self.pooling(pooling)
+        hooks = self._store.hook_index(layers, hook_points)
         n_words = len(self)
         out = np.zeros((n_words, len(hooks), self._store.d_model), dtype=np.float32)
         counts = np.zeros(n_words, dtype=np.float32)
-        filename = self._store._pooling("tokens").filename
+        filename = self._store.pooling("tokens").filename
         for shard_pos, token_ids, word_ids in self._index:
-            arr = self._store._array(self._store.shards[shard_pos], filename)  # [hooks, tok, d]
+            arr = self._store.shard_array(self._store.shards[shard_pos], filename)  # [hooks, tok, d]
             order = np.argsort(token_ids, kind="stable")
             block = np.asarray(arr[hooks][:, token_ids[order]], dtype=np.float32)  # [h, m, d]
             np.add.at(out, word_ids[order], np.moveaxis(block, 0, 1))
             np.add.at(counts, word_ids[order], 1.0)
         out /= np.maximum(counts, 1.0)[:, None, None]
         if rows is not None:
-            out = out[np.asarray(rows)]
+            out = out[self.row_index(rows)]
         return out
 
 
@@ -121,8 +152,8 @@ def token_dataset(store: Any, word_column: str = "upos", strategy: str = "first"
     dropped = 0
     word_id = 0
     for shard_pos, shard in enumerate(store.shards):
-        splits = store._array(shard, "row_splits")
-        offsets_all = store._array(shard, "token_offsets")
+        splits = store.shard_array(shard, "row_splits")
+        offsets_all = store.shard_array(shard, "token_offsets")
         tok_ids: list[int] = []
         w_ids: list[int] = []
         for local in range(shard["stop"] - shard["start"]):

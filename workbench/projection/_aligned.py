@@ -11,7 +11,7 @@ previous picture instead of a fresh spectral layout.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,8 +49,14 @@ def layer_displacement(embeddings: Any) -> float:
     if E.ndim != 3 or E.shape[0] < 2:
         raise ProjectionInputError(f"embeddings must be [layers >= 2, n, k], got {E.shape}")
     normed = [_normalise(e)[0] for e in E]
-    return float(np.mean([np.linalg.norm(b - a, axis=1).mean()
-                          for a, b in zip(normed[:-1], normed[1:], strict=True)]))
+    return float(
+        np.mean(
+            [
+                np.linalg.norm(b - a, axis=1).mean()
+                for a, b in zip(normed[:-1], normed[1:], strict=True)
+            ]
+        )
+    )
 
 
 class AlignedProjection(BaseEstimator):
@@ -97,7 +103,13 @@ class AlignedProjection(BaseEstimator):
         self.params = params
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any = None, progress: bool = False) -> AlignedProjection:
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        progress: bool = False,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> AlignedProjection:
         """Fit every layer.
 
         Args:
@@ -105,6 +117,8 @@ class AlignedProjection(BaseEstimator):
                 one at a time, so a store's layers need not all sit in memory).
             y: ignored (scikit-learn's signature).
             progress: show a progress bar over layers.
+            callback: called as ``callback(done, total)`` after each layer (a UI's progress
+                bar and ETA).
         """
         if self.align not in ALIGN:
             raise ProjectionInputError(
@@ -120,8 +134,9 @@ class AlignedProjection(BaseEstimator):
                 f"reference={self.reference} is outside the {n_layers} layers passed: use "
                 f"0..{n_layers - 1} (or negative from the end)"
             )
-        base = make_projection(self.method, self.n_components,
-                               random_state=self.random_state, **(self.params or {}))
+        base = make_projection(
+            self.method, self.n_components, random_state=self.random_state, **(self.params or {})
+        )
         order = [ref] + list(range(ref + 1, n_layers)) + list(range(ref - 1, -1, -1))
         projections: list[Any] = [None] * n_layers
         embeddings: list[Any] = [None] * n_layers
@@ -129,6 +144,7 @@ class AlignedProjection(BaseEstimator):
         scales = np.ones(n_layers, np.float32)
         rotations = np.tile(np.eye(self.n_components, dtype=np.float32), (n_layers, 1, 1))
         bar = _bar(n_layers, progress)
+        done = 0
         n = -1
         for i in order:
             x = layers[i]
@@ -144,13 +160,19 @@ class AlignedProjection(BaseEstimator):
                     raise ProjectionInputError(
                         f"the reference layer (position {ref}) has the same vector in every row, "
                         "so it has no picture to align to: pass another "
-                        + arg("reference=", "--layers selection (the middle one is the reference)"))
-                warnings.warn(f"layer at position {i}: every row has the same vector (e.g. "
-                              "'last' pooling at the embedding layer when every text ends in "
-                              "the same token); its points are all drawn at the origin",
-                              stacklevel=2)
+                        + arg("reference=", "--layers selection (the middle one is the reference)")
+                    )
+                warnings.warn(
+                    f"layer at position {i}: every row has the same vector (e.g. "
+                    "'last' pooling at the embedding layer when every text ends in "
+                    "the same token); its points are all drawn at the origin",
+                    stacklevel=2,
+                )
                 embeddings[i] = np.zeros((n, self.n_components), np.float32)
                 bar.update(1)
+                done += 1
+                if callback is not None:
+                    callback(done, n_layers)
                 continue
             prev = _anchor(i, ref, projections)
             est = clone(base)
@@ -163,6 +185,9 @@ class AlignedProjection(BaseEstimator):
             embeddings[i] = (Yn @ rotations[i]).astype(np.float32)
             projections[i] = est
             bar.update(1)
+            done += 1
+            if callback is not None:
+                callback(done, n_layers)
         bar.close()
         self.projections_ = projections
         self.embeddings_ = np.stack(embeddings)
@@ -180,11 +205,17 @@ class AlignedProjection(BaseEstimator):
             raise ProjectionInputError(
                 f"{len(layers)} layers passed but the projection was fitted on {self.n_layers_}"
             )
-        return np.stack([
-            np.zeros((len(layers[i]), self.n_components), np.float32) if p is None else
-            (((p.transform(layers[i]) - self.centres_[i]) / self.scales_[i]) @ self.rotations_[i])
-            .astype(np.float32) for i, p in enumerate(self.projections_)
-        ])
+        return np.stack(
+            [
+                np.zeros((len(layers[i]), self.n_components), np.float32)
+                if p is None
+                else (
+                    ((p.transform(layers[i]) - self.centres_[i]) / self.scales_[i])
+                    @ self.rotations_[i]
+                ).astype(np.float32)
+                for i, p in enumerate(self.projections_)
+            ]
+        )
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         return self.fit(X).embeddings_

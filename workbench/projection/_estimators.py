@@ -7,6 +7,7 @@ and keeps only numpy arrays as fitted state (so it saves to safetensors + JSON, 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -105,8 +106,12 @@ class PCAProjection(TransformerMixin, BaseEstimator):
         from sklearn.decomposition import PCA
 
         k = int(self.n_components)
-        X = check_rows(X, min_rows=max(k, 2), method=f"PCA with n_components={k}",
-                       hint=f"pass n_components<={max(len(np.asarray(X)) - 1, 1)} or more rows")
+        X = check_rows(
+            X,
+            min_rows=max(k, 2),
+            method=f"PCA with n_components={k}",
+            hint=f"pass n_components<={max(len(np.asarray(X)) - 1, 1)} or more rows",
+        )
         if k < 1 or k > X.shape[1]:
             raise ProjectionInputError(
                 f"n_components={k} is not within 1..{X.shape[1]} (the number of columns)"
@@ -232,6 +237,9 @@ class UMAPProjection(_NeighbourEmbedding):
         n_epochs: optimisation epochs (None: UMAP's default, 200 for large inputs).
         random_state: seed (UMAP then runs single-threaded and is reproducible).
 
+    The kNN graph of the (pre-reduced) rows is computed once per process and reused when the
+    same rows are fitted again with other settings or another init (``_knn``).
+
     Attributes:
         embedding_: ``[n, n_components]``; reduced_: ``[n, pca_components]`` training rows after
         the pre-reduction; pca_: the fitted ``PCAProjection`` or None.
@@ -270,9 +278,11 @@ class UMAPProjection(_NeighbourEmbedding):
         k = int(self.n_neighbors)
         if k < 2:
             raise ProjectionInputError(f"n_neighbors={k}: UMAP needs n_neighbors >= 2")
-        return k + 1, (f"UMAP with n_neighbors={k} needs more rows than neighbours: pass "
-                       + arg("n_neighbors below the number of rows, or more rows",
-                             "more rows (raise or drop --limit)"))
+        return k + 1, (
+            f"UMAP with n_neighbors={k} needs more rows than neighbours: pass "
+            + arg("n_neighbors below the number of rows, or more rows",
+                  "more rows (raise or drop --limit)")
+        )
 
     def _n_interp(self) -> int:
         return int(self.n_neighbors)
@@ -286,28 +296,83 @@ class UMAPProjection(_NeighbourEmbedding):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*n_jobs.*")
             warnings.filterwarnings("ignore", message=".*spectral initialisation.*")
+            warnings.filterwarnings("ignore", message=r".*precomputed_knn\[2\].*")
             model = umap.UMAP(
-                n_components=self.n_components, n_neighbors=self.n_neighbors,
-                min_dist=self.min_dist, metric=self.metric, init=init, n_epochs=self.n_epochs,
-                random_state=self.random_state, n_jobs=1, low_memory=True,
+                n_components=self.n_components,
+                n_neighbors=self.n_neighbors,
+                min_dist=self.min_dist,
+                metric=self.metric,
+                init=init,
+                n_epochs=self.n_epochs,
+                random_state=self.random_state,
+                n_jobs=1,
+                low_memory=True,
+                precomputed_knn=(*self._knn(umap, Z), None),
             )
             return model.fit_transform(Z)
 
+    def _knn(self, umap: Any, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted kNN graph of ``Z`` (indices, distances ``[n, n_neighbors]``), computed
+        once per process for the same rows, neighbours, metric and seed and then reused: a
+        layer refitted with other UMAP settings (``min_dist``, epochs) or another init (a
+        single layer, then every layer aligned) skips the neighbour search."""
+        key = (
+            hashlib.sha256(np.ascontiguousarray(Z).tobytes()).hexdigest(),
+            Z.shape,
+            int(self.n_neighbors),
+            str(self.metric),
+            self.random_state,
+        )
+        if key in _KNN:
+            _KNN[key] = _KNN.pop(key)  # most recent last
+            return _KNN[key]
+        from sklearn.utils import check_random_state
+
+        idx, dist, _ = umap.umap_.nearest_neighbors(
+            Z,
+            int(self.n_neighbors),
+            self.metric,
+            {},
+            False,
+            check_random_state(self.random_state),
+            low_memory=True,
+            n_jobs=1,
+        )
+        _KNN[key] = (np.asarray(idx), np.asarray(dist))
+        while len(_KNN) > KNN_KEPT:
+            _KNN.pop(next(iter(_KNN)))
+        return _KNN[key]
+
+
+KNN_KEPT = 64
+"""kNN graphs kept per process by ``UMAPProjection`` (each ``[rows, n_neighbors]`` x 2)."""
+
+_KNN: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
 
 class TSNEProjection(_NeighbourEmbedding):
-    """t-SNE (scikit-learn, Barnes-Hut) after a PCA pre-reduction.
+    """t-SNE (openTSNE: FFT-accelerated interpolation in 2-D, Barnes-Hut in 3-D) after a PCA
+    pre-reduction.
+
+    openTSNE's FFT gradients scale better than scikit-learn's Barnes-Hut (at 10k rows on this
+    project's machine: 1.2x less CPU, ``benchmarks/bench_projection.py``); the affinities use
+    its approximate nearest
+    neighbours (Annoy) with perplexity-based bandwidths, as scikit-learn's do with exact ones.
 
     Args:
         n_components: 2 or 3.
         perplexity: must be below the row count.
         pca_components: PCA dimensions before t-SNE (None: none).
         init: ``"pca"``, ``"random"`` or an ``[n, n_components]`` array (rescaled to standard
-            deviation 1e-4 as scikit-learn does for its PCA init).
-        max_iter: optimisation iterations.
+            deviation 1e-4, the scale openTSNE gives its own PCA init).
+        max_iter: optimisation iterations (openTSNE's default schedule: 250 early-exaggeration
+            iterations, then the rest).
         random_state: seed.
+        n_jobs: threads (default 1).
 
     Attributes:
-        embedding_, reduced_, pca_: as for ``UMAPProjection``; kl_divergence_.
+        embedding_, reduced_, pca_: as for ``UMAPProjection``; kl_divergence_; perplexity_:
+        the perplexity used (``perplexity``, lowered to ``(rows - 1) / 3`` for few rows).
     """
 
     _method = "t-SNE"
@@ -321,6 +386,7 @@ class TSNEProjection(_NeighbourEmbedding):
         init: Any = "pca",
         max_iter: int = 1000,
         random_state: int | None = 0,
+        n_jobs: int = 1,
     ) -> None:
         self.n_components = n_components
         self.perplexity = perplexity
@@ -328,29 +394,45 @@ class TSNEProjection(_NeighbourEmbedding):
         self.init = init
         self.max_iter = max_iter
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _min_rows(self) -> tuple[int, str]:
         need = int(np.floor(self.perplexity)) + 1
-        return need, (f"t-SNE with perplexity={self.perplexity} needs more rows than the "
-                      "perplexity: pass " + arg("a smaller perplexity (5-50 is usual), or more rows",
-                                                "more rows (raise or drop --limit)"))
+        return need, (
+            f"t-SNE with perplexity={self.perplexity} needs more rows than the perplexity: pass "
+            + arg("a smaller perplexity (5-50 is usual), or more rows",
+                  "more rows (raise or drop --limit)")
+        )
 
     def _embed(self, Z: np.ndarray, init: Any) -> np.ndarray:
-        from sklearn.manifold import TSNE
+        from ..data._tables import require
 
+        open_tsne = require("openTSNE", "projection")
         if isinstance(init, np.ndarray):
             init = (init - init.mean(axis=0)) / max(float(init[:, 0].std()), 1e-12) * 1e-4
-        method = "barnes_hut" if self.n_components <= 3 else "exact"
-        model = TSNE(n_components=self.n_components, perplexity=self.perplexity, init=init,
-                     max_iter=self.max_iter, random_state=self.random_state, method=method,
-                     learning_rate="auto")
-        out = model.fit_transform(Z)
-        self.kl_divergence_ = float(model.kl_divergence_)
-        return out
+        # openTSNE takes 3 x perplexity neighbours; fewer rows lower the perplexity to fit
+        self.perplexity_ = float(min(self.perplexity, (len(Z) - 1) / 3))
+        model = open_tsne.TSNE(
+            n_components=self.n_components,
+            perplexity=self.perplexity_,
+            n_iter=max(self.max_iter - 250, 1),
+            early_exaggeration_iter=250,
+            initialization=init,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            negative_gradient_method="fft" if self.n_components <= 2 else "bh",
+            verbose=False,
+        )
+        out = model.fit(np.asarray(Z, dtype=np.float64))
+        self.kl_divergence_ = float(out.kl_divergence)
+        return np.asarray(out)
 
 
-METHODS: dict[str, type[Any]] = {"pca": PCAProjection, "umap": UMAPProjection,
-                                 "tsne": TSNEProjection}
+METHODS: dict[str, type[Any]] = {
+    "pca": PCAProjection,
+    "umap": UMAPProjection,
+    "tsne": TSNEProjection,
+}
 
 
 def make_projection(method: str, n_components: int = 2, **params: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..activations.storelike import StoreLike
 from ..artifacts import load_tensors, read_json, save_tensors, write_json
 from ._aligned import AlignedProjection
 from ._axes import ProbeAxes
@@ -20,8 +22,9 @@ from ._estimators import METHODS, ProjectionInputError
 
 CONFIG = "config.json"
 ARRAYS = "arrays.safetensors"
-_CLASSES: dict[str, type[Any]] = {c.__name__: c for c in
-                                  [*METHODS.values(), AlignedProjection, ProbeAxes]}
+_CLASSES: dict[str, type[Any]] = {
+    c.__name__: c for c in [*METHODS.values(), AlignedProjection, ProbeAxes]
+}
 
 
 def _state(est: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -30,7 +33,8 @@ def _state(est: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, An
     for name, value in est.get_params(deep=False).items():
         if hasattr(value, "directions_") or isinstance(value, np.ndarray):
             arrays[f"{prefix}param.{name}"] = np.ascontiguousarray(
-                getattr(value, "directions_", value), dtype=np.float32)
+                getattr(value, "directions_", value), dtype=np.float32
+            )
             params[name] = {"__array__": f"{prefix}param.{name}"}
         else:
             params[name] = value
@@ -45,11 +49,15 @@ def _state(est: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, An
             fitted[name] = value
         elif type(value).__name__ in _CLASSES:
             fitted[name] = {"__estimator__": _state(value, f"{prefix}{name}.", arrays)}
-        elif isinstance(value, list) and all(v is None or type(v).__name__ in _CLASSES
-                                             for v in value):
-            fitted[name] = {"__estimators__": [
-                None if v is None else _state(v, f"{prefix}{name}.{i}.", arrays)
-                for i, v in enumerate(value)]}
+        elif isinstance(value, list) and all(
+            v is None or type(v).__name__ in _CLASSES for v in value
+        ):
+            fitted[name] = {
+                "__estimators__": [
+                    None if v is None else _state(v, f"{prefix}{name}.{i}.", arrays)
+                    for i, v in enumerate(value)
+                ]
+            }
         else:
             raise TypeError(f"cannot save {type(est).__name__}.{name} of type {type(value)}")
     return {"class": type(est).__name__, "params": params, "fitted": fitted}
@@ -74,8 +82,9 @@ def _restore(desc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     return est
 
 
-def save_projection(est: Any, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
-                    ) -> Path:
+def save_projection(
+    est: Any, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
+) -> Path:
     """Write a fitted projection to ``path/config.json`` + ``path/arrays.safetensors``.
 
     Args:
@@ -144,7 +153,7 @@ class StoreProjection:
 class _StoreLayers:
     """A lazy sequence of ``[rows, d]`` float32 arrays, one store hook point at a time."""
 
-    def __init__(self, store: Any, pooling: str, hooks: list[str], rows: np.ndarray) -> None:
+    def __init__(self, store: StoreLike, pooling: str, hooks: list[str], rows: np.ndarray) -> None:
         self.store, self.pooling, self.hooks, self.rows = store, pooling, hooks, rows
 
     def __len__(self) -> int:
@@ -155,22 +164,29 @@ class _StoreLayers:
         return np.asarray(x, dtype=np.float32)
 
 
-def projection_key(store: Any, pooling: str, hooks: list[str], rows: np.ndarray,
+def projection_key(store: StoreLike, pooling: str, hooks: list[str], rows: np.ndarray,
                    method: str, n_components: int, align: str, params: dict[str, Any]) -> str:
     """sha256 of what determines the projection: the store's identity and completeness, the
     rows, hook points, pooling, method and parameters, and the workbench version."""
     m = store.manifest
     identity = {
-        "store": m.get("identity_hash"), "status": m.get("status"), "n_rows": store.n_rows,
+        "store": m.get("identity_hash"),
+        "status": m.get("status"),
+        "n_rows": store.n_rows,
         "rows": hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest(),
-        "hooks": hooks, "pooling": pooling, "method": method, "n_components": n_components,
-        "align": align, "params": params, "version": __version__,
+        "hooks": hooks,
+        "pooling": pooling,
+        "method": method,
+        "n_components": n_components,
+        "align": align,
+        "params": params,
+        "version": __version__,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def project_store(
-    store: Any,
+    store: StoreLike | str | os.PathLike[str],
     method: str = "pca",
     *,
     pooling: str = "last",
@@ -185,11 +201,12 @@ def project_store(
     cache_dir: str | os.PathLike[str] | None = None,
     refit: bool = False,
     progress: bool = False,
+    callback: Callable[[int, int], None] | None = None,
 ) -> StoreProjection:
     """Project a store's layers with one aligned projection, reusing a cached fit.
 
     Args:
-        store: an ``ActivationStore`` (or its folder).
+        store: an ``ActivationStore`` (or its folder), or any ``StoreLike``.
         method: ``pca``, ``umap`` or ``tsne``.
         pooling: a pooled view of the store (``last``, ``mean``, ...).
         layers: residual layers (default: every stored hook point).
@@ -205,21 +222,31 @@ def project_store(
             named by its content hash, holding ``config.json`` and ``arrays.safetensors``.
         refit: ignore (and overwrite) a cached fit.
         progress: a progress bar over layers.
+        callback: ``callback(done, total)`` after each fitted layer (not called for a cached
+            fit).
 
     Returns:
         A ``StoreProjection`` with ``embeddings`` ``[layers, rows, k]``.
     """
     from ..activations.store import ActivationStore
 
-    if not hasattr(store, "manifest"):
+    if not isinstance(store, StoreLike):
         store = ActivationStore(store)
-    idx = store._row_index(rows)
-    hook_idx = store._hook_index(layers, hook_points)
+    idx = store.row_index(rows)
+    hook_idx = store.hook_index(layers, hook_points)
     hooks = [store.hook_points[i] for i in hook_idx]
-    store._pooling(pooling)  # a clear error for an unknown pooling
+    store.pooling(pooling)  # a clear error for an unknown pooling
     params = dict(params or {})
-    key = projection_key(store, pooling, hooks, idx, method, n_components, align,
-                         {**params, "reference": reference, "random_state": random_state})
+    key = projection_key(
+        store,
+        pooling,
+        hooks,
+        idx,
+        method,
+        n_components,
+        align,
+        {**params, "reference": reference, "random_state": random_state},
+    )
     folder = Path(cache_dir) if cache_dir is not None else Path(store.path) / "projections"
     folder = folder / key[:24]
     by_hook = {v: k for k, v in store.layers.items()}
@@ -238,12 +265,22 @@ def project_store(
     if est is None:
         est = AlignedProjection(method, n_components, align=align, reference=reference,
                                 params=params, random_state=random_state)
-        est.fit(_StoreLayers(store, pooling, hooks, idx), progress=progress)
+        est.fit(_StoreLayers(store, pooling, hooks, idx), progress=progress, callback=callback)
         save_projection(est, folder, meta={
             "store": str(store.path), "pooling": pooling, "hook_points": hooks,
             "layers": layer_ids, "rows": idx.tolist() if len(idx) <= 10_000 else len(idx),
             "method": method, "params": params, "key": key})
     return StoreProjection(
-        embeddings=est.embeddings_, hook_points=hooks, layers=layer_ids, rows=idx, method=method,
-        pooling=pooling, params=params, key=key, displacement=float(est.displacement_),
-        cached=cached, path=folder, projection=est)
+        embeddings=est.embeddings_,
+        hook_points=hooks,
+        layers=layer_ids,
+        rows=idx,
+        method=method,
+        pooling=pooling,
+        params=params,
+        key=key,
+        displacement=float(est.displacement_),
+        cached=cached,
+        path=folder,
+        projection=est,
+    )

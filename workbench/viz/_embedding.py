@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def require_plotly() -> tuple[Any, Any]:
     """``plotly.graph_objects`` and ``plotly.subplots.make_subplots``, or an error naming the
@@ -95,16 +97,21 @@ def embedding_layer_curves(
     metric: str = "spearman",
     *,
     reference: tuple[str, float] | None = None,
+    n_items: int | None = None,
     title: str | None = None,
 ) -> Any:
     """``metric`` by layer, one line per (pooling, post-processing) of an ``evaluate_grid``
-    table (raw cells solid, post-processed dotted), with an optional reference line.
+    table (raw cells solid, post-processed dotted), with an optional reference line and 95%
+    intervals.
 
     Args:
         df: the DataFrame of ``evaluate_grid`` (``layer``, ``pooling``, ``postprocess``, metric).
         metric: the column to draw (``spearman``, ``accuracy``, ``anisotropy``, ...).
         reference: ``(name, value)`` drawn as a horizontal line (e.g. a sentence encoder's
-            score on the same task).
+            score on the same task, or the majority-class baseline).
+        n_items: rows (or pairs) each cell was scored on: error bars with the 95% interval of
+            ``workbench.evaluation.metric_interval`` (Wilson for accuracies, Fisher z for
+            Spearman; none for other metrics).
         title: figure title.
 
     Raises:
@@ -114,17 +121,27 @@ def embedding_layer_curves(
     missing = [c for c in ("layer", "pooling", "postprocess", metric) if c not in df.columns]
     if missing:
         raise KeyError(f"columns {missing} are not in the results; its columns are {list(df.columns)}")
+    from ..evaluation import metric_interval
+
     fig = go.Figure()
     for (pooling, post), rows in df.groupby(["pooling", "postprocess"], sort=False):
         rows = rows.sort_values("layer")
-        fig.add_trace(go.Scatter(x=rows["layer"], y=rows[metric], mode="lines+markers",
-                                 name=f"{_short(pooling)} ({post})",
+        y = rows[metric].to_numpy(dtype=float)
+        error: dict[str, Any] | None = None
+        if n_items:
+            bounds = np.array([metric_interval(metric, v, int(n_items)) for v in y])
+            if np.isfinite(bounds).any():
+                error = {"type": "data", "symmetric": False, "array": bounds[:, 1] - y,
+                         "arrayminus": y - bounds[:, 0], "thickness": 1}
+        fig.add_trace(go.Scatter(x=rows["layer"], y=y, mode="lines+markers",
+                                 name=f"{_short(pooling)} ({post})", error_y=error,
                                  line={"dash": "solid" if post == "none" else "dot"}))
     if reference is not None:
         name, value = reference
         fig.add_hline(y=value, line_dash="dash", line_color="black",
                       annotation_text=f"{name} {value:.1f}")
-    fig.update_layout(title=title or f"{metric} by layer", xaxis_title="layer",
+    note = f" (95% intervals, n = {int(n_items)})" if n_items else ""
+    fig.update_layout(title=title or f"{metric} by layer{note}", xaxis_title="layer",
                       yaxis_title=metric, template="plotly_white")
     return fig
 

@@ -193,7 +193,7 @@ def _latlon_drawn(true: Any, pred: Any, labels: Any, max_points: int | None, see
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Checked inputs of a lat/long figure: names ``[n]``, great-circle errors ``[n]`` (km),
     the drawn rows ``[m]`` and their true and predicted (lat, lon) ``[m, 2]``."""
-    from ..probing._metrics import great_circle_km
+    from .._geo import great_circle_km
 
     true, pred, names = _latlon_inputs(true, pred, labels)
     km = np.asarray(great_circle_km(true, pred), dtype=float)

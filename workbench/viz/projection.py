@@ -31,28 +31,65 @@ def _check_points(points: Any, what: str = "points") -> np.ndarray:
     return arr
 
 
-def _traces(go: Any, xy: np.ndarray, kind: str, values: Any, hover: list[str],
-            color_title: str, size: float, crange: tuple[float, float] | None) -> list[Any]:
+def _traces(
+    go: Any,
+    xy: np.ndarray,
+    kind: str,
+    values: Any,
+    hover: list[str],
+    color_title: str,
+    size: float,
+    crange: tuple[float, float] | None,
+    ids: np.ndarray | None = None,
+    midpoint: float | None = None,
+) -> list[Any]:
     three = xy.shape[1] == 3
     cls = go.Scatter3d if three else go.Scattergl
     coords = {"x": xy[:, 0], "y": xy[:, 1], **({"z": xy[:, 2]} if three else {})}
+    rows = np.arange(len(xy)) if ids is None else np.asarray(ids)
     template = "%{text}<extra>%{fullData.name}</extra>"
     if kind == "categorical":
         out = []
         for i, cat in enumerate(dict.fromkeys(values)):
             m = values == cat
-            out.append(cls(**{k: v[m] for k, v in coords.items()}, mode="markers", name=str(cat),
-                           text=[h for h, keep in zip(hover, m, strict=True) if keep],
-                           marker={"size": size, "color": _COLOURS[i % len(_COLOURS)]},
-                           hovertemplate=template))
+            out.append(
+                cls(
+                    **{k: v[m] for k, v in coords.items()},
+                    mode="markers",
+                    name=str(cat),
+                    text=[h for h, keep in zip(hover, m, strict=True) if keep],
+                    customdata=rows[m],
+                    marker={"size": size, "color": _COLOURS[i % len(_COLOURS)]},
+                    hovertemplate=template,
+                )
+            )
         return out
     marker: dict[str, Any] = {"size": size}
     if kind == "continuous":
-        lo, hi = crange if crange else (float(np.nanmin(values)), float(np.nanmax(values)))
-        marker.update(color=values, colorscale="RdBu_r", cmin=lo, cmax=hi,
-                      colorbar={"title": color_title})
-    return [cls(**coords, mode="markers", name="points", text=hover, marker=marker,
-                hovertemplate=template)]
+        finite = values[np.isfinite(values)]
+        if crange:
+            lo, hi = crange
+        elif midpoint is not None and len(finite):
+            bound = float(np.abs(finite - midpoint).max()) or 1.0
+            lo, hi = midpoint - bound, midpoint + bound
+        else:
+            lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+        marker.update(
+            color=values, colorscale="RdBu_r", cmin=lo, cmax=hi, colorbar={"title": color_title}
+        )
+        if midpoint is not None:
+            marker["cmid"] = midpoint
+    return [
+        cls(
+            **coords,
+            mode="markers",
+            name="points",
+            text=hover,
+            customdata=rows,
+            marker=marker,
+            hovertemplate=template,
+        )
+    ]
 
 
 def _hover(n: int, hover: Sequence[str] | None, kind: str, values: Any, title: str) -> list[str]:
@@ -60,7 +97,10 @@ def _hover(n: int, hover: Sequence[str] | None, kind: str, values: Any, title: s
         raise ValueError(f"{len(hover)} hover texts for {n} points")
     base = [str(h) for h in hover] if hover is not None else [f"row {i}" for i in range(n)]
     if kind == "continuous":
-        return [f"{b}<br>{title} {v:.3f}" for b, v in zip(base, values, strict=True)]
+        return [
+            f"{b}<br>{title} {v:.3f}" if np.isfinite(v) else f"{b}<br>{title} (not scored)"
+            for b, v in zip(base, values, strict=True)
+        ]
     if kind == "categorical":
         return [f"{b}<br>{title} {v}" for b, v in zip(base, values, strict=True)]
     return base
@@ -75,6 +115,8 @@ def projection_scatter(
     axis_titles: Sequence[str] | None = None,
     title: str | None = None,
     size: float = 5.0,
+    ids: Any = None,
+    color_midpoint: float | None = None,
 ) -> Any:
     """A 2-D or 3-D scatter of projected points.
 
@@ -88,6 +130,10 @@ def projection_scatter(
             "PC 1 of the rest"]`` for ``ProbeAxes``).
         title: figure title.
         size: marker size.
+        ids: ``[n]`` row ids carried as each point's ``customdata`` (default ``0..n-1``), so
+            a click or a lasso maps back to rows whatever the trace split.
+        color_midpoint: for scores, the value at the centre of the diverging scale (a probe's
+            decision boundary, 0 for logits); the range is made symmetric around it.
 
     Returns:
         A ``plotly.graph_objects.Figure`` (``Scattergl`` in 2-D, ``Scatter3d`` in 3-D).
@@ -96,7 +142,12 @@ def projection_scatter(
     xy = _check_points(points)
     kind, values = _colour_kind(color, len(xy))
     text = _hover(len(xy), hover, kind, values, color_title)
-    fig = go.Figure(_traces(go, xy, kind, values, text, color_title, size, None))
+    row_ids = np.arange(len(xy)) if ids is None else np.asarray(ids)
+    if row_ids.shape != (len(xy),):
+        raise ValueError(f"ids has shape {row_ids.shape}: pass one id per point ({len(xy)})")
+    fig = go.Figure(
+        _traces(go, xy, kind, values, text, color_title, size, None, row_ids, color_midpoint)
+    )
     _axes(fig, xy.shape[1], axis_titles)
     fig.update_layout(title=title, template="plotly_white", legend={"title": color_title})
     return fig
@@ -107,8 +158,9 @@ def _axes(fig: Any, k: int, axis_titles: Sequence[str] | None) -> None:
     if len(names) != k:
         raise ValueError(f"{len(names)} axis titles for {k} dimensions")
     if k == 3:
-        fig.update_layout(scene={"xaxis_title": names[0], "yaxis_title": names[1],
-                                 "zaxis_title": names[2]})
+        fig.update_layout(
+            scene={"xaxis_title": names[0], "yaxis_title": names[1], "zaxis_title": names[2]}
+        )
     else:
         fig.update_layout(xaxis_title=names[0], yaxis_title=names[1])
 
@@ -156,20 +208,43 @@ def layer_projection_slider(
         if kind == "continuous" and values is not None
         else None
     )
-    frames = [go.Frame(data=_traces(go, E[i], kind, values, text, color_title, size, crange),
-                       name=names[i]) for i in range(len(E))]
+    frames = [
+        go.Frame(
+            data=_traces(go, E[i], kind, values, text, color_title, size, crange), name=names[i]
+        )
+        for i in range(len(E))
+    ]
     fig = go.Figure(data=frames[active].data, frames=frames)
     pad = 0.05 * float(np.ptp(E[..., :2]))
     lo, hi = E.min(axis=(0, 1)) - pad, E.max(axis=(0, 1)) + pad
     fig.update_xaxes(range=[lo[0], hi[0]], title="aligned dim 1")
     fig.update_yaxes(range=[lo[1], hi[1]], title="aligned dim 2")
-    steps = [{"method": "animate", "label": n,
-              "args": [[n], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
-                             "transition": {"duration": 0}}]} for n in names]
+    steps = [
+        {
+            "method": "animate",
+            "label": n,
+            "args": [
+                [n],
+                {
+                    "mode": "immediate",
+                    "frame": {"duration": 0, "redraw": True},
+                    "transition": {"duration": 0},
+                },
+            ],
+        }
+        for n in names
+    ]
     fig.update_layout(
-        title=title or "projection by layer", template="plotly_white",
+        title=title or "projection by layer",
+        template="plotly_white",
         legend={"title": color_title},
-        sliders=[{"active": active, "currentvalue": {"prefix": "layer "}, "steps": steps,
-                  "pad": {"t": 40}}],
+        sliders=[
+            {
+                "active": active,
+                "currentvalue": {"prefix": "layer "},
+                "steps": steps,
+                "pad": {"t": 40},
+            }
+        ],
     )
     return fig

@@ -14,17 +14,30 @@ import pandas as pd
 import streamlit as st
 
 from workbench.dashboard import _cache
-from workbench.dashboard._state import runs_dir, shown_errors
+from workbench.dashboard._state import allowed_path, runs_dir, shown_errors
 
 st.title("Runs")
 root = runs_dir()
 found = _cache.scan(root)
 if not any(found.values()):
-    st.info(f"No runs under `{root}` yet. Start an extraction below, or run "
-            "`workbench probe run probes/cities_truth.toml`.")
+    st.info(
+        f"No runs under `{root}` yet. Start an extraction below, or run "
+        "`workbench probe run probes/cities_truth.toml`."
+    )
 
-stores_tab, probes_tab, new_tab = st.tabs(["Activation stores", "Probe experiments",
-                                           "New extraction"])
+if found["damaged"]:
+    st.warning(
+        f"{len(found['damaged'])} run(s) under `{root}` cannot be opened; each is listed with "
+        "what is wrong and how to fix it.",
+        icon=":material/warning:",
+    )
+    st.dataframe(
+        pd.DataFrame(found["damaged"]).drop(columns=["path"]), hide_index=True, key="damaged_table"
+    )
+
+stores_tab, probes_tab, new_tab = st.tabs(
+    ["Activation stores", "Probe experiments", "New extraction"]
+)
 
 with stores_tab:
     if found["stores"]:
@@ -33,8 +46,10 @@ with stores_tab:
         choice = st.selectbox("Manifest of", table["store"], key="runs_store")
         with shown_errors("could not read the store"):
             s = _cache.open_store(table.set_index("store").loc[choice, "path"])
-            st.caption(f"{len(s)} rows, layers {sorted(s.layers)[:3]}...{sorted(s.layers)[-1:]}, "
-                       f"poolings {', '.join(s.pooling_names)}, columns {s.columns}")
+            st.caption(
+                f"{len(s)} rows, layers {sorted(s.layers)[:3]}...{sorted(s.layers)[-1:]}, "
+                f"poolings {', '.join(s.pooling_names)}, columns {s.columns}"
+            )
             st.json(s.manifest, expanded=1)
     else:
         st.caption("no activation stores")
@@ -43,8 +58,9 @@ with probes_tab:
     if found["experiments"]:
         exps = pd.DataFrame(found["experiments"])
         st.dataframe(exps.drop(columns=["path"]), hide_index=True, key="experiments_table")
-        st.page_link("app_pages/probes.py", label="Open the Probes page",
-                     icon=":material/query_stats:")
+        st.page_link(
+            "app_pages/probes.py", label="Open the Probes page", icon=":material/query_stats:"
+        )
     else:
         st.caption("no probe experiments (`workbench probe run probes/cities_truth.toml`)")
     if found["grids"]:
@@ -69,23 +85,54 @@ with new_tab, st.form("extract_form"):
     c1, c2 = st.columns(2)
     model = c1.selectbox("Model", _bundled(), key="extract_model")
     dataset = c2.selectbox("Dataset", _datasets(), key="extract_dataset")
-    data_file = c2.text_input("or a data file (.csv/.jsonl/.parquet/.conllu)", key="extract_file")
+    data_file = c2.text_input(
+        "or a data file (.csv/.jsonl/.parquet/.conllu)",
+        key="extract_file",
+        help="inside the runs folder or a `--data-root` folder",
+    )
     layers = c1.text_input("Layers", "all", help="'all', '0,15,-1' or '5:20'", key="extract_layers")
-    pooling = c1.multiselect("Pooling", ["mean", "last", "first", "max", "tokens"],
-                             default=["mean", "last"], key="extract_pooling")
+    pooling = c1.multiselect(
+        "Pooling",
+        ["mean", "last", "first", "max", "tokens"],
+        default=["mean", "last"],
+        key="extract_pooling",
+    )
     template = c2.selectbox("Template", ["none", "prompteol", "echo"], key="extract_template")
-    limit = c2.number_input("First N rows (0 = all)", min_value=0, value=200, step=100,
-                            key="extract_limit")
-    out = st.text_input("Output folder", "", placeholder=f"{root}/<model>-<dataset>",
-                        key="extract_out")
+    limit = c2.number_input(
+        "First N rows (0 = all)", min_value=0, value=200, step=100, key="extract_limit"
+    )
+    out = st.text_input(
+        "Output folder",
+        "",
+        placeholder=f"{root}/<model>-<dataset>",
+        key="extract_out",
+        help="inside the runs folder or a `--data-root` folder",
+    )
     submitted = st.form_submit_button("Extract", type="primary")
 
 
-def _command(out_dir: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "workbench", "extract", "--model", model,
-           "--dataset", data_file.strip() or dataset, "--layers", layers,
-           "--pooling", ",".join(pooling), "--out", str(out_dir), "--shard-size", "64",
-           "--threads", "1", "--no-progress"]
+def _command(out_dir: Path, data: str) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "workbench",
+        "extract",
+        "--model",
+        model,
+        "--dataset",
+        data,
+        "--layers",
+        layers,
+        "--pooling",
+        ",".join(pooling),
+        "--out",
+        str(out_dir),
+        "--shard-size",
+        "64",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     if template != "none":
         cmd += ["--template", template]
     if limit:
@@ -93,13 +140,20 @@ def _command(out_dir: Path) -> list[str]:
     return cmd
 
 
+paths_ok = False
 if submitted:
     name = f"{model}-{Path(data_file).stem if data_file.strip() else dataset}"
-    out_dir = Path(out.strip()) if out.strip() else root / (name + (f"-{limit}" if limit else ""))
+    with new_tab, shown_errors("refused"):
+        data = str(allowed_path(data_file, "data file")) if data_file.strip() else dataset
+        out_dir = allowed_path(
+            out.strip() or name + (f"-{limit}" if limit else ""), "output folder"
+        )
+        paths_ok = True
+if paths_ok:
     if not pooling:
         st.error("pick at least one pooling")
     else:
-        cmd = _command(out_dir)
+        cmd = _command(out_dir, data)
         with new_tab, st.status(f"extracting into `{out_dir}` ...", expanded=True) as status:
             st.code(" ".join(cmd[2:]), language="bash")
             bar = st.progress(0.0, text="loading the model ...")
@@ -118,19 +172,25 @@ if submitted:
                         except (ValueError, KeyError):
                             continue
                         done = len(list((out_dir / "shards").glob("[0-9]*.json")))
-                        bar.progress(min(done / max(n, 1), 1.0),
-                                     text=f"{done}/{n} shards, {time.perf_counter() - t0:.0f} s")
+                        bar.progress(
+                            min(done / max(n, 1), 1.0),
+                            text=f"{done}/{n} shards, {time.perf_counter() - t0:.0f} s",
+                        )
             output = log.read_text()
             if proc.returncode == 0:
                 bar.progress(1.0, text="done")
                 status.update(label=f"extracted into `{out_dir}`", state="complete")
                 st.cache_data.clear()
-                st.success(f"store written to `{out_dir}`: see the Activation stores tab "
-                           "(rerun the page to refresh)")
+                st.success(
+                    f"store written to `{out_dir}`: see the Activation stores tab "
+                    "(rerun the page to refresh)"
+                )
             else:
                 status.update(label="extraction failed", state="error")
                 lines = [x for x in output.splitlines() if x.strip()]
-                message = next((x for x in reversed(lines) if x.startswith("error:")),
-                               lines[-1] if lines else f"exit status {proc.returncode}")
+                message = next(
+                    (x for x in reversed(lines) if x.startswith("error:")),
+                    lines[-1] if lines else f"exit status {proc.returncode}",
+                )
                 st.error(f"extraction failed: {message}")
             log.unlink(missing_ok=True)

@@ -6,16 +6,15 @@ indices, as everywhere in the workbench) and every position, the top-k next toke
 probabilities, the entropy, and the rank and probability of a chosen target token. At the last
 layer the lens *is* the model: ``hidden_states[n]`` is already normalised, so the lens applies only
 the unembedding and its top-k equal the model's own logits exactly. ``TunedLens``
-(``tuned_lens.py``) shares ``run`` and the result type.
+(``tuned.py``) shares ``run`` and the result type.
 
->>> from workbench.inversion import LogitLens                              # doctest: +SKIP
+>>> from workbench.lens import LogitLens                                   # doctest: +SKIP
 >>> res = LogitLens(lm).run("The capital of France is", k=5, target=" Paris")  # doctest: +SKIP
 >>> res.target_rank[:, -1]     # rank of " Paris" after the last token, per layer  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -24,10 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..activations import hook_names
-from ..activations.extract import _eval_mode
-from ..attribution._core import TargetTokenError, single_token
-from ..errors import ContextLengthError, ModelStructureError, PoolingError
+from ..attribution._core import single_token
+from ..errors import ContextLengthError, ModelStructureError, PoolingError, TargetTokenError
+from ..models import hook_names, hooks
 
 #: Names of a base model's final norm in the common architectures (Llama/Qwen/Mistral ``norm``,
 #: GPT-2 ``ln_f``, OPT ``final_layer_norm``, Mamba ``norm_f``, Phi ``final_layernorm``).
@@ -111,22 +109,14 @@ def check_position(position: int, n_tokens: int, what: str = "position") -> int:
     return int(position) % n_tokens
 
 
-def forward_kwargs(model: nn.Module) -> dict[str, Any]:
-    """Keyword arguments that switch off the KV cache where ``model.forward`` takes it."""
-    params = inspect.signature(model.forward).parameters
-    return {"use_cache": False} if "use_cache" in params else {}
-
-
 @torch.no_grad()
 def hidden_states(lm: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, ...]:
     """All residual layers of the base model: ``n_layers + 1`` tensors ``[batch, pos, d_model]``
     (no unembedding runs)."""
-    kwargs = forward_kwargs(lm.base_model)
-    with _eval_mode(lm.model):
-        out = lm.base_model(input_ids=input_ids.to(lm.device), output_hidden_states=True,
-                            attention_mask=None if attention_mask is None
-                            else attention_mask.to(lm.device), **kwargs)
+    with hooks.eval_mode(lm.model):
+        out = lm.base_model(**hooks.forward_inputs(lm, input_ids, attention_mask),
+                            output_hidden_states=True)
     return tuple(out.hidden_states)
 
 
@@ -259,7 +249,7 @@ class LogitLens:
         ids = encode_prompt(lm, prompt)
         states = hidden_states(lm, torch.tensor([ids]))
         top_ids, top_probs, entropy, ranks, probs = [], [], [], [], []
-        with _eval_mode(lm.model):
+        with hooks.eval_mode(lm.model):
             for layer in chosen:
                 logp = self.log_probs(states[layer][0], layer)  # [pos, vocab]
                 p = logp.exp()

@@ -37,11 +37,10 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..activations import hook_names
-from ..activations.extract import _eval_mode
 from ..artifacts import load_tensors, read_json, read_tensor_metadata, save_tensors, write_json
 from ..errors import EmptyDatasetError, WorkbenchError
-from .lens import LogitLens, forward_kwargs
+from ..models import hook_names, hooks
+from .logit import LogitLens, hidden_states
 
 WEIGHTS = "tuned_lens.safetensors"
 CONFIG = "config.json"
@@ -93,13 +92,6 @@ def _batch_ids(lm: Any, texts: Sequence[str], max_length: int) -> tuple[torch.Te
         ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[b, : len(r)] = 1
     return ids, mask
-
-
-@torch.no_grad()
-def _states(lm: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    out = lm.base_model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                        output_hidden_states=True, **forward_kwargs(lm.base_model))
-    return tuple(out.hidden_states)
 
 
 class TunedLens(LogitLens):
@@ -261,13 +253,13 @@ class TunedLens(LogitLens):
             bar = tqdm(total=steps, initial=start, desc="tuned lens: KL", unit="step")
         t0 = time.perf_counter()
         try:
-            with _frozen(lm.model), _eval_mode(lm.model):
+            with _frozen(lm.model), hooks.eval_mode(lm.model):
                 for step in range(start, steps):
                     for group in opt.param_groups:
                         group["lr"] = lr * _lr_factor(step, steps, warmup)
                     idx = _text_indices(len(texts), step, batch_size, seed)
                     ids, mask = _batch_ids(lm, [texts[i] for i in idx], max_length)
-                    states = _states(lm, ids, mask)
+                    states = hidden_states(lm, ids, mask)
                     sel = _sample_tokens(mask, skip_first, tokens_per_step, seed, step)
                     if sel is None:
                         continue  # no token past skip_first in this batch: nothing to learn
@@ -311,35 +303,26 @@ class TunedLens(LogitLens):
         n = lm.n_layers
         xx = {layer: torch.zeros(d + 1, d + 1, dtype=torch.float64) for layer in self.layers}
         xy = {layer: torch.zeros(d + 1, d, dtype=torch.float64) for layer in self.layers}
-        captured: list[torch.Tensor] = []
-        handle = None
-        if self.norm is not None:
-            handle = self.norm.register_forward_hook(
-                lambda mod, args, out: captured.append(args[0].detach()))
+        last = hook_names.block_hook(n - 1)  # the final norm's input
         batches = range(0, len(texts), batch_size)
         if progress:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc="tuned lens: least squares", unit="batch")
-        try:
-            with _eval_mode(lm.model):
-                for start in batches:
-                    ids, mask = _batch_ids(lm, texts[start : start + batch_size], max_length)
-                    captured.clear()
-                    states = _states(lm, ids, mask)
-                    keep = mask.bool().clone()
-                    keep[:, :skip_first] = False
-                    if not keep.any():
-                        continue
-                    target = (captured[-1] if captured else states[n])[keep].double().cpu()
-                    for layer in self.layers:
-                        x = states[layer][keep].double().cpu()
-                        x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
-                        xx[layer] += x.T @ x
-                        xy[layer] += x.T @ target
-        finally:
-            if handle is not None:
-                handle.remove()
+        with hooks.eval_mode(lm.model), hooks.read(lm, [last]) as seen:
+            for start in batches:
+                ids, mask = _batch_ids(lm, texts[start : start + batch_size], max_length)
+                states = hidden_states(lm, ids, mask)
+                keep = mask.bool().clone()
+                keep[:, :skip_first] = False
+                if not keep.any():
+                    continue
+                target = seen[last][keep].double().cpu()
+                for layer in self.layers:
+                    x = states[layer][keep].double().cpu()
+                    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+                    xx[layer] += x.T @ x
+                    xy[layer] += x.T @ target
         eye = torch.eye(d, dtype=torch.float64)
         for layer in self.layers:
             a = xx[layer]
@@ -569,7 +552,7 @@ def lens_report(
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="lens report", unit="batch")
-    with _eval_mode(lm.model):
+    with hooks.eval_mode(lm.model):
         for start in batches:
             ids, mask = _batch_ids(lm, texts[start : start + batch_size], max_length)
             keep = mask.bool().clone()
@@ -580,7 +563,7 @@ def lens_report(
             if len(rows) == 0:
                 continue
             nxt = ids[rows, pos + 1].to(lm.device)
-            states = _states(lm, ids, mask)
+            states = hidden_states(lm, ids, mask)
             final = logit.log_probs(states[n][rows, pos], n)  # [S, vocab]
             p_final = final.exp()
             ce_model -= float(final.gather(-1, nxt[:, None]).sum())

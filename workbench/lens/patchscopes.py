@@ -10,7 +10,7 @@ Works for any decoder the workbench loads (the patch is a hook on the block foun
 registered for the prompt's forward pass only and removed in ``finally``; generation continues
 from the KV cache, so the patched state is read by every generated token's attention).
 
->>> from workbench.inversion import Patchscope                           # doctest: +SKIP
+>>> from workbench.lens import Patchscope                                # doctest: +SKIP
 >>> Patchscope(lm).run("The capital of France is Paris", layer=12, position=-1).description  # doctest: +SKIP
 """
 
@@ -23,10 +23,9 @@ from typing import Any
 
 import torch
 
-from ..activations import hook_names
-from ..activations.extract import _eval_mode
-from ..errors import LayerOutOfRangeError, PoolingError
-from .lens import check_position, decode_tokens, encode_prompt, hidden_states, require_decoder
+from ..errors import PoolingError
+from ..models import hook_names, hooks
+from .logit import check_position, decode_tokens, encode_prompt, hidden_states, require_decoder
 
 #: The identity few-shot prompt: the model continues ``? ->`` with what the placeholder holds.
 IDENTITY_PROMPT = "cat -> cat; 1135 -> 1135; hello -> hello; ? ->"
@@ -101,9 +100,9 @@ class Patchscope:
         eos = lm.tokenizer.eos_token_id
         input_ids = torch.tensor([list(ids)], device=lm.device)
         out_ids: list[int] = []
-        with _eval_mode(model):
+        with hooks.eval_mode(model):
             with _patched(lm, patch):
-                out = model(input_ids=input_ids, use_cache=True)
+                out = model(**hooks.forward_inputs(lm, input_ids, module=model, use_cache=True))
             for _ in range(max_new_tokens):
                 nxt = int(out.logits[0, -1].argmax())
                 out_ids.append(nxt)
@@ -175,14 +174,7 @@ class Patchscope:
 
 
 def _writable_layer(lm: Any, layer: int) -> int:
-    (resolved,) = hook_names.normalize_layers(layer, lm.n_layers, lm.name)
-    if resolved == lm.n_layers and lm.final_norm:
-        raise LayerOutOfRangeError(
-            f"target layer {layer} of {lm.name} is the output of its final norm (hidden_states"
-            f"[{lm.n_layers}]), which only the unembedding reads: patch a residual layer "
-            f"0..{lm.n_layers - 1}"
-        )
-    return resolved
+    return hooks.residual_layer(lm, layer, what="target layer", verb="patch")
 
 
 def _placeholder_position(lm: Any, prompt: str, placeholder: str) -> int:
@@ -208,38 +200,21 @@ def _placeholder_position(lm: Any, prompt: str, placeholder: str) -> int:
 @contextmanager
 def _patched(lm: Any, patch: tuple[int, int, torch.Tensor] | None) -> Iterator[None]:
     """Replace the residual state at ``(layer, position)`` with ``state`` in the forward passes
-    inside the context (hook removed in ``finally``)."""
+    inside the context (a ``hooks.write``, removed on exit)."""
     if patch is None:
         yield
         return
     layer, position, state = patch
-    module, where = lm.hook_module(hook_names.resid_hook(layer, lm.n_layers, lm.final_norm))
 
-    def write(hidden: torch.Tensor) -> torch.Tensor:
+    def put(hidden: torch.Tensor) -> torch.Tensor:
         if hidden.dim() != 3 or hidden.shape[1] <= position:
             return hidden  # a cached single-token step: nothing at that position
         hidden = hidden.clone()
         hidden[:, position] = state.to(hidden.device, hidden.dtype)
         return hidden
 
-    def pre_hook(mod: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if args:
-            return (write(args[0]), *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": write(kwargs["hidden_states"])}
-
-    def post_hook(mod: torch.nn.Module, args: Any, output: Any) -> Any:
-        if isinstance(output, tuple):
-            return (write(output[0]), *output[1:])
-        return write(output)
-
-    if where == "input":
-        handle = module.register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=True)
-    else:
-        handle = module.register_forward_hook(post_hook, prepend=True)
-    try:
+    with hooks.write(lm, hook_names.resid_hook(layer, lm.n_layers, lm.final_norm), put):
         yield
-    finally:
-        handle.remove()
 
 
 __all__ = ["IDENTITY_PROMPT", "Patchscope", "PatchscopeResult"]
