@@ -38,7 +38,8 @@ def binomial_band(p: float, n: int) -> float:
 
 
 def fisher_band(rho: float, n: int) -> tuple[float, float]:
-    """The 99% band of a Spearman correlation ``rho`` measured on ``n`` pairs (Fisher's z)."""
+    """The 99% band of a Spearman correlation ``rho`` measured on ``n`` pairs (Fisher's z, with
+    the standard error 1.03 / sqrt(n - 3) of Fieller, Hartley and Pearson for Spearman's rho)."""
     z, se = math.atanh(rho), 1.03 / math.sqrt(n - 3)
     return math.tanh(z - Z99 * se), math.tanh(z + Z99 * se)
 
