@@ -38,7 +38,8 @@ from workbench.viz.probing import generalisation_heatmap, layer_curves
 ROWS = int(os.environ.get("WB_NB_ROWS", "1496"))  # statements per dataset (true/false pairs)
 LAYERS = os.environ.get("WB_NB_LAYERS", "all")
 RUNS = os.environ.get("WB_NB_RUNS", "runs/notebooks")
-N_BOOT = 200 if os.environ.get("WB_NB_FAST") else 1000
+FAST = bool(os.environ.get("WB_NB_FAST"))  # CI: fewer bootstrap samples and steered texts
+N_BOOT = 200 if FAST else 1000
 
 lm = wb.load_model("smollm2-135m")
 cities = wb.load_dataset("cities", limit=ROWS)
@@ -117,8 +118,8 @@ steer_layers = sorted({int(accuracy.loc[steerable].idxmax()),
 directions = {layer: results["logistic"].directions[("last", store.layers[layer])][0]
               for layer in steer_layers}
 rng = np.random.default_rng(0)
-texts = [cities.texts[i] for i in rng.choice(len(cities), size=min(48, len(cities)),
-                                              replace=False)]
+n_steered = min(24 if FAST else 48, len(cities))
+texts = [cities.texts[i] for i in rng.choice(len(cities), size=n_steered, replace=False)]
 check = CausalCheck(lm)
 table = check.run(texts, directions, alphas=(-0.2, -0.1, 0.0, 0.1, 0.2))
 print(table[["layer", "alpha", "mean_logit_diff", "delta_vs_alpha0", "kl_unrelated"]]
@@ -130,3 +131,24 @@ causal_curves(table)
 # control task; the generalisation to negations is the honest test of whether the direction is
 # "truth" rather than association; and steering along it moves the model's own answer at a
 # small KL cost on unrelated text.
+
+# %% [markdown]
+# The key numbers, saved to `$WB_NB_RUNS/02_geometry_of_truth.json`: the test suite checks them
+# against the figures the README quotes.
+
+# %%
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+figures = {"rows": len(store), "steer_layers": steer_layers}
+for kind, r in results.items():
+    b = r.best()["by_score"]
+    control = r.curve("accuracy", "control").set_index("layer")["value"]
+    figures[kind] = {"best_layer": int(b["layer"]), "accuracy": float(b["value"]),
+                     "control_accuracy": float(control.loc[b["layer"]])}
+figures["causal"] = [{k: float(v) for k, v in row.items()} for row in
+                     table[["layer", "alpha", "delta_vs_alpha0", "kl_unrelated"]]
+                     .to_dict("records")]
+Path(RUNS).mkdir(parents=True, exist_ok=True)
+Path(RUNS, "02_geometry_of_truth.json").write_text(json.dumps(figures, indent=1))
+figures

@@ -77,3 +77,26 @@ fig
 # What to take away: R² rises from near zero at the embeddings to its peak in the upper layers,
 # far above the control task, while the errors stay large (thousands of km) for a 135M model:
 # the direction of "where" is linearly present but coarse.
+
+# %% [markdown]
+# The key numbers, saved to `$WB_NB_RUNS/03_space.json`: the test suite checks them against
+# the claims above.
+
+# %%
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def by_layer(metric: str, labels: str = "task") -> dict[int, float]:
+    """One metric per layer at the best pooling."""
+    c = result.curve(metric, labels)
+    c = c[c["pooling"] == b["pooling"]]
+    return {int(k): float(v) for k, v in zip(c["layer"], c["value"], strict=True)}
+
+
+figures = {"rows": len(store), "best_layer": int(b["layer"]), "pooling": b["pooling"],
+           "r2": by_layer("r2"), "control_r2": by_layer("r2", "control"),
+           "median_km": by_layer("median_great_circle_km")}
+Path(RUNS).mkdir(parents=True, exist_ok=True)
+Path(RUNS, "03_space.json").write_text(json.dumps(figures, indent=1))
+figures

@@ -68,3 +68,19 @@ embedding_heatmap(llm, metric)
 # %%
 embedding_layer_curves(llm[llm["postprocess"] == "none"], "anisotropy",
                        title="anisotropy by layer (raw): mean pairwise cosine")
+
+# %% [markdown]
+# The key numbers, saved to `$WB_NB_RUNS/04_llm_as_embedder.json`: the test suite checks them
+# against the figures the README quotes (on the whole SICK-R test set).
+
+# %%
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+best_by_pooling = llm.groupby("pooling")[metric].max()
+figures = {"task": task.describe()["name"], "metric": metric, "n": task.describe().get("n_pairs"),
+           "minilm": reference, "smollm2_best": float(llm[metric].max()),
+           "smollm2_best_by_pooling": {k: float(v) for k, v in best_by_pooling.items()}}
+Path(RUNS).mkdir(parents=True, exist_ok=True)
+Path(RUNS, "04_llm_as_embedder.json").write_text(json.dumps(figures, indent=1))
+figures
