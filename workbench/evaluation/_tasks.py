@@ -28,7 +28,7 @@ from ..errors import (
     EvaluationOptionError,
     TaskFormatError,
 )
-from ._intervals import majority_share
+from ..intervals import majority_share
 
 #: Header names accepted for each role of a pair file with a header (first match wins).
 PAIR_COLUMNS: dict[str, tuple[str, ...]] = {
