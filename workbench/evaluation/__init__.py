@@ -32,7 +32,7 @@ from ._grid import (
     parse_grid_poolings,
     summarize,
 )
-from ._intervals import majority_share, metric_interval, spearman_interval, wilson_interval
+from ..intervals import majority_share, metric_interval, spearman_interval, wilson_interval
 from ._metrics import (
     classification_accuracy,
     clustering_v_measure,

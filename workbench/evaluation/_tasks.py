@@ -29,7 +29,7 @@ from ..errors import (
     TaskFormatError,
     arg,
 )
-from ._intervals import majority_share
+from ..intervals import majority_share
 
 #: Header names accepted for each role of a pair file with a header (first match wins).
 PAIR_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -121,7 +121,7 @@ def embedding_layer_curves(
     missing = [c for c in ("layer", "pooling", "postprocess", metric) if c not in df.columns]
     if missing:
         raise KeyError(f"columns {missing} are not in the results; its columns are {list(df.columns)}")
-    from ..evaluation import metric_interval
+    from ..intervals import metric_interval
 
     fig = go.Figure()
     for (pooling, post), rows in df.groupby(["pooling", "postprocess"], sort=False):

@@ -1,5 +1,6 @@
-"""Uncertainty and baselines for the scores of an embedding grid: Wilson intervals for
-accuracies, Fisher-z intervals for Spearman correlations, the majority-class baseline."""
+"""Uncertainty and baselines for scores (embedding grids, probes, the dashboard): Wilson
+intervals for accuracies, Fisher-z intervals for Spearman correlations, the majority-class
+baseline. It imports nothing of workbench, so any layer (viz included) may use it."""
 
 from __future__ import annotations
 
