@@ -22,6 +22,7 @@ Examples:
     >>> df.attrs["summary"]["best"]  # doctest: +SKIP
 """
 
+from ..intervals import majority_share, metric_interval, spearman_interval, wilson_interval
 from ._geometry import POSTPROCESS, PostProcess, anisotropy, effective_rank, geometry, norm_stats
 from ._grid import (
     DEFAULT_POOLINGS,
@@ -32,7 +33,6 @@ from ._grid import (
     parse_grid_poolings,
     summarize,
 )
-from ..intervals import majority_share, metric_interval, spearman_interval, wilson_interval
 from ._metrics import (
     classification_accuracy,
     clustering_v_measure,
