@@ -3,6 +3,12 @@
 Every projection works in float32, pre-reduces wide inputs with PCA before UMAP/t-SNE (so 100k
 points at d_model 576 fit in a few hundred MB), is deterministic for a fixed ``random_state``,
 and keeps only numpy arrays as fitted state (so it saves to safetensors + JSON, no pickle).
+
+float32 is a choice, not an accident: float64 input gives float32 output (half the memory of
+hidden states, and what the picture needs), declared to scikit-learn as
+``transformer_tags.preserves_dtype = ["float32"]``; a permuted batch therefore agrees with the
+original to float32 rounding. Otherwise the transformers follow scikit-learn's estimator contract
+(``tests/unit/test_projection_contract.py``): sparse and complex input are refused with a message.
 """
 
 from __future__ import annotations
