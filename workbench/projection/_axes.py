@@ -10,12 +10,33 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..probing._directions import unit_direction
-from ._estimators import PCAProjection, ProjectionInputError, _check_width, check_rows
+from ._estimators import (
+    PCAProjection,
+    ProjectionInputError,
+    _check_width,
+    _float32_tags,
+    check_rows,
+    check_varies,
+)
 
 
 def probe_direction(direction: Any, d_model: int | None = None) -> np.ndarray:
-    """A unit ``[d_model]`` float32 vector from a vector, ``[1, d_model]`` or a fitted probe
-    (its ``directions_``)."""
+    """A unit ``[d_model]`` float32 vector from a vector, ``[1, d_model]``, a fitted probe (its
+    ``directions_``) or a feature index ``k`` (the basis vector of column ``k``: one neuron)."""
+    if isinstance(direction, int | np.integer) and not isinstance(direction, bool | np.bool_):
+        k = int(direction)
+        if d_model is None:
+            raise ProjectionInputError(
+                f"direction={k} is a feature index: pass d_model (the number of columns) too"
+            )
+        if not -d_model <= k < d_model:
+            raise ProjectionInputError(
+                f"direction={k} is not a column of the {d_model} features: pass an index in "
+                f"0..{d_model - 1} or a [d_model] vector"
+            )
+        vec = np.zeros(d_model, dtype=np.float32)
+        vec[k] = 1.0
+        return vec
     return unit_direction(direction, d_model, error=ProjectionInputError).astype(np.float32)
 
 
@@ -23,8 +44,10 @@ class ProbeAxes(TransformerMixin, BaseEstimator):
     """Coordinates along a probe direction and the top PC(s) orthogonal to it.
 
     Args:
-        direction: a fitted probe (``directions_``) or a ``[d_model]`` vector.
-        n_components: 2 (direction, PC1 of the residual) or 3.
+        direction: a fitted probe (``directions_``), a ``[d_model]`` vector, or a feature
+            index ``k`` (column ``k``'s axis, e.g. one neuron against the PCs of the rest).
+        n_components: 2 (direction, PC1 of the residual) or 3 for a picture; 1 is the
+            coordinate along the direction alone, more adds residual PCs (at most d).
         random_state: seed of the PCA solver.
 
     Attributes:
@@ -39,26 +62,35 @@ class ProbeAxes(TransformerMixin, BaseEstimator):
         (40, 2)
     """
 
-    def __init__(self, direction: Any = None, n_components: int = 2,
-                 random_state: int | None = 0) -> None:
+    def __init__(
+        self, direction: Any = None, n_components: int = 2, random_state: int | None = 0
+    ) -> None:
         self.direction = direction
         self.n_components = n_components
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any = None) -> ProbeAxes:
         X = check_rows(X, min_rows=3, method="ProbeAxes")
-        if self.n_components not in (2, 3):
-            raise ProjectionInputError(f"n_components={self.n_components}: use 2 or 3")
+        check_varies(X)
+        k = int(self.n_components)
+        if not 1 <= k <= X.shape[1]:
+            raise ProjectionInputError(
+                f"n_components={k} is not within 1..{X.shape[1]} (the number of columns): use "
+                "2 or 3 for a picture"
+            )
         d = probe_direction(self.direction, X.shape[1])
         self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
         Xc = X - self.mean_
-        residual = Xc - np.outer(Xc @ d, d)
-        pca = PCAProjection(self.n_components - 1, random_state=self.random_state).fit(residual)
-        pcs = pca.components_ - np.outer(pca.components_ @ d, d)  # exact orthogonality
-        pcs /= np.linalg.norm(pcs, axis=1, keepdims=True)
+        pcs = np.zeros((0, X.shape[1]), dtype=np.float32)
+        self.explained_variance_ratio_ = np.zeros(0, dtype=np.float32)
+        if k > 1:
+            residual = Xc - np.outer(Xc @ d, d)
+            pca = PCAProjection(k - 1, random_state=self.random_state).fit(residual)
+            pcs = pca.components_ - np.outer(pca.components_ @ d, d)  # exact orthogonality
+            pcs /= np.linalg.norm(pcs, axis=1, keepdims=True)
+            self.explained_variance_ratio_ = pca.explained_variance_ratio_
         self.direction_ = d
         self.components_ = np.vstack([d[None], pcs]).astype(np.float32)
-        self.explained_variance_ratio_ = pca.explained_variance_ratio_
         self.n_features_in_ = X.shape[1]
         self.embedding_ = (Xc @ self.components_.T).astype(np.float32)
         return self
@@ -71,3 +103,6 @@ class ProbeAxes(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X: Any, y: Any = None, **_: Any) -> np.ndarray:
         return self.fit(X).embedding_
+
+    def __sklearn_tags__(self) -> Any:
+        return _float32_tags(super().__sklearn_tags__())

@@ -3,6 +3,12 @@
 Every projection works in float32, pre-reduces wide inputs with PCA before UMAP/t-SNE (so 100k
 points at d_model 576 fit in a few hundred MB), is deterministic for a fixed ``random_state``,
 and keeps only numpy arrays as fitted state (so it saves to safetensors + JSON, no pickle).
+
+float32 is a choice, not an accident: float64 input gives float32 output (half the memory of
+hidden states, and what the picture needs), declared to scikit-learn as
+``transformer_tags.preserves_dtype = ["float32"]``; a permuted batch therefore agrees with the
+original to float32 rounding. Otherwise the transformers follow scikit-learn's estimator contract
+(``tests/unit/test_projection_contract.py``): sparse and complex input are refused with a message.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import hashlib
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -22,22 +29,48 @@ class ProjectionInputError(WorkbenchError, ValueError):
     column under scaling, zero variance, or a shape that does not match the fitted one."""
 
 
+class ProjectionDtypeError(ProjectionInputError, TypeError):
+    """Values that are not numbers (a ``TypeError`` as well, as numpy's own conversion is)."""
+
+
 def check_rows(X: Any, *, min_rows: int, method: str, hint: str = "") -> np.ndarray:
     """``X`` as a C-contiguous float32 ``[n, d]`` array, or a ``ProjectionInputError``.
 
     Args:
-        X: ``[n, d]`` array-like (a torch tensor works too).
+        X: ``[n, d]`` dense array-like (a torch tensor works too; sparse and complex do not).
         min_rows: the fewest rows the method can use.
         method: the method's name, for the message.
         hint: what to change when there are too few rows (e.g. ``pass n_neighbors<=4``).
     """
     if hasattr(X, "detach"):
         X = X.detach().cpu().numpy()
-    arr = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
+    if sp.issparse(X):
+        raise ProjectionInputError(
+            f"{method} got a sparse {type(X).__name__}: sparse input is not supported; pass a "
+            "dense array, e.g. X.toarray()"
+        )
+    raw = np.asarray(X)
+    if np.iscomplexobj(raw):
+        raise ProjectionInputError(
+            f"{method} got complex values: Complex data not supported; pass real vectors, "
+            "e.g. X.real or np.abs(X)"
+        )
+    try:
+        arr = np.ascontiguousarray(raw, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ProjectionDtypeError(
+            f"{method} takes numbers, got dtype {raw.dtype} ({exc}): pass a numeric [rows, "
+            "d_model] array"
+        ) from exc
     if arr.ndim != 2:
         raise ProjectionInputError(
-            f"{method} takes a 2-D array [rows, d_model], got shape {arr.shape}: select one "
-            "layer (store.layer(l, pooling)) or reshape to [rows, features]"
+            f"{method} takes a 2-D array [rows, d_model], got shape {arr.shape}: Reshape your "
+            "data: select one layer (store.layer(l, pooling)), or X.reshape(1, -1) for one row"
+        )
+    if arr.shape[1] == 0:
+        raise ProjectionInputError(
+            f"{method} got 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required: "
+            "pass vectors with at least one column"
         )
     bad = np.nonzero(~np.isfinite(arr).all(axis=1))[0]
     if bad.size:
@@ -48,15 +81,26 @@ def check_rows(X: Any, *, min_rows: int, method: str, hint: str = "") -> np.ndar
         )
     if len(arr) < min_rows:
         raise ProjectionInputError(
-            f"{method} needs at least {min_rows} rows, got {len(arr)}"
+            f"{method} needs at least {min_rows} rows, got n_samples={len(arr)}"
             + (f": {hint}" if hint else ": pass more rows")
         )
-    if len(arr) and float(np.ptp(arr, axis=0).max(initial=0.0)) == 0.0:
+    return arr
+
+
+def check_varies(X: np.ndarray) -> None:
+    """A ``ProjectionInputError`` when every row of the training rows ``X`` ``[n, d]`` is the
+    same (a fit has nothing to project; new rows passed to ``transform`` may be anything)."""
+    if float(np.ptp(X, axis=0).max(initial=0.0)) == 0.0:
         raise ProjectionInputError(
-            f"all {len(arr)} rows are identical (every column is constant): there is nothing to "
+            f"all {len(X)} rows are identical (every column is constant): there is nothing to "
             "project; check the layer (e.g. a BOS-only pooling gives the same vector for every text)"
         )
-    return arr
+
+
+def _float32_tags(tags: Any) -> Any:
+    """scikit-learn tags of a float32-by-design transformer: float32 out for any float input."""
+    tags.transformer_tags.preserves_dtype = ["float32"]
+    return tags
 
 
 def _flip_signs(components: np.ndarray) -> np.ndarray:
@@ -106,12 +150,15 @@ class PCAProjection(TransformerMixin, BaseEstimator):
         from sklearn.decomposition import PCA
 
         k = int(self.n_components)
+        method = f"PCA with n_components={k}"
+        X = check_rows(X, min_rows=1, method=method)
         X = check_rows(
             X,
             min_rows=max(k, 2),
-            method=f"PCA with n_components={k}",
-            hint=f"pass n_components<={max(len(np.asarray(X)) - 1, 1)} or more rows",
+            method=method,
+            hint=f"pass n_components<={max(len(X) - 1, 1)} or more rows",
         )
+        check_varies(X)
         if k < 1 or k > X.shape[1]:
             raise ProjectionInputError(
                 f"n_components={k} is not within 1..{X.shape[1]} (the number of columns)"
@@ -149,13 +196,18 @@ class PCAProjection(TransformerMixin, BaseEstimator):
     def fit_transform(self, X: Any, y: Any = None, **_: Any) -> np.ndarray:
         return self.fit(X).embedding_
 
+    def __sklearn_tags__(self) -> Any:
+        return _float32_tags(super().__sklearn_tags__())
+
 
 def _check_width(est: Any, X: Any, method: str) -> np.ndarray:
+    """New rows for a fitted ``est``: ``check_rows`` and the fitted width ``n_features_in_``."""
     X = check_rows(X, min_rows=1, method=method)
     if X.shape[1] != est.n_features_in_:
         raise ProjectionInputError(
-            f"X has {X.shape[1]} columns but the {method} projection was fitted on "
-            f"{est.n_features_in_}: project vectors of the same model and hook point"
+            f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
+            f"{est.n_features_in_} features as input (it was fitted on {est.n_features_in_}-wide "
+            "vectors): project vectors of the same model and hook point"
         )
     return X
 
@@ -184,6 +236,7 @@ class _NeighbourEmbedding(TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> Any:
         need, hint = self._min_rows()
         X = check_rows(X, min_rows=need, method=self._method, hint=hint)
+        check_varies(X)
         self.n_features_in_ = X.shape[1]
         p = self.pca_components
         if p is not None and X.shape[1] > p:
@@ -223,6 +276,9 @@ class _NeighbourEmbedding(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X: Any, y: Any = None, **_: Any) -> np.ndarray:
         return self.fit(X).embedding_
+
+    def __sklearn_tags__(self) -> Any:
+        return _float32_tags(super().__sklearn_tags__())
 
 
 class UMAPProjection(_NeighbourEmbedding):
@@ -365,14 +421,15 @@ class TSNEProjection(_NeighbourEmbedding):
         pca_components: PCA dimensions before t-SNE (None: none).
         init: ``"pca"``, ``"random"`` or an ``[n, n_components]`` array (rescaled to standard
             deviation 1e-4, the scale openTSNE gives its own PCA init).
-        max_iter: optimisation iterations (openTSNE's default schedule: 250 early-exaggeration
-            iterations, then the rest).
+        max_iter: optimisation iterations in all (openTSNE's default schedule: 250
+            early-exaggeration iterations, then the rest; below 500, half and half).
         random_state: seed.
         n_jobs: threads (default 1).
 
     Attributes:
         embedding_, reduced_, pca_: as for ``UMAPProjection``; kl_divergence_; perplexity_:
-        the perplexity used (``perplexity``, lowered to ``(rows - 1) / 3`` for few rows).
+        the perplexity used (``perplexity``, lowered to ``(rows - 1) / 3`` for few rows);
+        n_iter_: iterations run (``max_iter``).
     """
 
     _method = "t-SNE"
@@ -412,11 +469,16 @@ class TSNEProjection(_NeighbourEmbedding):
             init = (init - init.mean(axis=0)) / max(float(init[:, 0].std()), 1e-12) * 1e-4
         # openTSNE takes 3 x perplexity neighbours; fewer rows lower the perplexity to fit
         self.perplexity_ = float(min(self.perplexity, (len(Z) - 1) / 3))
+        max_iter = int(self.max_iter)
+        if max_iter < 2:
+            raise ProjectionInputError(f"max_iter={max_iter}: t-SNE needs max_iter >= 2")
+        early = min(250, max_iter // 2)
+        self.n_iter_ = max_iter
         model = open_tsne.TSNE(
             n_components=self.n_components,
             perplexity=self.perplexity_,
-            n_iter=max(self.max_iter - 250, 1),
-            early_exaggeration_iter=250,
+            n_iter=max_iter - early,
+            early_exaggeration_iter=early,
             initialization=init,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
