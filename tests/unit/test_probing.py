@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -14,6 +14,8 @@ from sklearn.metrics import (
     r2_score,
     roc_auc_score,
 )
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import workbench
@@ -33,6 +35,7 @@ from workbench.probing import (
     token_dataset,
 )
 from workbench.probing import _metrics as M
+from workbench.probing._batched import RIDGE_ALPHAS
 
 
 @parametrize_with_checks(
@@ -74,37 +77,96 @@ def test_classifier_refuses_continuous_target_and_single_class():
         LogisticProbe().fit(X, np.zeros(len(X)))
 
 
+def _recipe(model, standardize):
+    """scikit-learn's recipe: ``StandardScaler`` + model, or the model on raw features."""
+    return make_pipeline(StandardScaler(), model) if standardize else model
+
+
+def _raw_coef(fitted):
+    if hasattr(fitted, "steps"):
+        return np.atleast_2d(fitted[-1].coef_) / fitted[0].scale_
+    return np.atleast_2d(fitted.coef_)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
 @pytest.mark.parametrize("C", [1.0, 0.01])
-def test_fast_binary_logistic_matches_sklearn(C):
+def test_fast_binary_logistic_matches_sklearn(C, standardize):
     X, y = _data()
+    X[:, 3] = 7.0  # a constant feature: StandardScaler leaves it unscaled
     masks = np.stack([np.arange(len(y)) % 3 != 0, np.ones(len(y), bool)])
-    fits = logistic_fits(X, np.tile(y, (2, 1)), masks, C)
+    fits = logistic_fits(X, np.tile(y, (2, 1)), masks, C, tol=1e-9, standardize=standardize)
+    assert fits.converged
     for p in range(2):
-        ref = LogisticRegression(C=C, max_iter=20000, tol=1e-10).fit(X[masks[p]], y[masks[p]])
+        ref = _recipe(LogisticRegression(C=C, max_iter=20000, tol=1e-10), standardize)
+        ref.fit(X[masks[p]], y[masks[p]])
+        ref_coef = _raw_coef(ref)[0]
         coef = fits.coef[p][:, 0]
-        assert np.abs(coef - ref.coef_[0]).max() <= 2e-3 * np.abs(ref.coef_).max()
-        agree = ((fits.decision(X, p)[:, 0] > 0) == ref.predict(X).astype(bool)).mean()
-        assert agree >= 0.99
+        assert np.abs(coef - ref_coef).max() <= 1e-4 * np.abs(ref_coef).max()
+        np.testing.assert_allclose(fits.decision(X, p)[:, 0], ref.decision_function(X),
+                                   atol=1e-4 * np.abs(ref.decision_function(X)).max())
 
 
-def test_fast_multinomial_logistic_matches_sklearn():
+@pytest.mark.parametrize("standardize", [True, False])
+def test_fast_multinomial_logistic_matches_sklearn(standardize):
     X, y = _data(n=400, k=4)
     masks = np.stack([np.arange(len(y)) % 4 != 0])
-    fits = logistic_fits(X, y[None], masks, 1.0, n_classes=4)
-    ref = LogisticRegression(C=1.0, max_iter=20000, tol=1e-10).fit(X[masks[0]], y[masks[0]])
-    assert np.abs(fits.coef[0].T - ref.coef_).max() <= 5e-3 * np.abs(ref.coef_).max()
+    fits = logistic_fits(X, y[None], masks, 1.0, n_classes=4, tol=1e-9, standardize=standardize)
+    ref = _recipe(LogisticRegression(C=1.0, max_iter=20000, tol=1e-10), standardize)
+    ref.fit(X[masks[0]], y[masks[0]])
+    ref_coef = _raw_coef(ref)
+    assert np.abs(fits.coef[0].T - ref_coef).max() <= 1e-3 * np.abs(ref_coef).max()
     assert (fits.decision(X, 0).argmax(1) == ref.predict(X)).mean() >= 0.99
 
 
-def test_fast_ridge_matches_sklearn_exactly_for_every_fold_and_target():
+@pytest.mark.parametrize("standardize", [True, False])
+def test_fast_ridge_matches_sklearn_exactly_for_every_fold_and_target(standardize):
     X, y = _data()
+    X[:, 3] = 7.0
     Y = np.c_[y + 0.1 * X[:, 0], X[:, 1]]
     folds = np.arange(len(y)) % 5
     masks = np.stack([folds != k for k in range(5)] + [np.ones(len(y), bool)])
-    fits = ridge_fits(X, Y, masks, alpha=3.0)
+    fits = ridge_fits(X, Y, masks, alpha=3.0, standardize=standardize)
     for p in range(len(masks)):
-        ref = Ridge(alpha=3.0).fit(X[masks[p]], Y[masks[p]])
+        ref = _recipe(Ridge(alpha=3.0), standardize).fit(X[masks[p]], Y[masks[p]])
         np.testing.assert_allclose(fits.decision(X, p), ref.predict(X), rtol=1e-6, atol=1e-6)
+
+
+def test_fast_ridge_auto_alpha_is_ridgecv_leave_one_out():
+    X, y = _data()
+    Y = np.c_[y + 0.3 * X[:, 0], X[:, 1] + X[:, 2]]
+    folds = np.arange(len(y)) % 5
+    masks = np.stack([folds != k for k in range(5)] + [np.ones(len(y), bool)])
+    fits = ridge_fits(X, Y, masks, alpha="auto")
+    for p in range(len(masks)):
+        ref = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(X[masks[p]], Y[masks[p]])
+        assert fits.alpha[p] == ref[-1].alpha_
+        np.testing.assert_allclose(fits.decision(X, p), ref.predict(X), rtol=1e-6, atol=1e-6)
+    probe = RidgeProbe(alpha="auto").fit(X, Y)
+    assert probe.alpha_ == fits.alpha[-1]
+
+
+def test_probes_default_to_the_scaled_recipe():
+    """LogisticProbe / RidgeProbe equal StandardScaler + LogisticRegression / Ridge, with raw
+    features on request; mass-mean thresholds midway between the projected class means."""
+    X, y = _data()
+    for probe, ref in [
+        (LogisticProbe(C=0.5), make_pipeline(StandardScaler(), LogisticRegression(C=0.5))),
+        (LogisticProbe(C=0.5, standardize=False), LogisticRegression(C=0.5)),
+        (RidgeProbe(alpha=2.0), make_pipeline(StandardScaler(), Ridge(alpha=2.0))),
+        (RidgeProbe(alpha=2.0, standardize=False), Ridge(alpha=2.0)),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe.fit(X, y), ref.fit(X, y)
+        np.testing.assert_allclose(probe.predict(X), ref.predict(X))
+        out = X @ np.atleast_2d(probe.coef_).T + probe.intercept_
+        want = ref.decision_function(X) if hasattr(ref, "decision_function") else ref.predict(X)
+        np.testing.assert_allclose(out.ravel(), want, rtol=1e-6, atol=1e-6)
+    mm = MassMeanProbe().fit(X, y)
+    mid = (X[y == 1].mean(0) + X[y == 0].mean(0)) / 2
+    assert mm.decision_function(mid[None])[0] == pytest.approx(0.0, abs=1e-9)
+    theta = X[y == 1].mean(0) - X[y == 0].mean(0)
+    np.testing.assert_allclose(mm.decision_function(X), (X - mid) @ theta, rtol=1e-9)
 
 
 def test_metrics_equal_sklearn_and_bootstrap_is_deterministic():

@@ -14,7 +14,7 @@ from sklearn.base import clone
 
 from ..errors import ProbeTargetError, StoreSelectionError
 from . import _metrics as metrics
-from ._batched import LinearFits, logistic_fits, ridge_fits, ridge_moments, whiten
+from ._batched import LinearFits, logistic_fits, ridge_fits, ridge_moments, standardize_rows
 from ._estimators import LogisticProbe, MassMeanProbe, MLPProbe, RidgeProbe
 
 PROBES: dict[str, Callable[..., Any]] = {
@@ -368,7 +368,7 @@ def sweep(
         preds: dict[str, np.ndarray] = {}
         shared = None
         if use_fast:
-            shared = ridge_moments(X, masks) if is_regression else whiten(X)
+            shared = ridge_moments(X, masks) if is_regression else standardize_rows(X)
         for label_name, labels in label_sets.items():
             oof, full_coef = _fit_predict(
                 X, labels, masks, folds, n_folds, probe, estimator, is_regression,
@@ -481,7 +481,7 @@ def _fit_predict(
             fits: LinearFits = ridge_fits(X, labels, masks, alpha, shared)
         else:
             fits = logistic_fits(X, np.tile(labels, (len(masks), 1)), masks, C,
-                                 n_classes=n_classes, whitening=shared)
+                                 n_classes=n_classes, prepared=shared)
         width = labels.shape[1] if is_regression else n_classes
         out = np.full((n, width), np.nan)
         for k in range(n_folds):
