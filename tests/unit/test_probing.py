@@ -174,21 +174,53 @@ def test_metrics_equal_sklearn_and_bootstrap_is_deterministic():
     y = rng.integers(0, 2, 200)
     score = y + rng.normal(size=200)
     pred = (score > 0.5).astype(int)
-    idx = np.arange(200)[None]
-    assert M.accuracy(y, pred, idx)[0] == pytest.approx(accuracy_score(y, pred))
-    assert M.balanced_accuracy(y, pred, idx)[0] == pytest.approx(balanced_accuracy_score(y, pred))
-    assert M.f1(y, pred, idx)[0] == pytest.approx(f1_score(y, pred))
-    assert M.auroc(y, score, idx)[0] == pytest.approx(roc_auc_score(y, score))
+    w = np.ones((1, 200))
+    assert M.accuracy(y, pred, w)[0] == pytest.approx(accuracy_score(y, pred))
+    assert M.balanced_accuracy(y, pred, w)[0] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert M.f1(y, pred, w)[0] == pytest.approx(f1_score(y, pred))
+    assert M.auroc(y, score, w)[0] == pytest.approx(roc_auc_score(y, score))
+    assert M.auroc(y, score.round(0), w)[0] == pytest.approx(roc_auc_score(y, score.round(0)))
     y3 = rng.integers(0, 3, 200)
     p3 = np.where(rng.random(200) < 0.7, y3, rng.integers(0, 3, 200))
-    assert M.f1(y3, p3, idx)[0] == pytest.approx(f1_score(y3, p3, average="macro"))
+    assert M.f1(y3, p3, w)[0] == pytest.approx(f1_score(y3, p3, average="macro"))
     Y = rng.normal(size=(200, 2))
     P = Y + 0.3 * rng.normal(size=(200, 2))
-    assert M.r2(Y, P, idx)[0] == pytest.approx(r2_score(Y, P))
-    boot = M.bootstrap_indices(200, 300, seed=5)
+    assert M.r2(Y, P, w)[0] == pytest.approx(r2_score(Y, P))
+    boot = M.bootstrap(200, 300, seed=5)
     a = M.with_ci(M.accuracy, y, pred, boot)
-    b = M.with_ci(M.accuracy, y, pred, M.bootstrap_indices(200, 300, seed=5))
+    b = M.with_ci(M.accuracy, y, pred, M.bootstrap(200, 300, seed=5))
     assert a == b and a.low <= a.value <= a.high
+    assert all((c.sum(axis=1) == 200).all() for c in boot.chunks) and boot.n_boot == 300
+
+
+def test_bootstrap_counts_equal_resampling_the_rows():
+    """Each metric on a count row equals the metric of the resampled rows (ties included)."""
+    rng = np.random.default_rng(3)
+    n = 120
+    y = rng.integers(0, 2, n)
+    score = (y + rng.normal(size=n)).round(1)  # ties within and across classes
+    pred = (score > 0.5).astype(int)
+    Y = rng.normal(size=(n, 2)) * [30, 90]
+    P = Y + rng.normal(size=(n, 2)) * 10
+    idx = rng.integers(0, n, size=(25, n))
+    w = M.counts_of(idx, n)
+    for i in range(len(idx)):
+        yi, si, pi = y[idx[i]], score[idx[i]], pred[idx[i]]
+        assert M.accuracy(y, pred, w)[i] == pytest.approx(accuracy_score(yi, pi))
+        assert M.balanced_accuracy(y, pred, w)[i] == pytest.approx(balanced_accuracy_score(yi, pi))
+        assert M.f1(y, pred, w)[i] == pytest.approx(f1_score(yi, pi))
+        assert M.auroc(y, score, w)[i] == pytest.approx(roc_auc_score(yi, si))
+        Yi, Pi = Y[idx[i]], P[idx[i]]
+        assert M.r2(Y, P, w)[i] == pytest.approx(r2_score(Yi, Pi))
+        r = np.mean([np.corrcoef(Yi[:, t], Pi[:, t])[0, 1] for t in range(2)])
+        assert M.pearson_r(Y, P, w)[i] == pytest.approx(r)
+        assert M.mae(Y, P, w)[i] == pytest.approx(np.abs(Yi - Pi).mean())
+        km = great_circle_km(Yi, Pi)
+        assert M.mean_great_circle_km(Y, P, w)[i] == pytest.approx(km.mean())
+        assert M.median_great_circle_km(Y, P, w)[i] == pytest.approx(np.median(km))
+        odd = M.counts_of(idx[i : i + 1, :-1], n)
+        odd_km = great_circle_km(Y[idx[i, :-1]], P[idx[i, :-1]])
+        assert M.median_great_circle_km(Y, P, odd)[0] == pytest.approx(np.median(odd_km))
 
 
 def test_great_circle_km():

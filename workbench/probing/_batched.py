@@ -237,6 +237,7 @@ def logistic_fits(
     n_classes: int = 2,
     standardize: bool = True,
     prepared: Standardized | None = None,
+    precondition: str = "shared",
 ) -> LinearFits:
     """L2 logistic regression for each (train mask, label vector) problem of one layer.
 
@@ -249,9 +250,10 @@ def logistic_fits(
     How: the rows are standardised once per layer (``v = w * scale``); a train set's own scaler
     only reweights the penalty (``sum_j (s_pj / scale_j)^2 v_j^2``) since the intercept absorbs its
     centring, so the fit equals the pipeline's exactly. The variables are preconditioned by the
-    Cholesky factor ``L`` of the Hessian at zero, ``C S'S / 4 + I`` (``v = L^-T u``), and a
-    batched L-BFGS with per-problem histories and line searches solves every problem at once:
-    each step is two GEMMs ``[n, d] x [d, P*k]`` and two triangular solves ``[d, d] x [d, P*k]``.
+    Cholesky factor ``L`` of the Hessian at zero, ``C S'S / 4 + diag(penalty)`` (``v = L^-T u``;
+    ``precondition="each"``: one factor per problem from its own train rows), and a
+    batched L-BFGS with per-problem histories and line searches solves every problem at
+    once: each step is two GEMMs ``[n, d] x [d, P*k]`` and two triangular solves.
 
     Args:
         X: ``[n, d]`` activations of one layer.
@@ -264,6 +266,9 @@ def logistic_fits(
         n_classes: number of classes ``K``.
         standardize: standardise features per train set (the default) or keep them raw.
         prepared: ``standardize_rows(X)`` when several label sets share ``X`` (task, control task).
+        precondition: ``"shared"``, one Cholesky factor from all rows (train sets of similar
+            size: CV folds); ``"each"``, one per problem from its own rows (train sets of very
+            different sizes: the prefixes of the online code).
 
     Returns:
         ``LinearFits`` with ``coef [P, d, k]`` (raw feature units) and ``intercept [P, k]``, ``k =
@@ -277,24 +282,63 @@ def logistic_fits(
     k = 1 if n_classes == 2 else n_classes
     n_p = M.sum(dim=1)  # [P]
     pen = _penalty_weights(st, M, standardize)  # [P, d]
-    # preconditioner: Hessian at zero of a typical problem, C S'S/4 + diag(pen), per row count
-    n_bar = float(n_p.mean())
-    H0 = (C * n_bar / 4.0) * st.gram + torch.diag(pen.mean(dim=0))
-    L = torch.linalg.cholesky(H0)
-    c0 = 2.0 / np.sqrt(C * n_bar)  # intercept b = c0 * u_b: unit curvature at zero
+    each = precondition == "each"
+    if each:  # per train set: C S_p'S_p / 4 + diag(pen_p), from its own rows
+        uniq, owner_np = np.unique(np.asarray(masks, dtype=bool), axis=0, return_inverse=True)
+        owner = torch.from_numpy(owner_np.reshape(-1))  # [P]: the train set of each problem
+        first = [int(np.nonzero(owner_np.reshape(-1) == u)[0][0]) for u in range(len(uniq))]
+        grams = torch.stack([S[torch.from_numpy(m)].T @ S[torch.from_numpy(m)] for m in uniq])
+        L = torch.linalg.cholesky((C / 4.0) * grams + torch.diag_embed(pen[first]))
+    else:  # a typical problem's Hessian at zero: C n_bar S'S / (4 n) + diag(mean penalty)
+        L = torch.linalg.cholesky(
+            (C * float(n_p.mean()) / 4.0) * st.gram + torch.diag(pen.mean(dim=0))
+        )
+    c0 = 2.0 / (C * n_p).sqrt()  # [P]: intercept b = c0 * u_b has unit curvature at zero
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64))  # [P, n]
     classes = torch.arange(1, 2) if k == 1 else torch.arange(n_classes)
     target = (labels[..., None] == classes).double()  # [P, n, k]
     weight = (C * M)[..., None]  # [P, n, 1]
     pen_k = pen[:, :, None]  # [P, d, 1]
 
-    def evaluate(U: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Objective ``[p]`` and gradient ``[p, d + 1, k]`` of problems ``idx`` at ``U``."""
+    def each_solve(B: torch.Tensor, idx: torch.Tensor, transpose: bool) -> torch.Tensor:
+        """``L_u^-T b`` (``transpose``) or ``L_u^-1 b`` for problems ``idx``, ``u`` the train
+        set of each: one solve per train set for all its problems (label sets)."""
+        out = torch.empty_like(B)
+        own = owner[idx]
+        for u in torch.unique(own).tolist():
+            sel = torch.nonzero(own == u)[:, 0]
+            rhs = B[sel].permute(1, 0, 2).reshape(d, -1)
+            A = L[u].T if transpose else L[u]
+            sol = torch.linalg.solve_triangular(A, rhs, upper=transpose)
+            out[sel] = sol.view(d, len(sel), k).permute(1, 0, 2)
+        return out
+
+    def to_v(Uw: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``v = P^-1 u`` for ``Uw [m, d, k]`` (``P`` the preconditioner's square root)."""
         m = len(idx)
-        Uw = U[:, :d].permute(1, 0, 2).reshape(d, m * k)  # [d, m*k]
-        V = torch.linalg.solve_triangular(L.T, Uw, upper=True)  # v = L^-T u
-        b = (c0 * U[:, d]).reshape(1, m * k)
-        z = (S @ V + b).view(n, m, k).permute(1, 0, 2)  # [m, n, k]
+        if each:
+            return each_solve(Uw, idx, transpose=True)
+        else:
+            flat = torch.linalg.solve_triangular(
+                L.T, Uw.permute(1, 0, 2).reshape(d, m * k), upper=True
+            )
+        return flat.view(d, m, k).permute(1, 0, 2)
+
+    def to_u(Gv: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The gradient in ``u``, ``P^-T g_v``, for ``Gv [m, d, k]``."""
+        m = len(idx)
+        if each:
+            return each_solve(Gv, idx, transpose=False)
+        flat = torch.linalg.solve_triangular(L, Gv.permute(1, 0, 2).reshape(d, m * k), upper=False)
+        return flat.view(d, m, k).permute(1, 0, 2)
+
+    def evaluate(U: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective ``[m]`` and gradient ``[m, d + 1, k]`` of problems ``idx`` at ``U``."""
+        m = len(idx)
+        V = to_v(U[:, :d], idx)  # [m, d, k]
+        b = c0[idx, None] * U[:, d]  # [m, k]
+        z = (S @ V.permute(1, 0, 2).reshape(d, m * k)).view(n, m, k).permute(1, 0, 2)
+        z = z + b[:, None, :]  # [m, n, k]
         t, wgt = target[idx], weight[idx]
         if k == 1:
             per_row = torch.nn.functional.softplus((1.0 - 2.0 * t) * z)[..., 0]
@@ -302,22 +346,19 @@ def logistic_fits(
         else:
             per_row = torch.logsumexp(z, dim=2) - (z * t).sum(dim=2)
             dz = (torch.softmax(z, dim=2) - t) * wgt
-        Vp = V.view(d, m, k).permute(1, 0, 2)  # [m, d, k]
-        value = (per_row * wgt[..., 0]).sum(dim=1) + 0.5 * (Vp.square() * pen_k[idx]).sum(dim=(1, 2))
+        penalty = (V.square() * pen_k[idx]).sum(dim=(1, 2))
+        value = (per_row * wgt[..., 0]).sum(dim=1) + 0.5 * penalty
         gv = (S.T @ dz.permute(1, 0, 2).reshape(n, m * k)).view(d, m, k).permute(1, 0, 2)
-        gv = gv + Vp * pen_k[idx]  # [m, d, k]
-        gu = torch.linalg.solve_triangular(L, gv.permute(1, 0, 2).reshape(d, m * k), upper=False)
-        grad = torch.cat([gu.view(d, m, k).permute(1, 0, 2), c0 * dz.sum(dim=1)[:, None]], dim=1)
-        return value, grad
+        gu = to_u(gv + V * pen_k[idx], idx)
+        return value, torch.cat([gu, (c0[idx, None] * dz.sum(dim=1))[:, None]], dim=1)
 
     U = torch.zeros(P, d + 1, k, dtype=torch.float64)
-    idx_all = torch.arange(P)
-    f, g = evaluate(U, idx_all)
+    f, g = evaluate(U, torch.arange(P))
     scale_tol = tol * C * n_p  # [P]
     hist = 10
     s_hist = torch.zeros(hist, P, d + 1, k, dtype=torch.float64)
     y_hist = torch.zeros_like(s_hist)
-    rho = torch.zeros(hist, P, dtype=torch.float64)
+    rho = torch.zeros(hist, P, dtype=torch.float64)  # 0: an empty slot, skipped
     count = torch.zeros(P, dtype=torch.long)
     done = g.abs().amax(dim=(1, 2)) <= scale_tol
     n_iter = 0
@@ -327,38 +368,36 @@ def logistic_fits(
             break
         n_iter += 1
         ga = g[active]
-        # two-loop recursion, batched over the active problems (unused slots have rho = 0)
+        # two-loop recursion over the slots, newest first, batched over the active problems
+        latest = (count[active] - 1) % hist  # [a]
         q = -ga
-        order = [(int(count.max()) - 1 - j) % hist for j in range(min(int(count.max()), hist))]
-        alphas = {}
-        for j in order:
-            s_j, y_j, r_j = s_hist[j, active], y_hist[j, active], rho[j, active]
+        alphas = []
+        for j in range(min(int(count[active].max()), hist)):
+            slot = (latest - j) % hist
+            s_j, y_j, r_j = s_hist[slot, active], y_hist[slot, active], rho[slot, active]
+            r_j = torch.where(count[active] > j, r_j, torch.zeros_like(r_j))
             a = r_j * (s_j * q).sum(dim=(1, 2))
-            alphas[j] = a
             q = q - a[:, None, None] * y_j
-        last = [(int(c) - 1) % hist for c in count[active]]
-        s_l = s_hist[last, active]
-        y_l = y_hist[last, active]
+            alphas.append((slot, a, r_j))
+        s_l, y_l = s_hist[latest, active], y_hist[latest, active]
         yy = (y_l * y_l).sum(dim=(1, 2))
-        gamma = torch.where((count[active] > 0) & (yy > 0), (s_l * y_l).sum(dim=(1, 2)) / yy.clamp(min=1e-300), torch.ones_like(yy))
+        sy_l = (s_l * y_l).sum(dim=(1, 2))
+        gamma = torch.where((count[active] > 0) & (yy > 0), sy_l / yy.clamp(min=1e-300), 1.0)
         q = q * gamma[:, None, None]
-        for j in reversed(order):
-            s_j, y_j, r_j = s_hist[j, active], y_hist[j, active], rho[j, active]
-            beta = r_j * (y_j * q).sum(dim=(1, 2))
-            q = q + (alphas[j] - beta)[:, None, None] * s_j
+        for slot, a, r_j in reversed(alphas):
+            beta = r_j * (y_hist[slot, active] * q).sum(dim=(1, 2))
+            q = q + (a - beta)[:, None, None] * s_hist[slot, active]
         direction = q
         slope = (direction * ga).sum(dim=(1, 2))
         bad = slope >= 0
-        if bad.any():  # not a descent direction: restart with the gradient
+        if bad.any():  # not a descent direction: restart from the gradient
             direction[bad] = -ga[bad]
             slope = (direction * ga).sum(dim=(1, 2))
         step = torch.ones(len(active), dtype=torch.float64)
         f_old = f[active]
-        U_new = U[active].clone()
-        f_new = f_old.clone()
-        g_new = ga.clone()
+        U_new, f_new, g_new = U[active].clone(), f_old.clone(), ga.clone()
         pending = torch.arange(len(active))
-        for _ in range(30):  # Armijo backtracking, per problem
+        for _ in range(40):  # Armijo backtracking, per problem
             trial = U[active[pending]] + step[pending, None, None] * direction[pending]
             fv, gv = evaluate(trial, active[pending])
             ok = fv <= f_old[pending] + 1e-4 * step[pending] * slope[pending]
@@ -370,24 +409,21 @@ def logistic_fits(
             step[pending] *= 0.5
         stalled = torch.zeros(len(active), dtype=torch.bool)
         stalled[pending] = True  # no decrease found: at the precision limit
-        s_new = U_new - U[active]
-        y_new = g_new - ga
+        s_new, y_new = U_new - U[active], g_new - ga
         sy = (s_new * y_new).sum(dim=(1, 2))
-        upd = sy > 1e-12 * (y_new * y_new).sum(dim=(1, 2)).sqrt() * (s_new * s_new).sum(dim=(1, 2)).sqrt()
-        slot = count[active] % hist
-        for i in torch.nonzero(upd)[:, 0].tolist():
-            p = int(active[i])
-            s_hist[slot[i], p], y_hist[slot[i], p] = s_new[i], y_new[i]
-            rho[slot[i], p] = 1.0 / sy[i]
-            count[p] += 1
+        norms = (y_new.square().sum(dim=(1, 2)) * s_new.square().sum(dim=(1, 2))).sqrt()
+        upd = sy > 1e-12 * norms  # curvature condition: keep the pair
+        if upd.any():
+            p_upd = active[upd]
+            slot = count[p_upd] % hist
+            s_hist[slot, p_upd], y_hist[slot, p_upd] = s_new[upd], y_new[upd]
+            rho[slot, p_upd] = 1.0 / sy[upd]
+            count[p_upd] += 1
         U[active], f[active], g[active] = U_new, f_new, g_new
         small = g_new.abs().amax(dim=(1, 2)) <= scale_tol[active]
         flat = (f_old - f_new).abs() <= 1e-15 * f_old.abs().clamp(min=1.0)
         done[active] = small | stalled | flat
     converged = bool((g.abs().amax(dim=(1, 2)) <= 10 * scale_tol).all())
-    Vfin = torch.linalg.solve_triangular(
-        L.T, U[:, :d].permute(1, 0, 2).reshape(d, P * k), upper=True
-    ).view(d, P, k).permute(1, 0, 2)  # [P, d, k]
-    coef = Vfin / st.scale[None, :, None]
-    intercept = c0 * U[:, d] - torch.einsum("d,pdk->pk", st.mean, coef)
+    coef = to_v(U[:, :d], torch.arange(P)) / st.scale[None, :, None]  # [P, d, k]
+    intercept = c0[:, None] * U[:, d] - torch.einsum("d,pdk->pk", st.mean, coef)
     return LinearFits(coef.numpy(), intercept.numpy(), n_iter, converged)
