@@ -17,6 +17,7 @@ Both reach the same optimum as scikit-learn's ``Ridge`` / ``LogisticRegression``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -191,13 +192,25 @@ class Standardized:
     Attributes:
         mean, scale: ``[d]`` the rows' mean and standard deviation (1 where it is 0).
         S: ``[n, d]`` ``(X - mean) / scale`` (float64).
-        gram: ``[d, d]`` ``S' S / n``.
     """
 
     mean: torch.Tensor
     scale: torch.Tensor
     S: torch.Tensor
-    gram: torch.Tensor
+
+    @functools.cached_property
+    def S32(self) -> torch.Tensor:
+        """``S`` in float32, for the preconditioner's Gram matrices (they need no more)."""
+        return self.S.float()
+
+    @functools.cached_property
+    def gram(self) -> torch.Tensor:
+        """``[d, d]`` ``S'S / n`` (float64 from a float32 GEMM)."""
+        return (self.S32.T @ self.S32).double() / len(self.S)
+
+    def rows(self, order: np.ndarray) -> Standardized:
+        """The same standardisation of the rows ``order`` (a permutation or subset)."""
+        return Standardized(self.mean, self.scale, self.S[torch.from_numpy(order)])
 
 
 def standardize_rows(X: np.ndarray) -> Standardized:
@@ -208,8 +221,7 @@ def standardize_rows(X: np.ndarray) -> Standardized:
     Xc = Xd - mean
     scale = Xc.square().mean(dim=0).sqrt()
     scale = torch.where(scale > 1e-12 * (1 + mean.abs()), scale, torch.ones_like(scale))
-    S = Xc / scale
-    return Standardized(mean, scale, S, S.T @ S / len(S))
+    return Standardized(mean, scale, Xc / scale)
 
 
 def _penalty_weights(st: Standardized, M: torch.Tensor, standardize: bool) -> torch.Tensor:
@@ -287,8 +299,12 @@ def logistic_fits(
         uniq, owner_np = np.unique(np.asarray(masks, dtype=bool), axis=0, return_inverse=True)
         owner = torch.from_numpy(owner_np.reshape(-1))  # [P]: the train set of each problem
         first = [int(np.nonzero(owner_np.reshape(-1) == u)[0][0]) for u in range(len(uniq))]
-        grams = torch.stack([S[torch.from_numpy(m)].T @ S[torch.from_numpy(m)] for m in uniq])
-        L = torch.linalg.cholesky((C / 4.0) * grams + torch.diag_embed(pen[first]))
+        S32 = st.S32
+        grams = torch.stack([S32[torch.from_numpy(m)].T @ S32[torch.from_numpy(m)] for m in uniq])
+        H0 = grams.double() * (C / 4.0)
+        H0.diagonal(dim1=1, dim2=2).add_(pen[first])
+        L = torch.linalg.cholesky(H0)
+        LT = L.mT.contiguous()  # solves read a factor per call: no transposed copy each time
     else:  # a typical problem's Hessian at zero: C n_bar S'S / (4 n) + diag(mean penalty)
         L = torch.linalg.cholesky(
             (C * float(n_p.mean()) / 4.0) * st.gram + torch.diag(pen.mean(dim=0))
@@ -308,7 +324,7 @@ def logistic_fits(
         for u in torch.unique(own).tolist():
             sel = torch.nonzero(own == u)[:, 0]
             rhs = B[sel].permute(1, 0, 2).reshape(d, -1)
-            A = L[u].T if transpose else L[u]
+            A = LT[u] if transpose else L[u]
             sol = torch.linalg.solve_triangular(A, rhs, upper=transpose)
             out[sel] = sol.view(d, len(sel), k).permute(1, 0, 2)
         return out

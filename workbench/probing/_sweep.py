@@ -14,7 +14,14 @@ from sklearn.base import clone
 
 from ..errors import ProbeTargetError, StoreSelectionError
 from . import _metrics as metrics
-from ._batched import LinearFits, logistic_fits, ridge_fits, ridge_moments
+from ._batched import (
+    LinearFits,
+    Standardized,
+    logistic_fits,
+    ridge_fits,
+    ridge_moments,
+    standardize_rows,
+)
 from ._estimators import LogisticProbe, MassMeanProbe, MLPProbe, RidgeProbe
 
 #: probe name -> factory ``(C, alpha, seed, standardize=True) -> estimator``; the defaults equal
@@ -407,9 +414,10 @@ def sweep(
             raise
         _check_finite(hook, X, f"activations ({pooling_name})")
         preds: dict[str, np.ndarray] = {}
+        prepared = standardize_rows(X) if use_fast and not is_regression else None
         fast_fits = (
             _fast_fit_predict(X, label_sets, masks, folds, n_folds, is_regression, len(classes),
-                              C, alpha, standardize)
+                              C, alpha, standardize, prepared)
             if use_fast else None
         )
         for label_name, labels in label_sets.items():
@@ -432,7 +440,7 @@ def sweep(
                 })
         if mdl and not is_regression:
             codes = _online_codelengths(X, list(label_sets.values()), len(classes), C, seed,
-                                        use_fast, standardize)
+                                        use_fast, standardize, prepared)
             for label_name, (bits, uniform) in zip(label_sets, codes, strict=True):
                 mdl_records.append({
                     "pooling": pooling_name, "hook_point": hook, "layer": layer_of.get(hook),
@@ -513,6 +521,7 @@ def _fast_fit_predict(
     C: float,
     alpha: float | str,
     standardize: bool,
+    prepared: Standardized | None = None,
 ) -> dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
     """``_fit_predict`` of every label set of one layer by the batched solvers: every fold and
     label set (task, control) in one call (ridge with ``alpha="auto"``: one call per label set,
@@ -538,7 +547,7 @@ def _fast_fit_predict(
     else:
         y = np.concatenate([np.tile(label_sets[m], (P, 1)) for m in names])  # [L * P, n]
         fit = logistic_fits(X, y, np.tile(masks, (len(names), 1)), C, n_classes=n_classes,
-                            standardize=standardize)
+                            standardize=standardize, prepared=prepared)
         parts = {name: (fit, i * P, slice(None)) for i, name in enumerate(names)}
     out: dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
     for name, (fit, first, cols) in parts.items():
@@ -619,11 +628,11 @@ def online_codelength(
 
 def _online_codelengths(
     X: np.ndarray, label_sets: Sequence[np.ndarray], n_classes: int, C: float, seed: int,
-    fast: bool, standardize: bool = True,
+    fast: bool, standardize: bool = True, prepared: Standardized | None = None,
 ) -> list[tuple[float, float]]:
     """``online_codelength`` of several label vectors ``[n]`` of the same rows (task, control):
     the fast path fits every prefix of every label set in one batched call, sharing each
-    prefix's preconditioner between the label sets."""
+    prefix's preconditioner between the label sets (``prepared``: ``standardize_rows(X)``)."""
     n = len(X)
     order = np.random.default_rng(seed + 104729).permutation(n)
     ends = sorted({max(2 * n_classes, int(round(f * n))) for f in MDL_FRACTIONS} | {n})
@@ -642,7 +651,8 @@ def _online_codelengths(
             rows = np.arange(n)
             prefixes = np.stack([rows < blocks[i][0] for _, i in jobs])
             fit = logistic_fits(Xo, np.stack([ordered[j] for j, _ in jobs]), prefixes, C,
-                                standardize=standardize, precondition="each", tol=MDL_TOL)
+                                standardize=standardize, precondition="each", tol=MDL_TOL,
+                                prepared=None if prepared is None else prepared.rows(order))
             for p, (j, i) in enumerate(jobs):
                 start, stop = blocks[i]
                 z = fit.decision(Xo[start:stop], p)[:, 0]
