@@ -6,8 +6,9 @@ bootstrap resamples of the held-out predictions for confidence intervals.
 
 - ``cities`` (1,496 true/false statements, ``../shared`` Geometry of Truth): logistic probes,
   folds grouped by city, one control label per city.
-- ``world`` (39,585 place names, ``../shared`` Space and Time, read as "Place: NAME"): ridge on
-  latitude and longitude, control task = the coordinates of a random other place.
+- ``world`` (39,585 place names, ``../shared`` Space and Time, read as "Place: NAME"; or
+  ``--world-n`` seeded random ones): ridge on latitude and longitude, control task = the
+  coordinates of a random other place.
 
 The baseline is the recipe, ``make_pipeline(StandardScaler(), LogisticRegression(C))`` (or
 ``Ridge(alpha)``) fitted fold by fold, with a vectorised numpy bootstrap of accuracy / R²
@@ -44,40 +45,68 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def _cities_store(folder: Path, threads: int) -> Any:
-    if (folder / "manifest.json").is_file():
-        return wb.ActivationStore(folder)
     path = SHARED / "data/geometry_of_truth/cities.csv"
-    ds = (wb.load_dataset(str(path), text_column="statement") if path.is_file()
-          else wb.load_dataset("cities"))
-    return wb.extract("smollm2-135m", ds, layers="all", pooling="last", out=folder,
-                      threads=threads, progress=True)
+    ds = (
+        wb.load_dataset(str(path), text_column="statement")
+        if path.is_file()
+        else wb.load_dataset("cities")
+    )
+    return wb.extract(
+        "smollm2-135m", ds, layers="all", pooling="last", out=folder, threads=threads, progress=True
+    )
 
 
-def _world_store(folder: Path, threads: int) -> Any:
-    if (folder / "manifest.json").is_file():
-        return wb.ActivationStore(folder)
+def _world_store(folder: Path, threads: int, n: int | None) -> Any:
+    """World places read as "Place: NAME" (all 39,585, or ``n`` seeded random rows)."""
     path = SHARED / "data/space_time/world_place.csv"
     with open(path, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    ds = wb.TextDataset("world_place", [r["name"] for r in rows], {
-        "latitude": [float(r["latitude"]) for r in rows],
-        "longitude": [float(r["longitude"]) for r in rows],
-    }, source=str(path))
-    return wb.extract("smollm2-135m", ds, layers="all", pooling="last",
-                      template="Place: {text}", out=folder, threads=threads, progress=True)
+    if n is not None and n < len(rows):
+        rows = [rows[i] for i in np.sort(np.random.default_rng(0).permutation(len(rows))[:n])]
+    ds = wb.TextDataset(
+        "world_place",
+        [r["name"] for r in rows],
+        {
+            "latitude": [float(r["latitude"]) for r in rows],
+            "longitude": [float(r["longitude"]) for r in rows],
+        },
+        source=str(path),
+    )
+    return wb.extract(
+        "smollm2-135m",
+        ds,
+        layers="all",
+        pooling="last",
+        template="Place: {text}",
+        out=folder,
+        threads=threads,
+        progress=True,
+    )
 
 
 def _bootstrap_ci(stat, n: int, n_boot: int, seed: int = 0, chunk: int = 100) -> tuple:
     """Percentile CI of ``stat(idx [b, n]) -> [b]`` over resamples, in chunks (the user's loop)."""
     rng = np.random.default_rng(seed)
-    values = np.concatenate([stat(rng.integers(0, n, size=(min(chunk, n_boot - s), n)))
-                             for s in range(0, n_boot, chunk)])
+    values = np.concatenate(
+        [
+            stat(rng.integers(0, n, size=(min(chunk, n_boot - s), n)))
+            for s in range(0, n_boot, chunk)
+        ]
+    )
     return tuple(np.percentile(values, [2.5, 97.5]))
 
 
-def sklearn_loop(store: Any, hooks: list[str], y: np.ndarray, control: np.ndarray,
-                 folds: np.ndarray, regression: bool, reg: float, scaled: bool,
-                 n_boot: int) -> dict[str, list[float]]:
+def sklearn_loop(
+    store: Any,
+    hooks: list[str],
+    y: np.ndarray,
+    control: np.ndarray,
+    folds: np.ndarray,
+    regression: bool,
+    reg: float,
+    scaled: bool,
+    n_boot: int,
+) -> dict[str, list[float]]:
     """Per layer: fold-by-fold fits of task and control, the all-rows fit, bootstrap CIs."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import r2_score
@@ -99,8 +128,9 @@ def sklearn_loop(store: Any, hooks: list[str], y: np.ndarray, control: np.ndarra
             model().fit(X, labels)  # the all-rows probe (directions for steering)
             if regression:
                 out[name].append(r2_score(labels, pred))
-                _bootstrap_ci(lambda i, lab=labels, p=pred: _r2_rows(lab, p, i), len(labels),
-                              n_boot)
+                _bootstrap_ci(
+                    lambda i, lab=labels, p=pred: _r2_rows(lab, p, i), len(labels), n_boot
+                )
             else:
                 correct = pred == labels
                 out[name].append(float(correct.mean()))
@@ -152,8 +182,9 @@ def run_workload(name: str, store: Any, args: argparse.Namespace) -> dict[str, A
         ref = sklearn_loop(store, hooks, y, control, folds, regression, reg, True, args.n_boot)
     timings["sklearn_scaled_s"] = time.perf_counter() - t
     scaled_warnings = sum("converge" in str(w.message).lower() for w in caught)
-    few = [hooks[i] for i in np.linspace(0, len(hooks) - 1, args.unscaled_layers).round()
-           .astype(int)]
+    few = [
+        hooks[i] for i in np.linspace(0, len(hooks) - 1, args.unscaled_layers).round().astype(int)
+    ]
     t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -167,25 +198,42 @@ def run_workload(name: str, store: Any, args: argparse.Namespace) -> dict[str, A
     for labels in ("task", "control"):
         a = ours.curve(metric, labels)["value"].to_numpy()
         b = np.asarray(ref[labels])
-        diffs[labels] = {"max_abs_diff": float(np.abs(a - b).max()),
-                         "mean_abs_diff": float(np.abs(a - b).mean())}
+        diffs[labels] = {
+            "max_abs_diff": float(np.abs(a - b).max()),
+            "mean_abs_diff": float(np.abs(a - b).mean()),
+        }
     per_layer = ours.curve(metric)[["layer", "value"]].assign(sklearn=ref["task"])
     mdl_s = timings.get("workbench_no_bootstrap_with_mdl_s")
     return {
-        "workload": name, "probe": probe, "metric": metric, "rows": len(store),
-        "layers": len(hooks), "reg": reg, "n_boot": args.n_boot,
+        "workload": name,
+        "probe": probe,
+        "metric": metric,
+        "rows": len(store),
+        "layers": len(hooks),
+        "reg": reg,
+        "n_boot": args.n_boot,
         **{k: round(v, 2) for k, v in timings.items()},
         "bootstrap_s": round(timings["workbench_s"] - timings["workbench_no_bootstrap_s"], 2),
         "mdl_s": None if mdl_s is None else round(mdl_s - timings["workbench_no_bootstrap_s"], 2),
         "speedup_vs_scaled": round(timings["sklearn_scaled_s"] / timings["workbench_s"], 1),
         "speedup_vs_unscaled": round(
-            timings["sklearn_unscaled_s_extrapolated"] / timings["workbench_s"], 1),
-        "unscaled_layers_measured": len(few), "unscaled_s_measured": round(unscaled_s, 2),
-        "convergence_warnings": {"sklearn_scaled": scaled_warnings,
-                                 "sklearn_unscaled": unscaled_warnings},
+            timings["sklearn_unscaled_s_extrapolated"] / timings["workbench_s"], 1
+        ),
+        "unscaled_layers_measured": len(few),
+        "unscaled_s_measured": round(unscaled_s, 2),
+        "convergence_warnings": {
+            "sklearn_scaled": scaled_warnings,
+            "sklearn_unscaled": unscaled_warnings,
+        },
         "diff_vs_scaled_sklearn": diffs,
-        "per_layer": [{"layer": int(r.layer), "workbench": round(float(r.value), 4),
-                       "sklearn": round(float(r.sklearn), 4)} for r in per_layer.itertuples()],
+        "per_layer": [
+            {
+                "layer": int(r.layer),
+                "workbench": round(float(r.value), 4),
+                "sklearn": round(float(r.sklearn), 4),
+            }
+            for r in per_layer.itertuples()
+        ],
         "best": ours.best()["by_score"],
     }
 
@@ -197,6 +245,12 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/bench-probe", help="stores are kept here")
     parser.add_argument("--cities-store", default=None)
     parser.add_argument("--world-store", default=None)
+    parser.add_argument(
+        "--world-n",
+        type=int,
+        default=None,
+        help="seeded random subset of world places (default: all 39,585)",
+    )
     parser.add_argument("--unscaled-layers", type=int, default=3)
     parser.add_argument("--max-layers", type=int, default=None, help="a quick check: fewer layers")
     parser.add_argument("--n-boot", type=int, default=1000)
@@ -210,35 +264,46 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    print(f"torch threads: {torch.get_num_threads()}, BLAS threads (threadpoolctl): "
-          f"{args.threads}, cpus: {os.cpu_count()}, load average: {os.getloadavg()}")
+    print(
+        f"torch threads: {torch.get_num_threads()}, BLAS threads (threadpoolctl): "
+        f"{args.threads}, cpus: {os.cpu_count()}, load average: {os.getloadavg()}"
+    )
     runs = Path(args.runs)
     results = []
     for name in args.workloads.split(","):
         if name == "cities":
             store = _cities_store(Path(args.cities_store or runs / "cities"), args.threads)
         else:
-            store = _world_store(Path(args.world_store or runs / "world"), args.threads)
+            folder = args.world_store or runs / f"world-{args.world_n or 'all'}"
+            store = _world_store(Path(folder), args.threads, args.world_n)
         results.append(run_workload(name, store, args))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "per_layer"}, indent=2))
-    print("\n| workload | rows x layers | workbench (bootstrap / MDL share) | scikit-learn + "
-          "StandardScaler | speed-up | unscaled scikit-learn (extrapolated) | max / mean abs "
-          "per-layer diff, task |")
+    print(
+        "\n| workload | rows x layers | workbench (bootstrap / MDL share) | scikit-learn + "
+        "StandardScaler | speed-up | unscaled scikit-learn (extrapolated) | max / mean abs "
+        "per-layer diff, task |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         d = r["diff_vs_scaled_sklearn"]["task"]
         unit = 100 if r["metric"] == "accuracy" else 1
         mdl = "" if r["mdl_s"] is None else f", MDL +{r['mdl_s']} s"
-        print(f"| {r['workload']} ({r['probe']}, {r['metric']}) | {r['rows']:,} x {r['layers']} | "
-              f"{r['workbench_s']} s (bootstrap {r['bootstrap_s']} s{mdl}) | "
-              f"{r['sklearn_scaled_s']} s | **{r['speedup_vs_scaled']}x** | "
-              f"{round(r['sklearn_unscaled_s_extrapolated'], 1)} s "
-              f"({r['speedup_vs_unscaled']}x) | {d['max_abs_diff'] * unit:.3g} / "
-              f"{d['mean_abs_diff'] * unit:.3g} {'points' if unit == 100 else 'R²'} |")
+        print(
+            f"| {r['workload']} ({r['probe']}, {r['metric']}) | {r['rows']:,} x {r['layers']} | "
+            f"{r['workbench_s']} s (bootstrap {r['bootstrap_s']} s{mdl}) | "
+            f"{r['sklearn_scaled_s']} s | **{r['speedup_vs_scaled']}x** | "
+            f"{round(r['sklearn_unscaled_s_extrapolated'], 1)} s "
+            f"({r['speedup_vs_unscaled']}x) | {d['max_abs_diff'] * unit:.3g} / "
+            f"{d['mean_abs_diff'] * unit:.3g} {'points' if unit == 100 else 'R²'} |"
+        )
     if args.json:
-        meta = {"threads": args.threads, "torch": torch.__version__,
-                "python": platform.python_version(), "cpus": os.cpu_count(),
-                "load_average_end": os.getloadavg()}
+        meta = {
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_end": os.getloadavg(),
+        }
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 

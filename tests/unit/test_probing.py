@@ -39,7 +39,13 @@ from workbench.probing._batched import RIDGE_ALPHAS
 
 
 @parametrize_with_checks(
-    [LogisticProbe(), RidgeProbe(), MassMeanProbe(), MassMeanProbe(covariance=True), MLPProbe(max_iter=30)]
+    [
+        LogisticProbe(),
+        RidgeProbe(),
+        MassMeanProbe(),
+        MassMeanProbe(covariance=True),
+        MLPProbe(max_iter=30),
+    ]
 )
 def test_sklearn_estimator_contract(estimator, check):
     with warnings.catch_warnings():
@@ -102,8 +108,11 @@ def test_fast_binary_logistic_matches_sklearn(C, standardize):
         ref_coef = _raw_coef(ref)[0]
         coef = fits.coef[p][:, 0]
         assert np.abs(coef - ref_coef).max() <= 1e-4 * np.abs(ref_coef).max()
-        np.testing.assert_allclose(fits.decision(X, p)[:, 0], ref.decision_function(X),
-                                   atol=1e-4 * np.abs(ref.decision_function(X)).max())
+        np.testing.assert_allclose(
+            fits.decision(X, p)[:, 0],
+            ref.decision_function(X),
+            atol=1e-4 * np.abs(ref.decision_function(X)).max(),
+        )
 
 
 @pytest.mark.parametrize("standardize", [True, False])
@@ -138,7 +147,9 @@ def test_fast_ridge_auto_alpha_is_ridgecv_leave_one_out():
     masks = np.stack([folds != k for k in range(5)] + [np.ones(len(y), bool)])
     fits = ridge_fits(X, Y, masks, alpha="auto")
     for p in range(len(masks)):
-        ref = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(X[masks[p]], Y[masks[p]])
+        ref = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(
+            X[masks[p]], Y[masks[p]]
+        )
         assert fits.alpha[p] == ref[-1].alpha_
         np.testing.assert_allclose(fits.decision(X, p), ref.predict(X), rtol=1e-6, atol=1e-6)
     probe = RidgeProbe(alpha="auto").fit(X, Y)
@@ -270,10 +281,19 @@ def probe_store(tiny_llama, tmp_path_factory):
         texts.append(("yes " if label else "no ") + " ".join(w))
         labels.append(label)
         groups.append(i // 2)
-    ds = workbench.TextDataset("toy", texts, {"label": labels, "group": groups,
-                                              "value": [float(v) for v in rng.normal(size=60)]})
-    return workbench.extract(tiny_llama, ds, layers="all", pooling="mean,last",
-                             out=tmp_path_factory.mktemp("probe") / "run", progress=False)
+    ds = workbench.TextDataset(
+        "toy",
+        texts,
+        {"label": labels, "group": groups, "value": [float(v) for v in rng.normal(size=60)]},
+    )
+    return workbench.extract(
+        tiny_llama,
+        ds,
+        layers="all",
+        pooling="mean,last",
+        out=tmp_path_factory.mktemp("probe") / "run",
+        progress=False,
+    )
 
 
 def test_sweep_fast_equals_reference_and_reports_controls(probe_store):
@@ -313,6 +333,66 @@ def test_sweep_bad_input(probe_store):
         sweep(probe_store, "label", probe="svm")
 
 
+def test_sweep_refuses_missing_labels_naming_rows_and_the_fix(probe_store):
+    """None/NaN targets are an error naming the rows and dropna; never a 'None' class."""
+    labels = np.array(probe_store.column("label"), dtype=object)
+    labels[[3, 17]] = None
+    with pytest.raises(
+        ProbeTargetError, match=r"2 of 60 rows \(store rows \[3, 17\]\).*dropna=True"
+    ):
+        sweep(probe_store, labels, cv=3, n_boot=0, control=False)
+    kept = np.setdiff1d(np.arange(60), [3, 17])
+    r = sweep(probe_store, labels, cv=3, n_boot=0, control=False, dropna=True, pooling="mean")
+    ref = sweep(
+        probe_store,
+        np.asarray(probe_store.column("label")),
+        rows=kept,
+        cv=3,
+        n_boot=0,
+        control=False,
+        pooling="mean",
+    )
+    assert r.classes == [0, 1] and r.config["n_rows"] == 58 and r.config["n_dropped"] == 2
+    np.testing.assert_allclose(r.curve("accuracy").value, ref.curve("accuracy").value)
+    values = np.asarray(probe_store.column("value"), dtype=np.float64)
+    values[5] = np.nan
+    with pytest.raises(ProbeTargetError, match=r"store rows \[5\].*dropna=True"):
+        sweep(probe_store, values, probe="ridge", cv=3, n_boot=0)
+    r2 = sweep(probe_store, values, probe="ridge", cv=3, n_boot=0, dropna=True)
+    assert r2.config["n_rows"] == 59
+
+
+def test_sweep_standardize_false_is_the_raw_recipe(probe_store):
+    """standardize=False fits LogisticRegression(C) on raw states; the fast path equals the
+    scikit-learn reference both ways."""
+    for standardize in (True, False):
+        fast = sweep(
+            probe_store,
+            "label",
+            cv=3,
+            n_boot=0,
+            control=False,
+            pooling="mean",
+            standardize=standardize,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = sweep(
+                probe_store,
+                "label",
+                cv=3,
+                n_boot=0,
+                control=False,
+                pooling="mean",
+                standardize=standardize,
+                fast=False,
+            )
+        np.testing.assert_allclose(
+            fast.curve("accuracy").value, ref.curve("accuracy").value, atol=1 / 60 + 1e-9
+        )
+        assert fast.config["standardize"] is standardize
+
+
 def test_token_dataset_gives_one_row_per_word(tiny_llama, tmp_path):
     conllu = tmp_path / "t.conllu"
     conllu.write_text(
@@ -324,8 +404,9 @@ def test_token_dataset_gives_one_row_per_word(tiny_llama, tmp_path):
         encoding="utf-8",
     )
     ds = workbench.load_dataset(str(conllu))
-    store = workbench.extract(tiny_llama, ds, layers=[0, 2], pooling="tokens,mean",
-                              out=tmp_path / "run", progress=False)
+    store = workbench.extract(
+        tiny_llama, ds, layers=[0, 2], pooling="tokens,mean", out=tmp_path / "run", progress=False
+    )
     view = token_dataset(store, "upos", "first")
     assert len(view) == 6 and view.n_dropped == 0
     assert list(view.column("upos")) == ["DET", "NOUN", "VERB", "PUNCT", "NOUN", "VERB"]
@@ -337,8 +418,9 @@ def test_token_dataset_gives_one_row_per_word(tiny_llama, tmp_path):
     np.testing.assert_allclose(X[1], states[first_of_cat], rtol=1e-6)
     mean_view = token_dataset(store, "upos", "mean")
     assert mean_view.get("word_mean", hook_points=store.hook_points).shape == X.shape
-    no_tokens = workbench.extract(tiny_llama, ds, layers=[0], pooling="mean",
-                                  out=tmp_path / "nt", progress=False)
+    no_tokens = workbench.extract(
+        tiny_llama, ds, layers=[0], pooling="mean", out=tmp_path / "nt", progress=False
+    )
     with pytest.raises(StoreSelectionError, match="tokens"):
         token_dataset(no_tokens, "upos")
 
@@ -349,7 +431,12 @@ def test_random_init_keeps_the_architecture_and_is_seeded(tiny_llama):
     r2 = workbench.load_model(tiny_llama.source, random_init=11)
     r3 = workbench.load_model(tiny_llama.source, random_init=12)
     assert r1.weights_fingerprint == r2.weights_fingerprint
-    assert len({r1.weights_fingerprint, r3.weights_fingerprint, tiny_llama.weights_fingerprint}) == 3
+    assert (
+        len({r1.weights_fingerprint, r3.weights_fingerprint, tiny_llama.weights_fingerprint}) == 3
+    )
     assert (r1.n_layers, r1.d_model, r1.blocks_path) == (
-        tiny_llama.n_layers, tiny_llama.d_model, tiny_llama.blocks_path)
+        tiny_llama.n_layers,
+        tiny_llama.d_model,
+        tiny_llama.blocks_path,
+    )
     assert r1.name.endswith("@random11")

@@ -98,9 +98,15 @@ def _moments(X: torch.Tensor, masks: np.ndarray) -> Moments:
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 6, 17))
 
 
-def ridge_fits(X: np.ndarray, Y: np.ndarray, masks: np.ndarray, alpha: float | str,
-               moments: Moments | None = None, standardize: bool = True,
-               alphas: Sequence[float] = RIDGE_ALPHAS) -> LinearFits:
+def ridge_fits(
+    X: np.ndarray,
+    Y: np.ndarray,
+    masks: np.ndarray,
+    alpha: float | str,
+    moments: Moments | None = None,
+    standardize: bool = True,
+    alphas: Sequence[float] = RIDGE_ALPHAS,
+) -> LinearFits:
     """Ridge with intercept for each train mask; every label column of ``Y`` at once.
 
     Each problem equals scikit-learn's ``make_pipeline(StandardScaler(), Ridge(alpha))`` fitted
@@ -155,9 +161,18 @@ def ridge_fits(X: np.ndarray, Y: np.ndarray, masks: np.ndarray, alpha: float | s
     return LinearFits(coef.numpy(), intercept.numpy(), alpha=chosen.numpy())
 
 
-def _ridge_loo(Xc: torch.Tensor, Yt: torch.Tensor, m: torch.Tensor, counts: torch.Tensor,
-               means: torch.Tensor, scale: torch.Tensor, Gs: torch.Tensor, rhs: torch.Tensor,
-               y_means: torch.Tensor, alphas: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _ridge_loo(
+    Xc: torch.Tensor,
+    Yt: torch.Tensor,
+    m: torch.Tensor,
+    counts: torch.Tensor,
+    means: torch.Tensor,
+    scale: torch.Tensor,
+    Gs: torch.Tensor,
+    rhs: torch.Tensor,
+    y_means: torch.Tensor,
+    alphas: Sequence[float],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per problem, the alpha of least leave-one-out error and its solution ``v [P, d, t]``.
 
     With ``Gs = V diag(lam) V'`` and ``Q = Xs V`` (the train rows, standardised and centred),
@@ -177,7 +192,8 @@ def _ridge_loo(Xc: torch.Tensor, Yt: torch.Tensor, m: torch.Tensor, counts: torc
         inv = 1.0 / (lam[None, :] + a[:, None])  # [A, d]
         h = Q.square() @ inv.T + 1.0 / counts[p]  # [n_p, A]
         fitted = (Q @ (inv.T[:, :, None] * c[:, None, :]).reshape(len(lam), -1)).view(
-            len(Q), len(a), -1)  # [n_p, A, t]
+            len(Q), len(a), -1
+        )  # [n_p, A, t]
         loo = (yc[:, None, :] - fitted) / (1.0 - h)[:, :, None]
         best = int(loo.square().mean(dim=(0, 2)).argmin())
         out.append(V @ (inv[best][:, None] * (V.T @ rhs[p])))

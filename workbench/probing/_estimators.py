@@ -180,20 +180,28 @@ class RidgeProbe(_Delegating, RegressorMixin, BaseEstimator):
         directions_: unit-norm weight vectors, ``[n_targets, d_model]``.
     """
 
-    def __init__(self, alpha: float | str = 1.0, alphas: Sequence[float] | None = None,
-                 standardize: bool = True) -> None:
+    def __init__(
+        self,
+        alpha: float | str = 1.0,
+        alphas: Sequence[float] | None = None,
+        standardize: bool = True,
+    ) -> None:
         self.alpha = alpha
         self.alphas = alphas
         self.standardize = standardize
 
     def fit(self, X: Any, y: Any) -> RidgeProbe:
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=[np.float64, np.float32])
+        X, y = validate_data(
+            self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32]
+        )
         auto = self.alphas is not None or self.alpha == "auto"
         if isinstance(self.alpha, str) and self.alpha != "auto":
             raise ValueError(f"alpha={self.alpha!r}: pass a number >= 0 or 'auto'")
-        inner: Any = (RidgeCV(alphas=self.alphas if self.alphas is not None else RIDGE_ALPHAS)
-                      if auto else Ridge(alpha=self.alpha))
+        inner: Any = (
+            RidgeCV(alphas=self.alphas if self.alphas is not None else RIDGE_ALPHAS)
+            if auto
+            else Ridge(alpha=self.alpha)
+        )
         model = _scaled(inner, self.standardize).fit(X, y)
         fitted = model[-1] if self.standardize else model
         self.alpha_ = float(fitted.alpha_) if auto else float(self.alpha)

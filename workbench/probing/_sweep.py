@@ -149,7 +149,9 @@ def _row(row: Any) -> dict[str, Any]:
     return {
         "pooling": row["pooling"],
         "hook_point": row["hook_point"],
-        "layer": None if row["layer"] is None or row["layer"] != row["layer"] else int(row["layer"]),
+        "layer": None
+        if row["layer"] is None or row["layer"] != row["layer"]
+        else int(row["layer"]),
         **({"value": float(row["value"])} if "value" in row else {}),
     }
 
@@ -162,7 +164,9 @@ def _labels_from(store: Any, target: Any) -> tuple[np.ndarray, list[str]]:
     if isinstance(target, str):
         return np.asarray(store.column(target)), [target]
     if isinstance(target, (list, tuple)) and target and all(isinstance(t, str) for t in target):
-        return np.column_stack([np.asarray(store.column(t), dtype=np.float64) for t in target]), list(target)
+        return np.column_stack(
+            [np.asarray(store.column(t), dtype=np.float64) for t in target]
+        ), list(target)
     return np.asarray(target), ["target"]
 
 
@@ -207,9 +211,7 @@ def make_folds(
     return folds
 
 
-def control_labels(
-    y: np.ndarray, types: np.ndarray, classification: bool, seed: int
-) -> np.ndarray:
+def control_labels(y: np.ndarray, types: np.ndarray, classification: bool, seed: int) -> np.ndarray:
     """Hewitt & Liang control task: each type gets a random label from the label distribution
     (classification) or the target of a random row (regression); rows of a type share it."""
     rng = np.random.default_rng(seed + 7919)
@@ -315,10 +317,14 @@ def sweep(
         row_idx = row_idx[~missing]
     estimator = None if isinstance(probe, str) else probe
     if isinstance(probe, str) and probe not in PROBES:
-        raise ValueError(f"unknown probe {probe!r}: choose from {sorted(PROBES)} or pass an estimator")
+        raise ValueError(
+            f"unknown probe {probe!r}: choose from {sorted(PROBES)} or pass an estimator"
+        )
     probe_name = probe if isinstance(probe, str) else type(probe).__name__
-    is_regression = (probe in REGRESSION_PROBES) if isinstance(probe, str) else (
-        getattr(probe, "_estimator_type", None) == "regressor"
+    is_regression = (
+        (probe in REGRESSION_PROBES)
+        if isinstance(probe, str)
+        else (getattr(probe, "_estimator_type", None) == "regressor")
     )
     y_all = y_raw[row_idx]
     classes: list[Any] = []
@@ -340,7 +346,9 @@ def sweep(
                 f"target {target_names} looks continuous ({len(np.unique(y_all))} distinct "
                 f"values) for the classifier {probe_name!r}: use probe='ridge' for regression"
             )
-        uniq, y = np.unique(y_all.astype(str) if y_all.dtype == object else y_all, return_inverse=True)
+        uniq, y = np.unique(
+            y_all.astype(str) if y_all.dtype == object else y_all, return_inverse=True
+        )
         classes = [v.item() if hasattr(v, "item") else v for v in uniq]
         if len(classes) < 2:
             raise ProbeTargetError(
@@ -379,7 +387,9 @@ def sweep(
     if control:
         types = column_or_values(control_types)
         types = np.arange(n) if types is None else types
-        label_sets["control"] = control_labels(y if is_regression else y, types, not is_regression, seed)
+        label_sets["control"] = control_labels(
+            y if is_regression else y, types, not is_regression, seed
+        )
 
     if hook_points is not None:
         hooks = list(hook_points)
@@ -416,14 +426,41 @@ def sweep(
         preds: dict[str, np.ndarray] = {}
         prepared = standardize_rows(X) if use_fast and not is_regression else None
         fast_fits = (
-            _fast_fit_predict(X, label_sets, masks, folds, n_folds, is_regression, len(classes),
-                              C, alpha, standardize, prepared)
-            if use_fast else None
+            _fast_fit_predict(
+                X,
+                label_sets,
+                masks,
+                folds,
+                n_folds,
+                is_regression,
+                len(classes),
+                C,
+                alpha,
+                standardize,
+                prepared,
+            )
+            if use_fast
+            else None
         )
         for label_name, labels in label_sets.items():
-            oof, full_coef = fast_fits[label_name] if fast_fits is not None else _fit_predict(
-                X, labels, masks, folds, n_folds, probe, estimator, is_regression,
-                len(classes), C, alpha, seed, standardize,
+            oof, full_coef = (
+                fast_fits[label_name]
+                if fast_fits is not None
+                else _fit_predict(
+                    X,
+                    labels,
+                    masks,
+                    folds,
+                    n_folds,
+                    probe,
+                    estimator,
+                    is_regression,
+                    len(classes),
+                    C,
+                    alpha,
+                    seed,
+                    standardize,
+                )
             )
             preds[label_name] = oof
             if label_name == "task" and full_coef is not None:
@@ -433,20 +470,35 @@ def sweep(
                 directions[(pooling_name, hook)] = coef / np.maximum(norms, 1e-12)
             report = _report(labels, oof, evaluated, boot, is_regression, geo)
             for metric, est in report.items():
-                records.append({
-                    "pooling": pooling_name, "hook_point": hook, "layer": layer_of.get(hook),
-                    "probe": probe_name, "labels": label_name, "metric": metric,
-                    "value": est.value, "low": est.low, "high": est.high,
-                })
+                records.append(
+                    {
+                        "pooling": pooling_name,
+                        "hook_point": hook,
+                        "layer": layer_of.get(hook),
+                        "probe": probe_name,
+                        "labels": label_name,
+                        "metric": metric,
+                        "value": est.value,
+                        "low": est.low,
+                        "high": est.high,
+                    }
+                )
         if mdl and not is_regression:
-            codes = _online_codelengths(X, list(label_sets.values()), len(classes), C, seed,
-                                        use_fast, standardize, prepared)
+            codes = _online_codelengths(
+                X, list(label_sets.values()), len(classes), C, seed, use_fast, standardize, prepared
+            )
             for label_name, (bits, uniform) in zip(label_sets, codes, strict=True):
-                mdl_records.append({
-                    "pooling": pooling_name, "hook_point": hook, "layer": layer_of.get(hook),
-                    "labels": label_name, "codelength_bits": bits, "uniform_bits": uniform,
-                    "compression": uniform / bits,
-                })
+                mdl_records.append(
+                    {
+                        "pooling": pooling_name,
+                        "hook_point": hook,
+                        "layer": layer_of.get(hook),
+                        "labels": label_name,
+                        "codelength_bits": bits,
+                        "uniform_bits": uniform,
+                        "compression": uniform / bits,
+                    }
+                )
         predictions[(pooling_name, hook)] = preds
         if bar is not None:
             bar.update(1)
@@ -460,22 +512,44 @@ def sweep(
             base_pred[test] = y[train].mean(axis=0)
         else:
             base_pred[test] = np.bincount(y[train], minlength=len(classes)).argmax()
-    for metric, est in _report(y, base_pred, evaluated, boot, is_regression, geo, scores=False).items():
-        records.append({
-            "pooling": None, "hook_point": None, "layer": None, "probe": "majority" if not
-            is_regression else "mean", "labels": "majority", "metric": metric,
-            "value": est.value, "low": est.low, "high": est.high,
-        })
+    for metric, est in _report(
+        y, base_pred, evaluated, boot, is_regression, geo, scores=False
+    ).items():
+        records.append(
+            {
+                "pooling": None,
+                "hook_point": None,
+                "layer": None,
+                "probe": "majority" if not is_regression else "mean",
+                "labels": "majority",
+                "metric": metric,
+                "value": est.value,
+                "low": est.low,
+                "high": est.high,
+            }
+        )
     config = {
-        "probe": probe_name, "kind": "regression" if is_regression else "classification",
-        "target": target_names, "poolings": poolings, "hook_points": hooks,
-        "cv": None if split_values is not None else cv, "split": split if isinstance(split, str) else
-        (None if split is None else "array"), "groups": groups if isinstance(groups, str) else
-        (None if groups is None else "array"), "control": control,
+        "probe": probe_name,
+        "kind": "regression" if is_regression else "classification",
+        "target": target_names,
+        "poolings": poolings,
+        "hook_points": hooks,
+        "cv": None if split_values is not None else cv,
+        "split": split if isinstance(split, str) else (None if split is None else "array"),
+        "groups": groups if isinstance(groups, str) else (None if groups is None else "array"),
+        "control": control,
         "control_types": control_types if isinstance(control_types, str) else None,
-        "C": C, "alpha": alpha, "n_boot": n_boot, "seed": seed, "fast": use_fast, "geo": geo,
-        "standardize": standardize, "dropna": dropna, "n_dropped": int(missing.sum()),
-        "n_rows": n, "store": str(store.path),
+        "C": C,
+        "alpha": alpha,
+        "n_boot": n_boot,
+        "seed": seed,
+        "fast": use_fast,
+        "geo": geo,
+        "standardize": standardize,
+        "dropna": dropna,
+        "n_dropped": int(missing.sum()),
+        "n_rows": n,
+        "store": str(store.path),
         "store_identity": store.manifest.get("identity_hash"),
     }
     return SweepResult(
@@ -537,8 +611,9 @@ def _fast_fit_predict(
                 fit = ridge_fits(X, label_sets[name], masks, alpha, moments, standardize)
                 parts[name] = (fit, 0, slice(None))
         else:
-            fit = ridge_fits(X, np.hstack([label_sets[m] for m in names]), masks, alpha,
-                             moments, standardize)
+            fit = ridge_fits(
+                X, np.hstack([label_sets[m] for m in names]), masks, alpha, moments, standardize
+            )
             start = 0
             for name in names:
                 width = label_sets[name].shape[1]
@@ -546,8 +621,15 @@ def _fast_fit_predict(
                 start += width
     else:
         y = np.concatenate([np.tile(label_sets[m], (P, 1)) for m in names])  # [L * P, n]
-        fit = logistic_fits(X, y, np.tile(masks, (len(names), 1)), C, n_classes=n_classes,
-                            standardize=standardize, prepared=prepared)
+        fit = logistic_fits(
+            X,
+            y,
+            np.tile(masks, (len(names), 1)),
+            C,
+            n_classes=n_classes,
+            standardize=standardize,
+            prepared=prepared,
+        )
         parts = {name: (fit, i * P, slice(None)) for i, name in enumerate(names)}
     out: dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
     for name, (fit, first, cols) in parts.items():
@@ -556,8 +638,11 @@ def _fast_fit_predict(
         for k in range(n_folds):
             test = folds == k
             scores = fit.decision(X[test], first + k)[:, cols]
-            oof[test] = scores if is_regression or n_classes > 2 else np.c_[
-                -scores[:, 0] / 2, scores[:, 0] / 2]
+            oof[test] = (
+                scores
+                if is_regression or n_classes > 2
+                else np.c_[-scores[:, 0] / 2, scores[:, 0] / 2]
+            )
         last = first + P - 1  # the all-train-rows probe
         out[name] = (oof, (fit.coef[last][:, cols].T, fit.intercept[last][cols]))
     return out
@@ -614,7 +699,12 @@ def _class_scores(model: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def online_codelength(
-    X: np.ndarray, labels: np.ndarray, n_classes: int, C: float, seed: int, fast: bool,
+    X: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    C: float,
+    seed: int,
+    fast: bool,
     standardize: bool = True,
 ) -> tuple[float, float]:
     """Online (prequential) codelength in bits of ``labels`` given ``X`` (Voita & Titov, 2020).
@@ -627,8 +717,14 @@ def online_codelength(
 
 
 def _online_codelengths(
-    X: np.ndarray, label_sets: Sequence[np.ndarray], n_classes: int, C: float, seed: int,
-    fast: bool, standardize: bool = True, prepared: Standardized | None = None,
+    X: np.ndarray,
+    label_sets: Sequence[np.ndarray],
+    n_classes: int,
+    C: float,
+    seed: int,
+    fast: bool,
+    standardize: bool = True,
+    prepared: Standardized | None = None,
 ) -> list[tuple[float, float]]:
     """``online_codelength`` of several label vectors ``[n]`` of the same rows (task, control):
     the fast path fits every prefix of every label set in one batched call, sharing each
@@ -645,14 +741,25 @@ def _online_codelengths(
     if fast and n_classes == 2:
         # every (label set, prefix) with both classes in one batched fit; the prefixes range
         # from a few rows to half the data, so each prefix gets its own preconditioner
-        jobs = [(j, i) for j, yo in enumerate(ordered) for i, (start, _) in enumerate(blocks)
-                if len(np.unique(yo[:start])) == 2]
+        jobs = [
+            (j, i)
+            for j, yo in enumerate(ordered)
+            for i, (start, _) in enumerate(blocks)
+            if len(np.unique(yo[:start])) == 2
+        ]
         if jobs:
             rows = np.arange(n)
             prefixes = np.stack([rows < blocks[i][0] for _, i in jobs])
-            fit = logistic_fits(Xo, np.stack([ordered[j] for j, _ in jobs]), prefixes, C,
-                                standardize=standardize, precondition="each", tol=MDL_TOL,
-                                prepared=None if prepared is None else prepared.rows(order))
+            fit = logistic_fits(
+                Xo,
+                np.stack([ordered[j] for j, _ in jobs]),
+                prefixes,
+                C,
+                standardize=standardize,
+                precondition="each",
+                tol=MDL_TOL,
+                prepared=None if prepared is None else prepared.rows(order),
+            )
             for p, (j, i) in enumerate(jobs):
                 start, stop = blocks[i]
                 z = fit.decision(Xo[start:stop], p)[:, 0]
@@ -672,15 +779,23 @@ def _online_codelengths(
                 else:  # multi-class: each prefix on its own rows, over the classes seen so far
                     present = np.unique(train_y)
                     codes = np.searchsorted(present, train_y)
-                    fit = logistic_fits(Xo[:start], codes[None], np.ones((1, start), bool), C,
-                                        n_classes=max(len(present), 2), standardize=standardize)
+                    fit = logistic_fits(
+                        Xo[:start],
+                        codes[None],
+                        np.ones((1, start), bool),
+                        C,
+                        n_classes=max(len(present), 2),
+                        standardize=standardize,
+                    )
                     z_present = fit.decision(block_X, 0)
                     if len(present) == 2:
                         z_present = np.c_[-z_present[:, 0] / 2, z_present[:, 0] / 2]
                     z = np.full((len(block_X), n_classes), -np.inf)
                     z[:, present] = z_present  # unseen classes get probability 0 (floored)
-                logp = np.maximum(z[np.arange(len(block_y)), block_y]
-                                  - np.logaddexp.reduce(z, axis=1), np.log(1e-12))
+                logp = np.maximum(
+                    z[np.arange(len(block_y)), block_y] - np.logaddexp.reduce(z, axis=1),
+                    np.log(1e-12),
+                )
             else:
                 model = LogisticProbe(C=C, standardize=standardize).fit(Xo[:start], train_y)
                 proba = np.full((len(block_X), n_classes), 1e-12)
@@ -694,24 +809,34 @@ def _online_codelengths(
 def sweep_summary(result: SweepResult) -> str:
     """A few lines for the terminal and report.md."""
     best = result.best()
-    lines = [f"probe {result.config['probe']} on {result.config['target']} "
-             f"({result.config['kind']}, {result.config['n_rows']} rows, {result.seconds:.1f} s)"]
+    lines = [
+        f"probe {result.config['probe']} on {result.config['target']} "
+        f"({result.config['kind']}, {result.config['n_rows']} rows, {result.seconds:.1f} s)"
+    ]
     b = best["by_score"]
-    lines.append(f"best by {best['metric']}: {b['hook_point']} (layer {b['layer']}, "
-                 f"{b['pooling']}) = {b['value']:.4f}")
+    lines.append(
+        f"best by {best['metric']}: {b['hook_point']} (layer {b['layer']}, "
+        f"{b['pooling']}) = {b['value']:.4f}"
+    )
     if "by_selectivity" in best:
         s = best["by_selectivity"]
-        lines.append(f"best by selectivity: {s['hook_point']} (layer {s['layer']}) = {s['value']:.4f}")
+        lines.append(
+            f"best by selectivity: {s['hook_point']} (layer {s['layer']}) = {s['value']:.4f}"
+        )
     if "by_codelength" in best:
         c = best["by_codelength"]
-        lines.append(f"best by MDL codelength: {c['hook_point']} (layer {c['layer']}) = "
-                     f"{c['codelength_bits']:.0f} bits, compression {c['compression']:.2f}")
+        lines.append(
+            f"best by MDL codelength: {c['hook_point']} (layer {c['layer']}) = "
+            f"{c['codelength_bits']:.0f} bits, compression {c['compression']:.2f}"
+        )
     t = result.table
     base = t[t.labels == "majority"]
     if len(base):
         m = base[base.metric == best["metric"]]
         if len(m):
-            lines.append(f"baseline ({m.iloc[0]['probe']}): {best['metric']} = {m.iloc[0]['value']:.4f}")
+            lines.append(
+                f"baseline ({m.iloc[0]['probe']}): {best['metric']} = {m.iloc[0]['value']:.4f}"
+            )
     return "\n".join(lines)
 
 
