@@ -128,9 +128,12 @@ def test_ridge_sweep_equals_the_sklearn_recipe_at_every_layer(places_all_layers)
 
 
 def test_cities_sweep_matches_an_independent_sklearn_reference(smollm2, shared_dir, tmp_path):
-    """Best-layer test accuracy of the workbench sweep is within 2 points of plain scikit-learn
-    on plain Hugging Face hidden states (80/20 split, last token)."""
+    """Best-layer test accuracy of the workbench sweep is within 2 points of the scikit-learn
+    recipe (StandardScaler + LogisticRegression) on plain Hugging Face hidden states (80/20
+    split, last token)."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     ds = workbench.load_dataset(
         str(shared_dir / "data/geometry_of_truth/cities.csv"), text_column="statement"
@@ -156,7 +159,8 @@ def test_cities_sweep_matches_an_independent_sklearn_reference(smollm2, shared_d
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for j, layer in enumerate(layers):
-            clf = LogisticRegression(C=1.0, max_iter=1000).fit(states[~is_test, j], y[~is_test])
+            clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+            clf.fit(states[~is_test, j], y[~is_test])
             reference[layer] = clf.score(states[is_test, j], y[is_test])
     best_ours, best_ref = ours.max(), max(reference.values())
     print(
@@ -167,22 +171,19 @@ def test_cities_sweep_matches_an_independent_sklearn_reference(smollm2, shared_d
     assert best_ours > 0.7  # far above the 50% majority
 
 
-def test_world_places_latlon_ridge_reports_r2_per_layer(smollm2, shared_dir, tmp_path):
-    ds = _world_places(shared_dir)
+def test_world_places_latlon_ridge_reports_r2_per_layer(places_all_layers, shared_dir):
     # SmolLM2 adds no BOS token: a one-token place name would put its last token at position 0,
     # the attention sink (norm ~23,000 vs ~180), and those rows wreck any linear probe. A short
-    # prefix keeps the name off position 0; alpha is scaled to hidden states of norm ~10^2.
-    store = workbench.extract(
-        smollm2,
-        ds,
-        layers=[0, 6, 12, 18, 24, 30],
-        pooling="last",
-        template="Place: {text}",
-        out=tmp_path / "run",
-        progress=False,
-    )
+    # prefix ("Place: NAME", in the store) keeps the name off position 0; alpha is chosen by
+    # leave-one-out on the standardised states, as in "Language Models Represent Space and Time".
     r = sweep(
-        store, ["latitude", "longitude"], probe="ridge", alpha=1000.0, split="is_test", n_boot=100
+        places_all_layers,
+        ["latitude", "longitude"],
+        probe="ridge",
+        alpha="auto",
+        layers=[0, 6, 12, 18, 24, 30],
+        split="is_test",
+        n_boot=100,
     )
     curve = r.curve("r2").set_index("layer")["value"]
     print("\nworld_place R² per layer:", curve.round(3).to_dict())

@@ -327,6 +327,9 @@ def sweep(
         else (getattr(probe, "_estimator_type", None) == "regressor")
     )
     y_all = y_raw[row_idx]
+    if y_all.dtype == object and missing.any():  # None held the column as objects: retype it
+        retyped = np.asarray(y_all.tolist())
+        y_all = retyped if retyped.dtype != object else y_all
     classes: list[Any] = []
     if is_regression:
         try:
