@@ -38,8 +38,8 @@ class Bootstrap:
 
     Attributes:
         n: rows per resample.
-        chunks: float32 ``[c, n]`` counts (each row sums to ``n``), ``n_boot`` rows in all, in
-            chunks that bound the memory of the products.
+        chunks: ``[c, n]`` counts (each row sums to ``n``), ``n_boot`` rows in all, in chunks
+            that bound the memory of the products (float32 when float64 would exceed 128 MB).
     """
 
     n: int
@@ -54,11 +54,14 @@ def bootstrap(n: int, n_boot: int, seed: int, max_cells: int = 8_000_000) -> Boo
     """``n_boot`` resamples of ``n`` rows drawn with replacement (deterministic for a seed)."""
     rng = np.random.default_rng(seed)
     size = max(1, max_cells // max(n, 1))
+    # float64 (what the products use) unless that would hold over 128 MB
+    dtype = np.float64 if n * n_boot <= 16_000_000 else np.float32
     chunks = []
     for start in range(0, n_boot, size):
         c = min(size, n_boot - start)
         idx = rng.integers(0, n, size=(c, n)) + (np.arange(c) * n)[:, None]
-        chunks.append(np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(np.float32))
+        counts = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n)
+        chunks.append(counts.astype(dtype))
     return Bootstrap(n, tuple(chunks))
 
 
@@ -80,7 +83,9 @@ def with_ci(
     full = metric(y, pred, np.ones((1, len(y))))[0]
     if boot is None or boot.n_boot == 0:
         return Estimate(float(full), float("nan"), float("nan"))
-    values = np.concatenate([metric(y, pred, c.astype(np.float64)) for c in boot.chunks])
+    values = np.concatenate(
+        [metric(y, pred, c.astype(np.float64, copy=False)) for c in boot.chunks]
+    )
     lo, hi = np.nanpercentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return Estimate(float(full), float(lo), float(hi))
 
