@@ -234,6 +234,25 @@ def test_bootstrap_counts_equal_resampling_the_rows():
         assert M.median_great_circle_km(Y, P, odd)[0] == pytest.approx(np.median(odd_km))
 
 
+def test_regression_report_equals_the_metric_functions():
+    """The fused report (one product per chunk) gives each metric's own value and CI."""
+    rng = np.random.default_rng(4)
+    Y = rng.normal(size=(300, 2)) * [30, 90]
+    P = Y + rng.normal(size=(300, 2)) * 20
+    boot = M.bootstrap(300, 200, seed=1)
+    report = M.regression_report(Y, P, boot, geo=True)
+    for name, fn in [
+        ("r2", M.r2),
+        ("pearson_r", M.pearson_r),
+        ("mae", M.mae),
+        ("great_circle_km", M.mean_great_circle_km),
+    ]:
+        want = M.with_ci(fn, Y, P, boot)
+        got = report[name]
+        assert got.value == pytest.approx(want.value)
+        assert (got.low, got.high) == pytest.approx((want.low, want.high))
+
+
 def test_great_circle_km():
     paris, new_york = np.array([[48.8566, 2.3522]]), np.array([[40.7128, -74.0060]])
     assert great_circle_km(paris, new_york)[0] == pytest.approx(5837, rel=0.01)

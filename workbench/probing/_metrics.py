@@ -186,7 +186,7 @@ def median_great_circle_km(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np
     dist = great_circle_km(y, pred)
     order = np.argsort(dist, kind="stable")
     d = dist[order]
-    cum = np.cumsum(w[:, order], axis=1)  # [b, n]
+    cum = np.cumsum(w[:, order].astype(np.float32), axis=1)  # [b, n]; counts: exact in float32
     total = cum[:, -1]
     lo = (cum >= np.floor((total + 1) / 2)[:, None]).argmax(axis=1)  # the ceil(N/2)-th value
     hi = (cum >= (np.floor(total / 2) + 1)[:, None]).argmax(axis=1)  # the (N/2 + 1)-th value
@@ -210,15 +210,38 @@ def classification_report(
 def regression_report(
     y: np.ndarray, pred: np.ndarray, boot: Bootstrap | None, geo: bool = False
 ) -> dict[str, Estimate]:
-    """R², Pearson r and MAE (averaged over targets); great-circle km for (lat, lon)."""
-    y2 = y.reshape(len(y), -1)
-    p2 = pred.reshape(len(pred), -1)
-    out = {
-        "r2": with_ci(r2, y2, p2, boot),
-        "pearson_r": with_ci(pearson_r, y2, p2, boot),
-        "mae": with_ci(mae, y2, p2, boot),
-    }
+    """R², Pearson r and MAE (averaged over targets); great-circle km for (lat, lon).
+
+    The sums behind R², r, MAE and the mean distance come from one product ``counts @ F`` per
+    chunk of resamples (``F [n, 7t + 1]`` per-row terms), not one product per metric; the
+    formulas are those of ``r2``, ``pearson_r``, ``mae`` and ``mean_great_circle_km``."""
+    y2 = y.reshape(len(y), -1).astype(np.float64)
+    p2 = pred.reshape(len(pred), -1).astype(np.float64)
+    t = y2.shape[1]
+    yc, pc, err = y2 - y2.mean(axis=0), p2 - p2.mean(axis=0), y2 - p2
+    km = great_circle_km(y2, p2) if geo else np.zeros(len(y2))
+    F = np.hstack([err**2, yc, yc**2, pc, pc**2, yc * pc, np.abs(err), km[:, None]])
+
+    def stats(w: np.ndarray) -> np.ndarray:
+        """``[b, 4]``: R², r, MAE, mean km of the resamples ``w [b, n]``."""
+        s = w @ F
+        n = w.sum(axis=1)[:, None]
+        ss_res, sy, syy, sp, spp, syp, sae = (s[:, i * t : (i + 1) * t] for i in range(7))
+        ss_tot = syy - sy**2 / n
+        r2_ = (1 - ss_res / np.maximum(ss_tot, 1e-300)).mean(axis=1)
+        den = np.sqrt(np.maximum(ss_tot, 0) * np.maximum(spp - sp**2 / n, 0))
+        r_ = ((syp - sy * sp / n) / np.maximum(den, 1e-300)).mean(axis=1)
+        mae_ = sae.mean(axis=1) / n[:, 0]
+        return np.c_[r2_, r_, mae_, s[:, -1] / n[:, 0]]
+
+    full = stats(np.ones((1, len(y2))))[0]
+    names = ["r2", "pearson_r", "mae"] + (["great_circle_km"] if geo else [])
+    if boot is None or boot.n_boot == 0:
+        out = {k: Estimate(float(full[i]), float("nan"), float("nan")) for i, k in enumerate(names)}
+    else:
+        values = np.concatenate([stats(c.astype(np.float64, copy=False)) for c in boot.chunks])
+        lo, hi = np.nanpercentile(values, [2.5, 97.5], axis=0)
+        out = {k: Estimate(float(full[i]), float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
     if geo:
-        out["great_circle_km"] = with_ci(mean_great_circle_km, y2, p2, boot)
         out["median_great_circle_km"] = with_ci(median_great_circle_km, y2, p2, boot)
     return out
