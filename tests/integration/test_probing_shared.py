@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 import workbench
 from workbench.probing import make_folds, sweep, token_dataset
@@ -77,14 +78,15 @@ def test_sweep_equals_the_sklearn_recipe_at_every_layer(cities_all_layers):
     y = np.unique(np.asarray(store.column("label")), return_inverse=True)[1]
     folds = make_folds(len(y), y, 5, np.asarray(store.column("city")), 0)
     recipe = []
-    for hook in store.hook_points:
-        X = store.get("last", hook_points=[hook])[:, 0]
-        pred = np.zeros_like(y)
-        for k in range(5):
-            test = folds == k
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-            pred[test] = model.fit(X[~test], y[~test]).predict(X[test])
-        recipe.append((pred == y).mean())
+    with threadpool_limits(1):  # one BLAS thread, as the suite's one torch thread
+        for hook in store.hook_points:
+            X = store.get("last", hook_points=[hook])[:, 0]
+            pred = np.zeros_like(y)
+            for k in range(5):
+                test = folds == k
+                model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+                pred[test] = model.fit(X[~test], y[~test]).predict(X[test])
+            recipe.append((pred == y).mean())
     diff = np.abs(ours - np.asarray(recipe))
     print(
         f"\ncities, {len(diff)} layers: max |sweep - recipe| = {100 * diff.max():.2f} points, "
@@ -110,14 +112,15 @@ def test_ridge_sweep_equals_the_sklearn_recipe_at_every_layer(places_all_layers)
     Y = np.column_stack([np.asarray(store.column(t), dtype=np.float64) for t in target])
     folds = make_folds(len(Y), None, 5, None, 0)
     recipe = []
-    for hook in store.hook_points:
-        X = store.get("last", hook_points=[hook])[:, 0]
-        pred = np.zeros_like(Y)
-        for k in range(5):
-            test = folds == k
-            model = make_pipeline(StandardScaler(), Ridge(alpha=100.0))
-            pred[test] = model.fit(X[~test], Y[~test]).predict(X[test])
-        recipe.append(r2_score(Y, pred))
+    with threadpool_limits(1):
+        for hook in store.hook_points:
+            X = store.get("last", hook_points=[hook])[:, 0]
+            pred = np.zeros_like(Y)
+            for k in range(5):
+                test = folds == k
+                model = make_pipeline(StandardScaler(), Ridge(alpha=100.0))
+                pred[test] = model.fit(X[~test], Y[~test]).predict(X[test])
+            recipe.append(r2_score(Y, pred))
     diff = np.abs(ours - np.asarray(recipe))
     print(
         f"\nworld places, {len(diff)} layers: max |sweep R² - recipe R²| = {diff.max():.2e}; "
