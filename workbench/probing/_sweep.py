@@ -174,7 +174,7 @@ def _missing(values: np.ndarray) -> np.ndarray:
     """``[n]`` True where a target value is missing: None, NaN or pandas' NA (any column of a
     multi-output row)."""
     if values.dtype.kind in "fc":
-        return np.isnan(values.reshape(len(values), -1)).any(axis=1)
+        return np.asarray(np.isnan(values.reshape(len(values), -1)).any(axis=1), dtype=bool)
     if values.dtype == object:
         import pandas as pd
 
