@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -14,6 +14,8 @@ from sklearn.metrics import (
     r2_score,
     roc_auc_score,
 )
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import workbench
@@ -33,10 +35,17 @@ from workbench.probing import (
     token_dataset,
 )
 from workbench.probing import _metrics as M
+from workbench.probing._batched import RIDGE_ALPHAS
 
 
 @parametrize_with_checks(
-    [LogisticProbe(), RidgeProbe(), MassMeanProbe(), MassMeanProbe(covariance=True), MLPProbe(max_iter=30)]
+    [
+        LogisticProbe(),
+        RidgeProbe(),
+        MassMeanProbe(),
+        MassMeanProbe(covariance=True),
+        MLPProbe(max_iter=30),
+    ]
 )
 def test_sklearn_estimator_contract(estimator, check):
     with warnings.catch_warnings():
@@ -74,37 +83,101 @@ def test_classifier_refuses_continuous_target_and_single_class():
         LogisticProbe().fit(X, np.zeros(len(X)))
 
 
+def _recipe(model, standardize):
+    """scikit-learn's recipe: ``StandardScaler`` + model, or the model on raw features."""
+    return make_pipeline(StandardScaler(), model) if standardize else model
+
+
+def _raw_coef(fitted):
+    if hasattr(fitted, "steps"):
+        return np.atleast_2d(fitted[-1].coef_) / fitted[0].scale_
+    return np.atleast_2d(fitted.coef_)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
 @pytest.mark.parametrize("C", [1.0, 0.01])
-def test_fast_binary_logistic_matches_sklearn(C):
+def test_fast_binary_logistic_matches_sklearn(C, standardize):
     X, y = _data()
+    X[:, 3] = 7.0  # a constant feature: StandardScaler leaves it unscaled
     masks = np.stack([np.arange(len(y)) % 3 != 0, np.ones(len(y), bool)])
-    fits = logistic_fits(X, np.tile(y, (2, 1)), masks, C)
+    fits = logistic_fits(X, np.tile(y, (2, 1)), masks, C, tol=1e-9, standardize=standardize)
+    assert fits.converged
     for p in range(2):
-        ref = LogisticRegression(C=C, max_iter=20000, tol=1e-10).fit(X[masks[p]], y[masks[p]])
+        ref = _recipe(LogisticRegression(C=C, max_iter=20000, tol=1e-10), standardize)
+        ref.fit(X[masks[p]], y[masks[p]])
+        ref_coef = _raw_coef(ref)[0]
         coef = fits.coef[p][:, 0]
-        assert np.abs(coef - ref.coef_[0]).max() <= 2e-3 * np.abs(ref.coef_).max()
-        agree = ((fits.decision(X, p)[:, 0] > 0) == ref.predict(X).astype(bool)).mean()
-        assert agree >= 0.99
+        assert np.abs(coef - ref_coef).max() <= 1e-4 * np.abs(ref_coef).max()
+        np.testing.assert_allclose(
+            fits.decision(X, p)[:, 0],
+            ref.decision_function(X),
+            atol=1e-4 * np.abs(ref.decision_function(X)).max(),
+        )
 
 
-def test_fast_multinomial_logistic_matches_sklearn():
+@pytest.mark.parametrize("standardize", [True, False])
+def test_fast_multinomial_logistic_matches_sklearn(standardize):
     X, y = _data(n=400, k=4)
     masks = np.stack([np.arange(len(y)) % 4 != 0])
-    fits = logistic_fits(X, y[None], masks, 1.0, n_classes=4)
-    ref = LogisticRegression(C=1.0, max_iter=20000, tol=1e-10).fit(X[masks[0]], y[masks[0]])
-    assert np.abs(fits.coef[0].T - ref.coef_).max() <= 5e-3 * np.abs(ref.coef_).max()
+    fits = logistic_fits(X, y[None], masks, 1.0, n_classes=4, tol=1e-9, standardize=standardize)
+    ref = _recipe(LogisticRegression(C=1.0, max_iter=20000, tol=1e-10), standardize)
+    ref.fit(X[masks[0]], y[masks[0]])
+    ref_coef = _raw_coef(ref)
+    assert np.abs(fits.coef[0].T - ref_coef).max() <= 1e-3 * np.abs(ref_coef).max()
     assert (fits.decision(X, 0).argmax(1) == ref.predict(X)).mean() >= 0.99
 
 
-def test_fast_ridge_matches_sklearn_exactly_for_every_fold_and_target():
+@pytest.mark.parametrize("standardize", [True, False])
+def test_fast_ridge_matches_sklearn_exactly_for_every_fold_and_target(standardize):
     X, y = _data()
+    X[:, 3] = 7.0
     Y = np.c_[y + 0.1 * X[:, 0], X[:, 1]]
     folds = np.arange(len(y)) % 5
     masks = np.stack([folds != k for k in range(5)] + [np.ones(len(y), bool)])
-    fits = ridge_fits(X, Y, masks, alpha=3.0)
+    fits = ridge_fits(X, Y, masks, alpha=3.0, standardize=standardize)
     for p in range(len(masks)):
-        ref = Ridge(alpha=3.0).fit(X[masks[p]], Y[masks[p]])
+        ref = _recipe(Ridge(alpha=3.0), standardize).fit(X[masks[p]], Y[masks[p]])
         np.testing.assert_allclose(fits.decision(X, p), ref.predict(X), rtol=1e-6, atol=1e-6)
+
+
+def test_fast_ridge_auto_alpha_is_ridgecv_leave_one_out():
+    X, y = _data()
+    Y = np.c_[y + 0.3 * X[:, 0], X[:, 1] + X[:, 2]]
+    folds = np.arange(len(y)) % 5
+    masks = np.stack([folds != k for k in range(5)] + [np.ones(len(y), bool)])
+    fits = ridge_fits(X, Y, masks, alpha="auto")
+    for p in range(len(masks)):
+        ref = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(
+            X[masks[p]], Y[masks[p]]
+        )
+        assert fits.alpha[p] == ref[-1].alpha_
+        np.testing.assert_allclose(fits.decision(X, p), ref.predict(X), rtol=1e-6, atol=1e-6)
+    probe = RidgeProbe(alpha="auto").fit(X, Y)
+    assert probe.alpha_ == fits.alpha[-1]
+
+
+def test_probes_default_to_the_scaled_recipe():
+    """LogisticProbe / RidgeProbe equal StandardScaler + LogisticRegression / Ridge, with raw
+    features on request; mass-mean thresholds midway between the projected class means."""
+    X, y = _data()
+    for probe, ref in [
+        (LogisticProbe(C=0.5), make_pipeline(StandardScaler(), LogisticRegression(C=0.5))),
+        (LogisticProbe(C=0.5, standardize=False), LogisticRegression(C=0.5)),
+        (RidgeProbe(alpha=2.0), make_pipeline(StandardScaler(), Ridge(alpha=2.0))),
+        (RidgeProbe(alpha=2.0, standardize=False), Ridge(alpha=2.0)),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe.fit(X, y), ref.fit(X, y)
+        np.testing.assert_allclose(probe.predict(X), ref.predict(X))
+        out = X @ np.atleast_2d(probe.coef_).T + probe.intercept_
+        want = ref.decision_function(X) if hasattr(ref, "decision_function") else ref.predict(X)
+        np.testing.assert_allclose(out.ravel(), want, rtol=1e-6, atol=1e-6)
+    mm = MassMeanProbe().fit(X, y)
+    mid = (X[y == 1].mean(0) + X[y == 0].mean(0)) / 2
+    assert mm.decision_function(mid[None])[0] == pytest.approx(0.0, abs=1e-9)
+    theta = X[y == 1].mean(0) - X[y == 0].mean(0)
+    np.testing.assert_allclose(mm.decision_function(X), (X - mid) @ theta, rtol=1e-9)
 
 
 def test_metrics_equal_sklearn_and_bootstrap_is_deterministic():
@@ -112,21 +185,72 @@ def test_metrics_equal_sklearn_and_bootstrap_is_deterministic():
     y = rng.integers(0, 2, 200)
     score = y + rng.normal(size=200)
     pred = (score > 0.5).astype(int)
-    idx = np.arange(200)[None]
-    assert M.accuracy(y, pred, idx)[0] == pytest.approx(accuracy_score(y, pred))
-    assert M.balanced_accuracy(y, pred, idx)[0] == pytest.approx(balanced_accuracy_score(y, pred))
-    assert M.f1(y, pred, idx)[0] == pytest.approx(f1_score(y, pred))
-    assert M.auroc(y, score, idx)[0] == pytest.approx(roc_auc_score(y, score))
+    w = np.ones((1, 200))
+    assert M.accuracy(y, pred, w)[0] == pytest.approx(accuracy_score(y, pred))
+    assert M.balanced_accuracy(y, pred, w)[0] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert M.f1(y, pred, w)[0] == pytest.approx(f1_score(y, pred))
+    assert M.auroc(y, score, w)[0] == pytest.approx(roc_auc_score(y, score))
+    assert M.auroc(y, score.round(0), w)[0] == pytest.approx(roc_auc_score(y, score.round(0)))
     y3 = rng.integers(0, 3, 200)
     p3 = np.where(rng.random(200) < 0.7, y3, rng.integers(0, 3, 200))
-    assert M.f1(y3, p3, idx)[0] == pytest.approx(f1_score(y3, p3, average="macro"))
+    assert M.f1(y3, p3, w)[0] == pytest.approx(f1_score(y3, p3, average="macro"))
     Y = rng.normal(size=(200, 2))
     P = Y + 0.3 * rng.normal(size=(200, 2))
-    assert M.r2(Y, P, idx)[0] == pytest.approx(r2_score(Y, P))
-    boot = M.bootstrap_indices(200, 300, seed=5)
+    assert M.r2(Y, P, w)[0] == pytest.approx(r2_score(Y, P))
+    boot = M.bootstrap(200, 300, seed=5)
     a = M.with_ci(M.accuracy, y, pred, boot)
-    b = M.with_ci(M.accuracy, y, pred, M.bootstrap_indices(200, 300, seed=5))
+    b = M.with_ci(M.accuracy, y, pred, M.bootstrap(200, 300, seed=5))
     assert a == b and a.low <= a.value <= a.high
+    assert all((c.sum(axis=1) == 200).all() for c in boot.chunks) and boot.n_boot == 300
+
+
+def test_bootstrap_counts_equal_resampling_the_rows():
+    """Each metric on a count row equals the metric of the resampled rows (ties included)."""
+    rng = np.random.default_rng(3)
+    n = 120
+    y = rng.integers(0, 2, n)
+    score = (y + rng.normal(size=n)).round(1)  # ties within and across classes
+    pred = (score > 0.5).astype(int)
+    Y = rng.normal(size=(n, 2)) * [30, 90]
+    P = Y + rng.normal(size=(n, 2)) * 10
+    idx = rng.integers(0, n, size=(25, n))
+    w = M.counts_of(idx, n)
+    for i in range(len(idx)):
+        yi, si, pi = y[idx[i]], score[idx[i]], pred[idx[i]]
+        assert M.accuracy(y, pred, w)[i] == pytest.approx(accuracy_score(yi, pi))
+        assert M.balanced_accuracy(y, pred, w)[i] == pytest.approx(balanced_accuracy_score(yi, pi))
+        assert M.f1(y, pred, w)[i] == pytest.approx(f1_score(yi, pi))
+        assert M.auroc(y, score, w)[i] == pytest.approx(roc_auc_score(yi, si))
+        Yi, Pi = Y[idx[i]], P[idx[i]]
+        assert M.r2(Y, P, w)[i] == pytest.approx(r2_score(Yi, Pi))
+        r = np.mean([np.corrcoef(Yi[:, t], Pi[:, t])[0, 1] for t in range(2)])
+        assert M.pearson_r(Y, P, w)[i] == pytest.approx(r)
+        assert M.mae(Y, P, w)[i] == pytest.approx(np.abs(Yi - Pi).mean())
+        km = great_circle_km(Yi, Pi)
+        assert M.mean_great_circle_km(Y, P, w)[i] == pytest.approx(km.mean())
+        assert M.median_great_circle_km(Y, P, w)[i] == pytest.approx(np.median(km))
+        odd = M.counts_of(idx[i : i + 1, :-1], n)
+        odd_km = great_circle_km(Y[idx[i, :-1]], P[idx[i, :-1]])
+        assert M.median_great_circle_km(Y, P, odd)[0] == pytest.approx(np.median(odd_km))
+
+
+def test_regression_report_equals_the_metric_functions():
+    """The fused report (one product per chunk) gives each metric's own value and CI."""
+    rng = np.random.default_rng(4)
+    Y = rng.normal(size=(300, 2)) * [30, 90]
+    P = Y + rng.normal(size=(300, 2)) * 20
+    boot = M.bootstrap(300, 200, seed=1)
+    report = M.regression_report(Y, P, boot, geo=True)
+    for name, fn in [
+        ("r2", M.r2),
+        ("pearson_r", M.pearson_r),
+        ("mae", M.mae),
+        ("great_circle_km", M.mean_great_circle_km),
+    ]:
+        want = M.with_ci(fn, Y, P, boot)
+        got = report[name]
+        assert got.value == pytest.approx(want.value)
+        assert (got.low, got.high) == pytest.approx((want.low, want.high))
 
 
 def test_great_circle_km():
@@ -176,10 +300,19 @@ def probe_store(tiny_llama, tmp_path_factory):
         texts.append(("yes " if label else "no ") + " ".join(w))
         labels.append(label)
         groups.append(i // 2)
-    ds = workbench.TextDataset("toy", texts, {"label": labels, "group": groups,
-                                              "value": [float(v) for v in rng.normal(size=60)]})
-    return workbench.extract(tiny_llama, ds, layers="all", pooling="mean,last",
-                             out=tmp_path_factory.mktemp("probe") / "run", progress=False)
+    ds = workbench.TextDataset(
+        "toy",
+        texts,
+        {"label": labels, "group": groups, "value": [float(v) for v in rng.normal(size=60)]},
+    )
+    return workbench.extract(
+        tiny_llama,
+        ds,
+        layers="all",
+        pooling="mean,last",
+        out=tmp_path_factory.mktemp("probe") / "run",
+        progress=False,
+    )
 
 
 def test_sweep_fast_equals_reference_and_reports_controls(probe_store):
@@ -219,6 +352,66 @@ def test_sweep_bad_input(probe_store):
         sweep(probe_store, "label", probe="svm")
 
 
+def test_sweep_refuses_missing_labels_naming_rows_and_the_fix(probe_store):
+    """None/NaN targets are an error naming the rows and dropna; never a 'None' class."""
+    labels = np.array(probe_store.column("label"), dtype=object)
+    labels[[3, 17]] = None
+    with pytest.raises(
+        ProbeTargetError, match=r"2 of 60 rows \(store rows \[3, 17\]\).*dropna=True"
+    ):
+        sweep(probe_store, labels, cv=3, n_boot=0, control=False)
+    kept = np.setdiff1d(np.arange(60), [3, 17])
+    r = sweep(probe_store, labels, cv=3, n_boot=0, control=False, dropna=True, pooling="mean")
+    ref = sweep(
+        probe_store,
+        np.asarray(probe_store.column("label")),
+        rows=kept,
+        cv=3,
+        n_boot=0,
+        control=False,
+        pooling="mean",
+    )
+    assert r.classes == [0, 1] and r.config["n_rows"] == 58 and r.config["n_dropped"] == 2
+    np.testing.assert_allclose(r.curve("accuracy").value, ref.curve("accuracy").value)
+    values = np.asarray(probe_store.column("value"), dtype=np.float64)
+    values[5] = np.nan
+    with pytest.raises(ProbeTargetError, match=r"store rows \[5\].*dropna=True"):
+        sweep(probe_store, values, probe="ridge", cv=3, n_boot=0)
+    r2 = sweep(probe_store, values, probe="ridge", cv=3, n_boot=0, dropna=True)
+    assert r2.config["n_rows"] == 59
+
+
+def test_sweep_standardize_false_is_the_raw_recipe(probe_store):
+    """standardize=False fits LogisticRegression(C) on raw states; the fast path equals the
+    scikit-learn reference both ways."""
+    for standardize in (True, False):
+        fast = sweep(
+            probe_store,
+            "label",
+            cv=3,
+            n_boot=0,
+            control=False,
+            pooling="mean",
+            standardize=standardize,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = sweep(
+                probe_store,
+                "label",
+                cv=3,
+                n_boot=0,
+                control=False,
+                pooling="mean",
+                standardize=standardize,
+                fast=False,
+            )
+        np.testing.assert_allclose(
+            fast.curve("accuracy").value, ref.curve("accuracy").value, atol=1 / 60 + 1e-9
+        )
+        assert fast.config["standardize"] is standardize
+
+
 def test_token_dataset_gives_one_row_per_word(tiny_llama, tmp_path):
     conllu = tmp_path / "t.conllu"
     conllu.write_text(
@@ -230,8 +423,9 @@ def test_token_dataset_gives_one_row_per_word(tiny_llama, tmp_path):
         encoding="utf-8",
     )
     ds = workbench.load_dataset(str(conllu))
-    store = workbench.extract(tiny_llama, ds, layers=[0, 2], pooling="tokens,mean",
-                              out=tmp_path / "run", progress=False)
+    store = workbench.extract(
+        tiny_llama, ds, layers=[0, 2], pooling="tokens,mean", out=tmp_path / "run", progress=False
+    )
     view = token_dataset(store, "upos", "first")
     assert len(view) == 6 and view.n_dropped == 0
     assert list(view.column("upos")) == ["DET", "NOUN", "VERB", "PUNCT", "NOUN", "VERB"]
@@ -243,8 +437,9 @@ def test_token_dataset_gives_one_row_per_word(tiny_llama, tmp_path):
     np.testing.assert_allclose(X[1], states[first_of_cat], rtol=1e-6)
     mean_view = token_dataset(store, "upos", "mean")
     assert mean_view.get("word_mean", hook_points=store.hook_points).shape == X.shape
-    no_tokens = workbench.extract(tiny_llama, ds, layers=[0], pooling="mean",
-                                  out=tmp_path / "nt", progress=False)
+    no_tokens = workbench.extract(
+        tiny_llama, ds, layers=[0], pooling="mean", out=tmp_path / "nt", progress=False
+    )
     with pytest.raises(StoreSelectionError, match="tokens"):
         token_dataset(no_tokens, "upos")
 
@@ -255,7 +450,12 @@ def test_random_init_keeps_the_architecture_and_is_seeded(tiny_llama):
     r2 = workbench.load_model(tiny_llama.source, random_init=11)
     r3 = workbench.load_model(tiny_llama.source, random_init=12)
     assert r1.weights_fingerprint == r2.weights_fingerprint
-    assert len({r1.weights_fingerprint, r3.weights_fingerprint, tiny_llama.weights_fingerprint}) == 3
+    assert (
+        len({r1.weights_fingerprint, r3.weights_fingerprint, tiny_llama.weights_fingerprint}) == 3
+    )
     assert (r1.n_layers, r1.d_model, r1.blocks_path) == (
-        tiny_llama.n_layers, tiny_llama.d_model, tiny_llama.blocks_path)
+        tiny_llama.n_layers,
+        tiny_llama.d_model,
+        tiny_llama.blocks_path,
+    )
     assert r1.name.endswith("@random11")

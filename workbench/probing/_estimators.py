@@ -15,10 +15,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import ProbeTargetError
+from ._batched import RIDGE_ALPHAS
 
 
 def _classification_targets(y: Any, name: str) -> None:
@@ -43,6 +46,22 @@ def _unit_rows(w: np.ndarray) -> np.ndarray:
     return w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
 
 
+def _scaled(model: Any, standardize: bool) -> Any:
+    """``model`` behind a ``StandardScaler`` when ``standardize`` (scikit-learn's recipe)."""
+    return make_pipeline(StandardScaler(), model) if standardize else model
+
+
+def _raw_weights(fitted: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(coef, intercept)`` of a fitted linear model, or of ``StandardScaler`` + linear model,
+    in raw feature units: ``x @ coef.T + intercept`` equals the model's decision function."""
+    if isinstance(fitted, Pipeline):
+        scaler, model = fitted[0], fitted[-1]
+        coef = np.asarray(model.coef_) / scaler.scale_
+        intercept = np.asarray(model.intercept_) - coef @ scaler.mean_
+        return coef, intercept
+    return np.asarray(fitted.coef_), np.asarray(fitted.intercept_)
+
+
 class _Delegating:
     """``predict`` by the fitted scikit-learn model in ``_model`` (after checking ``X`` against
     what the probe was fitted on), and ``directions_`` from ``coef_``."""
@@ -65,7 +84,12 @@ class _Delegating:
 
 
 class LogisticProbe(_Delegating, ClassifierMixin, BaseEstimator):
-    """L2-regularised logistic regression probe.
+    """L2-regularised logistic regression probe on standardised features.
+
+    The default is the recipe of the probing literature, and equals scikit-learn's
+    ``make_pipeline(StandardScaler(), LogisticRegression(C=C))``; ``standardize=False`` is
+    ``LogisticRegression(C=C)`` on the raw hidden states (whose outlier dimensions make the
+    same ``C`` a much weaker penalty, and scikit-learn's solver slow to converge).
 
     Args:
         C: inverse regularisation strength (scikit-learn's convention).
@@ -74,10 +98,12 @@ class LogisticProbe(_Delegating, ClassifierMixin, BaseEstimator):
         cv: folds of the inner cross-validation.
         max_iter: solver iterations.
         class_weight: as in scikit-learn (``"balanced"`` for skewed classes).
+        standardize: scale each feature to zero mean and unit variance on the training rows.
 
     Attributes:
         classes_: the class labels.
-        coef_: ``[1 or n_classes, d_model]`` weights; ``intercept_``.
+        coef_: ``[1 or n_classes, d_model]`` weights in raw feature units (the scaler folded
+            in: ``X @ coef_.T + intercept_`` is the decision function); ``intercept_``.
         C_: the regularisation used (chosen when ``Cs`` is given).
         directions_: unit-norm weight vectors in model space, ``[1 or n_classes, d_model]``.
 
@@ -97,12 +123,14 @@ class LogisticProbe(_Delegating, ClassifierMixin, BaseEstimator):
         cv: int = 5,
         max_iter: int = 1000,
         class_weight: str | dict[Any, float] | None = None,
+        standardize: bool = True,
     ) -> None:
         self.C = C
         self.Cs = Cs
         self.cv = cv
         self.max_iter = max_iter
         self.class_weight = class_weight
+        self.standardize = standardize
 
     def fit(self, X: Any, y: Any) -> LogisticProbe:
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
@@ -114,18 +142,18 @@ class LogisticProbe(_Delegating, ClassifierMixin, BaseEstimator):
                 "least two; check the label column and the split"
             )
         if self.Cs is not None:
-            model: Any = LogisticRegressionCV(
+            inner: Any = LogisticRegressionCV(
                 Cs=self.Cs, cv=self.cv, max_iter=self.max_iter, class_weight=self.class_weight
-            ).fit(X, y)
-            self.C_ = float(np.atleast_1d(model.C_)[0])
+            )
         else:
-            model = LogisticRegression(
+            inner = LogisticRegression(
                 C=self.C, max_iter=self.max_iter, class_weight=self.class_weight
-            ).fit(X, y)
-            self.C_ = float(self.C)
-        self.coef_ = model.coef_
-        self.intercept_ = model.intercept_
-        self.n_iter_ = model.n_iter_
+            )
+        model = _scaled(inner, self.standardize).fit(X, y)
+        fitted = model[-1] if self.standardize else model
+        self.C_ = float(np.atleast_1d(fitted.C_)[0]) if self.Cs is not None else float(self.C)
+        self.coef_, self.intercept_ = _raw_weights(model)
+        self.n_iter_ = fitted.n_iter_
         self._model = model
         return self
 
@@ -139,30 +167,49 @@ class LogisticProbe(_Delegating, ClassifierMixin, BaseEstimator):
 class RidgeProbe(_Delegating, RegressorMixin, BaseEstimator):
     """Ridge regression probe for continuous and multi-output targets (latitude + longitude).
 
+    The default equals scikit-learn's ``make_pipeline(StandardScaler(), Ridge(alpha=alpha))``;
+    ``alpha="auto"`` equals ``make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))``
+    (efficient leave-one-out selection of one alpha, as in Gurnee & Tegmark's "Language Models
+    Represent Space and Time"); ``standardize=False`` is ``Ridge(alpha)`` on raw features.
+
     Args:
-        alpha: L2 penalty (scikit-learn's convention).
-        alphas: when given, ``alpha`` is chosen by efficient leave-one-out CV over these.
+        alpha: L2 penalty (scikit-learn's convention), or ``"auto"``.
+        alphas: the grid of ``alpha="auto"`` (default ``RIDGE_ALPHAS``, 1e-2 .. 1e6); giving it
+            implies ``"auto"``.
+        standardize: scale each feature to zero mean and unit variance on the training rows.
 
     Attributes:
-        coef_: ``[d_model]`` or ``[n_targets, d_model]``; ``intercept_``; ``alpha_``.
+        coef_: ``[d_model]`` or ``[n_targets, d_model]`` in raw feature units; ``intercept_``;
+        alpha_: the penalty used (chosen when ``alpha="auto"``).
         directions_: unit-norm weight vectors, ``[n_targets, d_model]``.
     """
 
-    def __init__(self, alpha: float = 1.0, alphas: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        alpha: float | str = 1.0,
+        alphas: Sequence[float] | None = None,
+        standardize: bool = True,
+    ) -> None:
         self.alpha = alpha
         self.alphas = alphas
+        self.standardize = standardize
 
     def fit(self, X: Any, y: Any) -> RidgeProbe:
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=[np.float64, np.float32])
-        if self.alphas is not None:
-            model: Any = RidgeCV(alphas=self.alphas).fit(X, y)
-            self.alpha_ = float(model.alpha_)
-        else:
-            model = Ridge(alpha=self.alpha).fit(X, y)
-            self.alpha_ = float(self.alpha)
-        self.coef_ = model.coef_
-        self.intercept_ = model.intercept_
+        X, y = validate_data(
+            self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32]
+        )
+        auto = self.alphas is not None or self.alpha == "auto"
+        if isinstance(self.alpha, str) and self.alpha != "auto":
+            raise ValueError(f"alpha={self.alpha!r}: pass a number >= 0 or 'auto'")
+        inner: Any = (
+            RidgeCV(alphas=self.alphas if self.alphas is not None else RIDGE_ALPHAS)
+            if auto
+            else Ridge(alpha=self.alpha)
+        )
+        model = _scaled(inner, self.standardize).fit(X, y)
+        fitted = model[-1] if self.standardize else model
+        self.alpha_ = float(fitted.alpha_) if auto else float(self.alpha)
+        self.coef_, self.intercept_ = _raw_weights(model)
         self._model = model
         return self
 
@@ -176,14 +223,18 @@ class MassMeanProbe(ClassifierMixin, BaseEstimator):
     """Difference-of-class-means probe ("The Geometry of Truth", Marks & Tegmark 2023).
 
     The direction is ``theta = mean(X | y=1) - mean(X | y=0)``; the score of ``x`` is
-    ``theta . x`` calibrated by a one-dimensional logistic fit. With ``covariance=True`` it is the
+    ``theta . (x - (mean(X | y=1) + mean(X | y=0)) / 2)``: the threshold sits midway between the
+    projected class means, as in the paper (there is no scikit-learn estimator for it; the
+    nearest is ``NearestCentroid`` projected on ``theta``). ``predict_proba`` is the sigmoid of
+    that score. With ``covariance=True`` it is the
     in-distribution variant ``Sigma^-1 theta``, ``Sigma`` the pooled within-class covariance
     shrunk towards its mean eigenvalue by ``shrinkage`` (needed when ``n < d_model``).
     Binary labels only.
 
     Attributes:
         classes_, direction_ (``[d_model]``, unnormalised), directions_ (``[1, d_model]``,
-        unit norm), coef_, intercept_ (of the calibrated linear score).
+        unit norm), coef_ (``[1, d_model]``, ``theta``), intercept_ (``[1]``, minus the
+        projected midpoint).
     """
 
     def __init__(self, covariance: bool = False, shrinkage: float = 0.1) -> None:
@@ -212,11 +263,9 @@ class MassMeanProbe(ClassifierMixin, BaseEstimator):
             sigma = (1 - self.shrinkage) * sigma + self.shrinkage * target * np.eye(len(sigma))
             theta = np.linalg.solve(sigma, theta)
         self.direction_ = theta
-        # Calibrate scale and threshold of the projection with a 1-d logistic regression.
-        proj = (X @ theta)[:, None]
-        calib = LogisticRegression(C=1e4, max_iter=1000).fit(proj, y)
-        self.coef_ = calib.coef_[0, 0] * theta[None, :]
-        self.intercept_ = calib.intercept_
+        midpoint = (pos.mean(axis=0) + neg.mean(axis=0)) / 2
+        self.coef_ = theta[None, :]
+        self.intercept_ = np.array([-float(theta @ midpoint)])
         return self
 
     @property

@@ -1,8 +1,11 @@
 """Probe metrics with bootstrap confidence intervals, vectorised over resamples.
 
-Each metric takes ``(y_true, y_pred_or_score)`` and a matrix of bootstrap row indices
-``[n_boot, n]`` and returns ``(value, resampled_values [n_boot])``; ``with_ci`` turns that into a
-point estimate and a percentile interval.
+A bootstrap resample is a row of counts (how often each row was drawn), so every metric is a
+weighted sum over the rows computed for all resamples at once as one matrix product
+``counts [n_boot, n] @ per_row [n, ...]``; AUROC and the median sort the rows once, not once per
+resample. Each metric takes ``(y_true, y_pred_or_score, counts [b, n])`` and returns ``[b]``
+values (``counts = ones [1, n]``: the full sample); ``with_ci`` turns that into a point estimate
+and a percentile interval.
 """
 
 from __future__ import annotations
@@ -30,77 +33,110 @@ class Estimate:
     high: float
 
 
-def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """``[n_boot, n]`` row indices drawn with replacement (deterministic for a seed)."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+@dataclass(frozen=True)
+class Bootstrap:
+    """``n_boot`` resamples of ``n`` rows as count matrices, drawn once and shared by every
+    metric, layer and label set of a sweep.
+
+    Attributes:
+        n: rows per resample.
+        chunks: ``[c, n]`` counts (each row sums to ``n``), ``n_boot`` rows in all, in chunks
+            that bound the memory of the products (float32 when float64 would exceed 128 MB).
+    """
+
+    n: int
+    chunks: tuple[np.ndarray, ...]
+
+    @property
+    def n_boot(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+
+def bootstrap(n: int, n_boot: int, seed: int, max_cells: int = 8_000_000) -> Bootstrap:
+    """``n_boot`` resamples of ``n`` rows drawn with replacement (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+    size = max(1, max_cells // max(n, 1))
+    # float64 (what the products use) unless that would hold over 128 MB
+    dtype = np.float64 if n * n_boot <= 16_000_000 else np.float32
+    chunks = []
+    for start in range(0, n_boot, size):
+        c = min(size, n_boot - start)
+        idx = rng.integers(0, n, size=(c, n)) + (np.arange(c) * n)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n)
+        chunks.append(counts.astype(dtype))
+    return Bootstrap(n, tuple(chunks))
+
+
+def counts_of(idx: np.ndarray, n: int) -> np.ndarray:
+    """``[b, n]`` float64 counts of explicit resample indices ``idx [b, n_draws]``."""
+    b = len(idx)
+    flat = (np.asarray(idx) + (np.arange(b) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
 
 
 def with_ci(
     metric: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     y: np.ndarray,
     pred: np.ndarray,
-    boot: np.ndarray,
+    boot: Bootstrap | None,
     level: float = 0.95,
 ) -> Estimate:
     """Point estimate on all rows and a percentile CI over the bootstrap resamples."""
-    full = metric(y, pred, np.arange(len(y))[None, :])[0]
-    if boot.size == 0:
+    full = metric(y, pred, np.ones((1, len(y))))[0]
+    if boot is None or boot.n_boot == 0:
         return Estimate(float(full), float("nan"), float("nan"))
-    values = metric(y, pred, boot)
+    values = np.concatenate(
+        [metric(y, pred, c.astype(np.float64, copy=False)) for c in boot.chunks]
+    )
     lo, hi = np.nanpercentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return Estimate(float(full), float(lo), float(hi))
 
 
-# --- classification: y [n] int labels, pred [n] int labels -------------------------------------
+# --- classification: y [n] int labels, pred [n] int labels; w [b, n] counts -------------------
 
 
-def accuracy(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return (y == pred)[idx].mean(axis=1)
+def accuracy(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w @ (y == pred)) / w.sum(axis=1)
 
 
-def balanced_accuracy(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    correct = (y == pred)[idx]
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    correct = y == pred
     recalls = []
     for c in np.unique(y):
-        in_class = (y == c)[idx]
-        recalls.append((correct & in_class).sum(axis=1) / np.maximum(in_class.sum(axis=1), 1))
+        in_class = y == c
+        recalls.append((w @ (correct & in_class)) / np.maximum(w @ in_class, 1))
     return np.mean(recalls, axis=0)
 
 
-def f1(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def f1(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Binary F1 of the larger label; macro F1 for more classes."""
     classes = np.unique(y)
     targets = classes[-1:] if len(classes) == 2 else classes
     scores = []
     for c in targets:
-        tp = ((pred == c) & (y == c))[idx].sum(axis=1)
-        fp = ((pred == c) & (y != c))[idx].sum(axis=1)
-        fn = ((pred != c) & (y == c))[idx].sum(axis=1)
+        tp = w @ ((pred == c) & (y == c))
+        fp = w @ ((pred == c) & (y != c))
+        fn = w @ ((pred != c) & (y == c))
         scores.append(2 * tp / np.maximum(2 * tp + fp + fn, 1))
     return np.mean(scores, axis=0)
 
 
-def auroc(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Binary AUROC from scores [n] (rank statistic, ties averaged); NaN for one-class resamples."""
+def auroc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Binary AUROC from scores [n] (Mann-Whitney U, ties count half); NaN for one-class
+    resamples. The rows are sorted once; each resample weighs the tie groups by its counts."""
     classes = np.unique(y)
     if len(classes) != 2:
-        return np.full(len(idx), np.nan)
-    pos = y == classes[1]
-    s = score[idx]  # [b, n]
-    p = pos[idx]
-    order = np.argsort(s, axis=1, kind="stable")
-    ranks = np.empty_like(s, dtype=np.float64)
-    rows = np.arange(len(idx))[:, None]
-    ranks[rows, order] = np.arange(1, s.shape[1] + 1)
-    # average ranks of ties
-    sorted_s = np.take_along_axis(s, order, axis=1)
-    for b in np.nonzero((np.diff(sorted_s, axis=1) == 0).any(axis=1))[0]:
-        _, inverse, counts = np.unique(s[b], return_inverse=True, return_counts=True)
-        ends = np.cumsum(counts)
-        ranks[b] = ((ends - counts + 1 + ends) / 2)[inverse]
-    n_pos = p.sum(axis=1)
-    n_neg = p.shape[1] - n_pos
-    u = (ranks * p).sum(axis=1) - n_pos * (n_pos + 1) / 2
+        return np.full(len(w), np.nan)
+    order = np.argsort(score, kind="stable")
+    s, pos = score[order], (y == classes[1])[order]
+    ws = w[:, order]
+    wp, wn = ws * pos, ws * ~pos  # [b, n]
+    starts = np.r_[0, np.nonzero(np.diff(s))[0] + 1]
+    if len(starts) < len(s):  # tie groups of equal scores
+        wp, wn = np.add.reduceat(wp, starts, axis=1), np.add.reduceat(wn, starts, axis=1)
+    below = np.cumsum(wn, axis=1) - wn  # negatives strictly below each group
+    u = (wp * (below + 0.5 * wn)).sum(axis=1)
+    n_pos, n_neg = wp.sum(axis=1), wn.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
 
@@ -108,37 +144,48 @@ def auroc(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
 # --- regression: y [n, t], pred [n, t] ----------------------------------------------------------
 
 
-def r2(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def r2(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Coefficient of determination, averaged over targets."""
-    yy, pp = y[idx], pred[idx]  # [b, n, t]
-    ss_res = ((yy - pp) ** 2).sum(axis=1)
-    ss_tot = ((yy - yy.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    n = w.sum(axis=1)[:, None]
+    yc = y - y.mean(axis=0)  # centred once: the weighted variance loses no precision
+    ss_res = w @ (y - pred) ** 2  # [b, t]
+    ss_tot = w @ yc**2 - (w @ yc) ** 2 / n
     return (1 - ss_res / np.maximum(ss_tot, 1e-300)).mean(axis=1)
 
 
-def pearson_r(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    yy, pp = y[idx], pred[idx]
-    yc = yy - yy.mean(axis=1, keepdims=True)
-    pc = pp - pp.mean(axis=1, keepdims=True)
-    num = (yc * pc).sum(axis=1)
-    den = np.sqrt((yc**2).sum(axis=1) * (pc**2).sum(axis=1))
+def pearson_r(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    n = w.sum(axis=1)[:, None]
+    yc, pc = y - y.mean(axis=0), pred - pred.mean(axis=0)
+    sy, sp = w @ yc, w @ pc
+    num = w @ (yc * pc) - sy * sp / n
+    var_y = w @ yc**2 - sy**2 / n
+    var_p = w @ pc**2 - sp**2 / n
+    den = np.sqrt(np.maximum(var_y, 0) * np.maximum(var_p, 0))
     return (num / np.maximum(den, 1e-300)).mean(axis=1)
 
 
-def mae(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return np.abs(y[idx] - pred[idx]).mean(axis=(1, 2))
+def mae(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w @ np.abs(y - pred)).mean(axis=1) / w.sum(axis=1)
 
 
-def mean_great_circle_km(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return great_circle_km(y, pred)[idx].mean(axis=1)
+def mean_great_circle_km(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w @ great_circle_km(y, pred)) / w.sum(axis=1)
 
 
-def median_great_circle_km(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return np.median(great_circle_km(y, pred)[idx], axis=1)
+def median_great_circle_km(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``np.median`` of each resample's distances, from one sort and cumulative counts."""
+    dist = great_circle_km(y, pred)
+    order = np.argsort(dist, kind="stable")
+    d = dist[order]
+    cum = np.cumsum(w[:, order].astype(np.float32), axis=1)  # [b, n]; counts: exact in float32
+    total = cum[:, -1]
+    lo = (cum >= np.floor((total + 1) / 2)[:, None]).argmax(axis=1)  # the ceil(N/2)-th value
+    hi = (cum >= (np.floor(total / 2) + 1)[:, None]).argmax(axis=1)  # the (N/2 + 1)-th value
+    return (d[lo] + d[hi]) / 2
 
 
 def classification_report(
-    y: np.ndarray, pred: np.ndarray, score: np.ndarray | None, boot: np.ndarray
+    y: np.ndarray, pred: np.ndarray, score: np.ndarray | None, boot: Bootstrap | None
 ) -> dict[str, Estimate]:
     """accuracy, balanced accuracy, F1 and (binary, with scores) AUROC."""
     out = {
@@ -152,17 +199,40 @@ def classification_report(
 
 
 def regression_report(
-    y: np.ndarray, pred: np.ndarray, boot: np.ndarray, geo: bool = False
+    y: np.ndarray, pred: np.ndarray, boot: Bootstrap | None, geo: bool = False
 ) -> dict[str, Estimate]:
-    """R², Pearson r and MAE (averaged over targets); great-circle km for (lat, lon)."""
-    y2 = y.reshape(len(y), -1)
-    p2 = pred.reshape(len(pred), -1)
-    out = {
-        "r2": with_ci(r2, y2, p2, boot),
-        "pearson_r": with_ci(pearson_r, y2, p2, boot),
-        "mae": with_ci(mae, y2, p2, boot),
-    }
+    """R², Pearson r and MAE (averaged over targets); great-circle km for (lat, lon).
+
+    The sums behind R², r, MAE and the mean distance come from one product ``counts @ F`` per
+    chunk of resamples (``F [n, 7t + 1]`` per-row terms), not one product per metric; the
+    formulas are those of ``r2``, ``pearson_r``, ``mae`` and ``mean_great_circle_km``."""
+    y2 = y.reshape(len(y), -1).astype(np.float64)
+    p2 = pred.reshape(len(pred), -1).astype(np.float64)
+    t = y2.shape[1]
+    yc, pc, err = y2 - y2.mean(axis=0), p2 - p2.mean(axis=0), y2 - p2
+    km = great_circle_km(y2, p2) if geo else np.zeros(len(y2))
+    F = np.hstack([err**2, yc, yc**2, pc, pc**2, yc * pc, np.abs(err), km[:, None]])
+
+    def stats(w: np.ndarray) -> np.ndarray:
+        """``[b, 4]``: R², r, MAE, mean km of the resamples ``w [b, n]``."""
+        s = w @ F
+        n = w.sum(axis=1)[:, None]
+        ss_res, sy, syy, sp, spp, syp, sae = (s[:, i * t : (i + 1) * t] for i in range(7))
+        ss_tot = syy - sy**2 / n
+        r2_ = (1 - ss_res / np.maximum(ss_tot, 1e-300)).mean(axis=1)
+        den = np.sqrt(np.maximum(ss_tot, 0) * np.maximum(spp - sp**2 / n, 0))
+        r_ = ((syp - sy * sp / n) / np.maximum(den, 1e-300)).mean(axis=1)
+        mae_ = sae.mean(axis=1) / n[:, 0]
+        return np.c_[r2_, r_, mae_, s[:, -1] / n[:, 0]]
+
+    full = stats(np.ones((1, len(y2))))[0]
+    names = ["r2", "pearson_r", "mae"] + (["great_circle_km"] if geo else [])
+    if boot is None or boot.n_boot == 0:
+        out = {k: Estimate(float(full[i]), float("nan"), float("nan")) for i, k in enumerate(names)}
+    else:
+        values = np.concatenate([stats(c.astype(np.float64, copy=False)) for c in boot.chunks])
+        lo, hi = np.nanpercentile(values, [2.5, 97.5], axis=0)
+        out = {k: Estimate(float(full[i]), float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
     if geo:
-        out["great_circle_km"] = with_ci(mean_great_circle_km, y2, p2, boot)
         out["median_great_circle_km"] = with_ci(median_great_circle_km, y2, p2, boot)
     return out

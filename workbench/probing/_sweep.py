@@ -15,19 +15,35 @@ from sklearn.base import clone
 from ..activations.storelike import StoreLike
 from ..errors import ProbeTargetError, StoreSelectionError
 from . import _metrics as metrics
-from ._batched import LinearFits, logistic_fits, ridge_fits, ridge_moments, whiten
+from ._batched import (
+    LinearFits,
+    Standardized,
+    logistic_fits,
+    ridge_fits,
+    ridge_moments,
+    standardize_rows,
+)
 from ._estimators import LogisticProbe, MassMeanProbe, MLPProbe, RidgeProbe
 
+#: probe name -> factory ``(C, alpha, seed, standardize=True) -> estimator``; the defaults equal
+#: scikit-learn's recipe (``StandardScaler`` + ``LogisticRegression(C)`` / ``Ridge(alpha)``)
 PROBES: dict[str, Callable[..., Any]] = {
-    "logistic": lambda C, alpha, seed: LogisticProbe(C=C),
-    "ridge": lambda C, alpha, seed: RidgeProbe(alpha=alpha),
-    "mass_mean": lambda C, alpha, seed: MassMeanProbe(),
-    "mass_mean_iid": lambda C, alpha, seed: MassMeanProbe(covariance=True),
-    "mlp": lambda C, alpha, seed: MLPProbe(random_state=seed),
+    "logistic": lambda C, alpha, seed, standardize=True: LogisticProbe(
+        C=C, standardize=standardize
+    ),
+    "ridge": lambda C, alpha, seed, standardize=True: RidgeProbe(
+        alpha=alpha, standardize=standardize
+    ),
+    "mass_mean": lambda C, alpha, seed, standardize=True: MassMeanProbe(),
+    "mass_mean_iid": lambda C, alpha, seed, standardize=True: MassMeanProbe(covariance=True),
+    "mlp": lambda C, alpha, seed, standardize=True: MLPProbe(random_state=seed),
 }
 REGRESSION_PROBES = ("ridge",)
 #: Online-code block boundaries as fractions of the data (Voita & Titov, 2020).
 MDL_FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
+#: solver tolerance of the online code's prefix probes: codelengths within 0.5% of the exact
+#: optimum's on cities (scikit-learn's default tol=1e-4 leaves them 1-2% off), at half the cost
+MDL_TOL = 1e-5
 
 
 @dataclass
@@ -185,7 +201,9 @@ def _row(row: Any) -> dict[str, Any]:
     return {
         "pooling": row["pooling"],
         "hook_point": row["hook_point"],
-        "layer": None if row["layer"] is None or row["layer"] != row["layer"] else int(row["layer"]),
+        "layer": None
+        if row["layer"] is None or row["layer"] != row["layer"]
+        else int(row["layer"]),
         **({"value": float(row["value"])} if "value" in row else {}),
     }
 
@@ -198,8 +216,23 @@ def _labels_from(store: Any, target: Any) -> tuple[np.ndarray, list[str]]:
     if isinstance(target, str):
         return np.asarray(store.column(target)), [target]
     if isinstance(target, (list, tuple)) and target and all(isinstance(t, str) for t in target):
-        return np.column_stack([np.asarray(store.column(t), dtype=np.float64) for t in target]), list(target)
+        return np.column_stack(
+            [np.asarray(store.column(t), dtype=np.float64) for t in target]
+        ), list(target)
     return np.asarray(target), ["target"]
+
+
+def _missing(values: np.ndarray) -> np.ndarray:
+    """``[n]`` True where a target value is missing: None, NaN or pandas' NA (any column of a
+    multi-output row)."""
+    if values.dtype.kind in "fc":
+        return np.asarray(np.isnan(values.reshape(len(values), -1)).any(axis=1), dtype=bool)
+    if values.dtype == object:
+        import pandas as pd
+
+        isna = np.asarray(pd.isna(values), dtype=bool).reshape(len(values), -1)
+        return np.asarray(isna.any(axis=1), dtype=bool)
+    return np.zeros(len(values), dtype=bool)
 
 
 def make_folds(
@@ -231,9 +264,7 @@ def make_folds(
     return folds
 
 
-def control_labels(
-    y: np.ndarray, types: np.ndarray, classification: bool, seed: int
-) -> np.ndarray:
+def control_labels(y: np.ndarray, types: np.ndarray, classification: bool, seed: int) -> np.ndarray:
     """Hewitt & Liang control task: each type gets a random label from the label distribution
     (classification) or the target of a random row (regression); rows of a type share it."""
     rng = np.random.default_rng(seed + 7919)
@@ -271,13 +302,15 @@ def sweep(
     control_types: str | Sequence[Any] | None = None,
     mdl: bool = False,
     C: float = 1.0,
-    alpha: float = 1.0,
+    alpha: float | str = 1.0,
     n_boot: int = 1000,
     seed: int = 0,
     fast: bool = True,
     geo: bool | None = None,
     rows: Sequence[int] | None = None,
     progress: bool = False,
+    standardize: bool = True,
+    dropna: bool = False,
 ) -> SweepResult:
     """Train one probe per hook point of ``store`` and report metrics with CIs and controls.
 
@@ -296,15 +329,22 @@ def sweep(
         control: also run the Hewitt & Liang control task and report selectivity.
         control_types: column whose values are the control task's types (default: each row).
         mdl: online-code MDL (classification): codelength and compression per hook point.
-        C: inverse regularisation of logistic probes.
-        alpha: regularisation of ridge probes.
+        C: inverse regularisation of logistic probes, in scikit-learn's convention.
+        alpha: regularisation of ridge probes, in scikit-learn's convention; ``"auto"`` picks
+            it per fold by efficient leave-one-out over ``RIDGE_ALPHAS`` (``RidgeCV``).
         n_boot: bootstrap resamples for CIs (0 for none).
         seed: seed of the folds, bootstrap, control task and probes.
-        fast: batched exact solvers for ``logistic`` (binary) and ``ridge``; False runs the
-            scikit-learn estimators one fit at a time (the reference).
+        fast: batched exact solvers for ``logistic`` and ``ridge`` (every fold and label set of
+            a layer at once); False runs the scikit-learn estimators one fit at a time (the
+            reference). Both reach the same optimum.
         geo: report great-circle km (default: when the targets are latitude and longitude).
         rows: restrict to these rows.
         progress: show a progress bar over hook points.
+        standardize: logistic and ridge probes standardise each feature on each fold's train
+            rows, i.e. ``make_pipeline(StandardScaler(), LogisticRegression(C))`` /
+            ``Ridge(alpha)``, the recipe of the probing literature (default); False fits them on
+            raw hidden states.
+        dropna: drop rows whose target is missing (None/NaN); by default they are an error.
 
     Returns:
         A ``SweepResult``.
@@ -320,14 +360,31 @@ def sweep(
             "store's rows one to one (pass a column name of the store, or an array in row order)"
         )
     row_idx = np.arange(n_store) if rows is None else np.asarray(rows)
+    missing = _missing(y_raw[row_idx])
+    if missing.any():
+        bad = row_idx[missing]
+        if not dropna:
+            raise ProbeTargetError(
+                f"target {target_names} is missing (None/NaN) in {len(bad)} of {len(row_idx)} "
+                f"rows (store rows {bad[:8].tolist()}{' ...' if len(bad) > 8 else ''}): drop "
+                "them with dropna=True (in a spec: dropna = true), or fill in the labels"
+            )
+        row_idx = row_idx[~missing]
     estimator = None if isinstance(probe, str) else probe
     if isinstance(probe, str) and probe not in PROBES:
-        raise ValueError(f"unknown probe {probe!r}: choose from {sorted(PROBES)} or pass an estimator")
+        raise ValueError(
+            f"unknown probe {probe!r}: choose from {sorted(PROBES)} or pass an estimator"
+        )
     probe_name = probe if isinstance(probe, str) else type(probe).__name__
-    is_regression = (probe in REGRESSION_PROBES) if isinstance(probe, str) else (
-        getattr(probe, "_estimator_type", None) == "regressor"
+    is_regression = (
+        (probe in REGRESSION_PROBES)
+        if isinstance(probe, str)
+        else (getattr(probe, "_estimator_type", None) == "regressor")
     )
     y_all = y_raw[row_idx]
+    if y_all.dtype == object and missing.any():  # None held the column as objects: retype it
+        retyped = np.asarray(y_all.tolist())
+        y_all = retyped if retyped.dtype != object else y_all
     classes: list[Any] = []
     y: np.ndarray  # [rows, targets] floats (regression) or [rows] class ids
     if is_regression:
@@ -348,7 +405,9 @@ def sweep(
                 f"target {target_names} looks continuous ({len(np.unique(y_all))} distinct "
                 f"values) for the classifier {probe_name!r}: use probe='ridge' for regression"
             )
-        uniq, y = np.unique(y_all.astype(str) if y_all.dtype == object else y_all, return_inverse=True)
+        uniq, y = np.unique(
+            y_all.astype(str) if y_all.dtype == object else y_all, return_inverse=True
+        )
         classes = [v.item() if hasattr(v, "item") else v for v in uniq]
         if len(classes) < 2:
             raise ProbeTargetError(
@@ -387,7 +446,9 @@ def sweep(
     if control:
         types = column_or_values(control_types)
         types = np.arange(n) if types is None else types
-        label_sets["control"] = control_labels(y if is_regression else y, types, not is_regression, seed)
+        label_sets["control"] = control_labels(
+            y if is_regression else y, types, not is_regression, seed
+        )
 
     if hook_points is not None:
         hooks = list(hook_points)
@@ -400,7 +461,7 @@ def sweep(
     for p in poolings:
         store.pooling(p)
     layer_of = {v: k for k, v in store.layers.items()}
-    boot = metrics.bootstrap_indices(int((folds >= 0).sum()), n_boot, seed)
+    boot = metrics.bootstrap(int((folds >= 0).sum()), n_boot, seed)
     evaluated = folds >= 0
 
     records: list[dict[str, Any]] = []
@@ -422,13 +483,43 @@ def sweep(
             raise
         _check_finite(hook, X, f"activations ({pooling_name})")
         preds: dict[str, np.ndarray] = {}
-        shared = None
-        if use_fast:
-            shared = ridge_moments(X, masks) if is_regression else whiten(X)
+        prepared = standardize_rows(X) if use_fast and not is_regression else None
+        fast_fits = (
+            _fast_fit_predict(
+                X,
+                label_sets,
+                masks,
+                folds,
+                n_folds,
+                is_regression,
+                len(classes),
+                C,
+                alpha,
+                standardize,
+                prepared,
+            )
+            if use_fast
+            else None
+        )
         for label_name, labels in label_sets.items():
-            oof, full_coef = _fit_predict(
-                X, labels, masks, folds, n_folds, probe, estimator, is_regression,
-                len(classes), C, alpha, seed, use_fast, shared,
+            oof, full_coef = (
+                fast_fits[label_name]
+                if fast_fits is not None
+                else _fit_predict(
+                    X,
+                    labels,
+                    masks,
+                    folds,
+                    n_folds,
+                    probe,
+                    estimator,
+                    is_regression,
+                    len(classes),
+                    C,
+                    alpha,
+                    seed,
+                    standardize,
+                )
             )
             preds[label_name] = oof
             if label_name == "task" and full_coef is not None:
@@ -438,18 +529,35 @@ def sweep(
                 directions[(pooling_name, hook)] = coef / np.maximum(norms, 1e-12)
             report = _report(labels, oof, evaluated, boot, is_regression, geo)
             for metric, est in report.items():
-                records.append({
-                    "pooling": pooling_name, "hook_point": hook, "layer": layer_of.get(hook),
-                    "probe": probe_name, "labels": label_name, "metric": metric,
-                    "value": est.value, "low": est.low, "high": est.high,
-                })
-            if mdl and not is_regression:
-                bits, uniform = online_codelength(X, labels, len(classes), C, seed, use_fast)
-                mdl_records.append({
-                    "pooling": pooling_name, "hook_point": hook, "layer": layer_of.get(hook),
-                    "labels": label_name, "codelength_bits": bits, "uniform_bits": uniform,
-                    "compression": uniform / bits,
-                })
+                records.append(
+                    {
+                        "pooling": pooling_name,
+                        "hook_point": hook,
+                        "layer": layer_of.get(hook),
+                        "probe": probe_name,
+                        "labels": label_name,
+                        "metric": metric,
+                        "value": est.value,
+                        "low": est.low,
+                        "high": est.high,
+                    }
+                )
+        if mdl and not is_regression:
+            codes = _online_codelengths(
+                X, list(label_sets.values()), len(classes), C, seed, use_fast, standardize, prepared
+            )
+            for label_name, (bits, uniform) in zip(label_sets, codes, strict=True):
+                mdl_records.append(
+                    {
+                        "pooling": pooling_name,
+                        "hook_point": hook,
+                        "layer": layer_of.get(hook),
+                        "labels": label_name,
+                        "codelength_bits": bits,
+                        "uniform_bits": uniform,
+                        "compression": uniform / bits,
+                    }
+                )
         predictions[(pooling_name, hook)] = preds
         if bar is not None:
             bar.update(1)
@@ -463,21 +571,44 @@ def sweep(
             base_pred[test] = y[train].mean(axis=0)
         else:
             base_pred[test] = np.bincount(y[train], minlength=len(classes)).argmax()
-    for metric, est in _report(y, base_pred, evaluated, boot, is_regression, geo, scores=False).items():
-        records.append({
-            "pooling": None, "hook_point": None, "layer": None, "probe": "majority" if not
-            is_regression else "mean", "labels": "majority", "metric": metric,
-            "value": est.value, "low": est.low, "high": est.high,
-        })
+    for metric, est in _report(
+        y, base_pred, evaluated, boot, is_regression, geo, scores=False
+    ).items():
+        records.append(
+            {
+                "pooling": None,
+                "hook_point": None,
+                "layer": None,
+                "probe": "majority" if not is_regression else "mean",
+                "labels": "majority",
+                "metric": metric,
+                "value": est.value,
+                "low": est.low,
+                "high": est.high,
+            }
+        )
     config = {
-        "probe": probe_name, "kind": "regression" if is_regression else "classification",
-        "target": target_names, "poolings": poolings, "hook_points": hooks,
-        "cv": None if split_values is not None else cv, "split": split if isinstance(split, str) else
-        (None if split is None else "array"), "groups": groups if isinstance(groups, str) else
-        (None if groups is None else "array"), "control": control,
+        "probe": probe_name,
+        "kind": "regression" if is_regression else "classification",
+        "target": target_names,
+        "poolings": poolings,
+        "hook_points": hooks,
+        "cv": None if split_values is not None else cv,
+        "split": split if isinstance(split, str) else (None if split is None else "array"),
+        "groups": groups if isinstance(groups, str) else (None if groups is None else "array"),
+        "control": control,
         "control_types": control_types if isinstance(control_types, str) else None,
-        "C": C, "alpha": alpha, "n_boot": n_boot, "seed": seed, "fast": use_fast, "geo": geo,
-        "n_rows": n, "store": str(store.path),
+        "C": C,
+        "alpha": alpha,
+        "n_boot": n_boot,
+        "seed": seed,
+        "fast": use_fast,
+        "geo": geo,
+        "standardize": standardize,
+        "dropna": dropna,
+        "n_dropped": int(missing.sum()),
+        "n_rows": n,
+        "store": str(store.path),
         "store_identity": store.manifest.get("identity_hash"),
     }
     return SweepResult(
@@ -496,7 +627,7 @@ def _report(
     labels: np.ndarray,
     oof: np.ndarray,
     evaluated: np.ndarray,
-    boot: np.ndarray,
+    boot: metrics.Bootstrap | None,
     is_regression: bool,
     geo: bool,
     scores: bool = True,
@@ -512,6 +643,70 @@ def _report(
     return metrics.classification_report(y, pred, score if scores else None, boot)
 
 
+def _fast_fit_predict(
+    X: np.ndarray,
+    label_sets: dict[str, np.ndarray],
+    masks: np.ndarray,
+    folds: np.ndarray,
+    n_folds: int,
+    is_regression: bool,
+    n_classes: int,
+    C: float,
+    alpha: float | str,
+    standardize: bool,
+    prepared: Standardized | None = None,
+) -> dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+    """``_fit_predict`` of every label set of one layer by the batched solvers: every fold and
+    label set (task, control) in one call (ridge with ``alpha="auto"``: one call per label set,
+    as each picks its own alpha)."""
+    n, P = len(X), len(masks)
+    names = list(label_sets)
+    # per label set: (fits, first problem, columns of the fits' outputs)
+    parts: dict[str, tuple[LinearFits, int, slice]] = {}
+    if is_regression:
+        moments = ridge_moments(X, masks)
+        if isinstance(alpha, str):
+            for name in names:
+                fit = ridge_fits(X, label_sets[name], masks, alpha, moments, standardize)
+                parts[name] = (fit, 0, slice(None))
+        else:
+            fit = ridge_fits(
+                X, np.hstack([label_sets[m] for m in names]), masks, alpha, moments, standardize
+            )
+            start = 0
+            for name in names:
+                width = label_sets[name].shape[1]
+                parts[name] = (fit, 0, slice(start, start + width))
+                start += width
+    else:
+        y = np.concatenate([np.tile(label_sets[m], (P, 1)) for m in names])  # [L * P, n]
+        fit = logistic_fits(
+            X,
+            y,
+            np.tile(masks, (len(names), 1)),
+            C,
+            n_classes=n_classes,
+            standardize=standardize,
+            prepared=prepared,
+        )
+        parts = {name: (fit, i * P, slice(None)) for i, name in enumerate(names)}
+    out: dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = {}
+    for name, (fit, first, cols) in parts.items():
+        width = label_sets[name].shape[1] if is_regression else n_classes
+        oof = np.full((n, width), np.nan)
+        for k in range(n_folds):
+            test = folds == k
+            scores = fit.decision(X[test], first + k)[:, cols]
+            oof[test] = (
+                scores
+                if is_regression or n_classes > 2
+                else np.c_[-scores[:, 0] / 2, scores[:, 0] / 2]
+            )
+        last = first + P - 1  # the all-train-rows probe
+        out[name] = (oof, (fit.coef[last][:, cols].T, fit.intercept[last][cols]))
+    return out
+
+
 def _fit_predict(
     X: np.ndarray,
     labels: np.ndarray,
@@ -523,33 +718,15 @@ def _fit_predict(
     is_regression: bool,
     n_classes: int,
     C: float,
-    alpha: float,
+    alpha: float | str,
     seed: int,
-    fast: bool,
-    shared: Any = None,
+    standardize: bool = True,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Out-of-fold predictions (regression ``[n, t]``; classes ``[n, K]`` scores) and the
-    all-train-rows probe's ``(coef [k, d], intercept [k])``; ``shared``: what the fast solver
-    needs of ``X`` (``ridge_moments`` / ``whiten``), computed once for every label set."""
+    all-train-rows probe's ``(coef [k, d], intercept [k])``, by scikit-learn estimators one fit
+    at a time (the reference path)."""
     n = len(X)
-    if fast:
-        if is_regression:
-            fits: LinearFits = ridge_fits(X, labels, masks, alpha, shared)
-        else:
-            fits = logistic_fits(X, np.tile(labels, (len(masks), 1)), masks, C,
-                                 n_classes=n_classes, whitening=shared)
-        width = labels.shape[1] if is_regression else n_classes
-        out = np.full((n, width), np.nan)
-        for k in range(n_folds):
-            test = folds == k
-            scores = fits.decision(X[test], k)
-            if is_regression or n_classes > 2:
-                out[test] = scores
-            else:
-                out[test] = np.c_[-scores[:, 0] / 2, scores[:, 0] / 2]
-        coef = fits.coef[-1].T  # [t, d]
-        return out, (coef, fits.intercept[-1])
-    est = estimator if estimator is not None else PROBES[probe](C, alpha, seed)
+    est = estimator if estimator is not None else PROBES[probe](C, alpha, seed, standardize)
     out = np.full((n, labels.shape[1]) if is_regression else (n, n_classes), np.nan)
     target = labels if not is_regression or labels.shape[1] > 1 else labels[:, 0]
     for k in range(n_folds):
@@ -581,71 +758,144 @@ def _class_scores(model: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def online_codelength(
-    X: np.ndarray, labels: np.ndarray, n_classes: int, C: float, seed: int, fast: bool
+    X: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    C: float,
+    seed: int,
+    fast: bool,
+    standardize: bool = True,
 ) -> tuple[float, float]:
     """Online (prequential) codelength in bits of ``labels`` given ``X`` (Voita & Titov, 2020).
 
     Rows are shuffled with ``seed``; the first block is sent with the uniform code, each later
-    block with a probe trained on all rows before it. Returns ``(codelength, uniform)``.
+    block with a probe (``LogisticProbe(C, standardize)``) trained on all rows before it.
+    Returns ``(codelength, uniform)``.
     """
+    return _online_codelengths(X, [labels], n_classes, C, seed, fast, standardize)[0]
+
+
+def _online_codelengths(
+    X: np.ndarray,
+    label_sets: Sequence[np.ndarray],
+    n_classes: int,
+    C: float,
+    seed: int,
+    fast: bool,
+    standardize: bool = True,
+    prepared: Standardized | None = None,
+) -> list[tuple[float, float]]:
+    """``online_codelength`` of several label vectors ``[n]`` of the same rows (task, control):
+    the fast path fits every prefix of every label set in one batched call, sharing each
+    prefix's preconditioner between the label sets (``prepared``: ``standardize_rows(X)``)."""
     n = len(X)
     order = np.random.default_rng(seed + 104729).permutation(n)
     ends = sorted({max(2 * n_classes, int(round(f * n))) for f in MDL_FRACTIONS} | {n})
     ends = [e for e in ends if e <= n]
     uniform = n * np.log2(n_classes)
-    bits = ends[0] * np.log2(n_classes)
-    Xo, yo = X[order], labels[order]
-    for i in range(len(ends) - 1):
-        start, stop = ends[i], ends[i + 1]
-        block_X, block_y = Xo[start:stop], yo[start:stop]
-        train_y = yo[:start]
-        if len(np.unique(train_y)) < 2:
-            bits += (stop - start) * np.log2(n_classes)
-            continue
-        if fast:
-            # each prefix on its own rows: the cost follows the prefix size, and tiny prefixes do
-            # not slow down the line search of large ones
-            present = np.unique(train_y)
-            codes = np.searchsorted(present, train_y)
-            fit = logistic_fits(Xo[:start], codes[None], np.ones((1, start), bool), C,
-                                n_classes=max(len(present), 2))
-            z_present = fit.decision(block_X, 0)
-            if len(present) == 2:
-                z_present = np.c_[-z_present[:, 0] / 2, z_present[:, 0] / 2]
-            z = np.full((len(block_X), n_classes), -np.inf)
-            z[:, present] = z_present  # classes not seen yet get probability 0 (floored below)
-            logp = np.maximum(z[np.arange(len(block_y)), block_y]
-                              - np.logaddexp.reduce(z, axis=1), np.log(1e-12))
-        else:
-            model = LogisticProbe(C=C).fit(Xo[:start], train_y)
-            proba = np.full((len(block_X), n_classes), 1e-12)
-            proba[:, np.asarray(model.classes_, dtype=np.int64)] = model.predict_proba(block_X)
-            logp = np.log(np.clip(proba[np.arange(len(block_y)), block_y], 1e-12, 1))
-        bits += float(-logp.sum() / np.log(2))
-    return float(bits), float(uniform)
+    Xo = X[order]
+    blocks = list(zip(ends[:-1], ends[1:], strict=True))
+    ordered = [np.asarray(labels)[order] for labels in label_sets]
+    batched: dict[tuple[int, int], np.ndarray] = {}  # (label set, block) -> class scores
+    if fast and n_classes == 2:
+        # every (label set, prefix) with both classes in one batched fit; the prefixes range
+        # from a few rows to half the data, so each prefix gets its own preconditioner
+        jobs = [
+            (j, i)
+            for j, yo in enumerate(ordered)
+            for i, (start, _) in enumerate(blocks)
+            if len(np.unique(yo[:start])) == 2
+        ]
+        if jobs:
+            rows = np.arange(n)
+            prefixes = np.stack([rows < blocks[i][0] for _, i in jobs])
+            fit = logistic_fits(
+                Xo,
+                np.stack([ordered[j] for j, _ in jobs]),
+                prefixes,
+                C,
+                standardize=standardize,
+                precondition="each",
+                tol=MDL_TOL,
+                prepared=None if prepared is None else prepared.rows(order),
+            )
+            for p, (j, i) in enumerate(jobs):
+                start, stop = blocks[i]
+                z = fit.decision(Xo[start:stop], p)[:, 0]
+                batched[(j, i)] = np.c_[-z / 2, z / 2]
+    out = []
+    for j, yo in enumerate(ordered):
+        bits = ends[0] * np.log2(n_classes)
+        for i, (start, stop) in enumerate(blocks):
+            block_X, block_y = Xo[start:stop], yo[start:stop]
+            train_y = yo[:start]
+            if len(np.unique(train_y)) < 2:
+                bits += (stop - start) * np.log2(n_classes)
+                continue
+            if (j, i) in batched or fast:
+                if (j, i) in batched:
+                    z = batched[(j, i)]
+                else:  # multi-class: each prefix on its own rows, over the classes seen so far
+                    present = np.unique(train_y)
+                    codes = np.searchsorted(present, train_y)
+                    fit = logistic_fits(
+                        Xo[:start],
+                        codes[None],
+                        np.ones((1, start), bool),
+                        C,
+                        n_classes=max(len(present), 2),
+                        standardize=standardize,
+                    )
+                    z_present = fit.decision(block_X, 0)
+                    if len(present) == 2:
+                        z_present = np.c_[-z_present[:, 0] / 2, z_present[:, 0] / 2]
+                    z = np.full((len(block_X), n_classes), -np.inf)
+                    z[:, present] = z_present  # unseen classes get probability 0 (floored)
+                logp = np.maximum(
+                    z[np.arange(len(block_y)), block_y] - np.logaddexp.reduce(z, axis=1),
+                    np.log(1e-12),
+                )
+            else:
+                model = LogisticProbe(C=C, standardize=standardize).fit(Xo[:start], train_y)
+                proba = np.full((len(block_X), n_classes), 1e-12)
+                proba[:, np.asarray(model.classes_, dtype=np.int64)] = model.predict_proba(block_X)
+                logp = np.log(np.clip(proba[np.arange(len(block_y)), block_y], 1e-12, 1))
+            bits += float(-logp.sum() / np.log(2))
+        out.append((float(bits), float(uniform)))
+    return out
 
 
 def sweep_summary(result: SweepResult) -> str:
     """A few lines for the terminal and report.md."""
     best = result.best()
-    lines = [f"probe {result.config['probe']} on {result.config['target']} "
-             f"({result.config['kind']}, {result.config['n_rows']} rows, {result.seconds:.1f} s)"]
+    lines = [
+        f"probe {result.config['probe']} on {result.config['target']} "
+        f"({result.config['kind']}, {result.config['n_rows']} rows, {result.seconds:.1f} s)"
+    ]
     b = best["by_score"]
-    lines.append(f"best by {best['metric']}: {b['hook_point']} (layer {b['layer']}, "
-                 f"{b['pooling']}) = {b['value']:.4f}")
+    lines.append(
+        f"best by {best['metric']}: {b['hook_point']} (layer {b['layer']}, "
+        f"{b['pooling']}) = {b['value']:.4f}"
+    )
     if "by_selectivity" in best:
         s = best["by_selectivity"]
-        lines.append(f"best by selectivity: {s['hook_point']} (layer {s['layer']}) = {s['value']:.4f}")
+        lines.append(
+            f"best by selectivity: {s['hook_point']} (layer {s['layer']}) = {s['value']:.4f}"
+        )
     if "by_codelength" in best:
         c = best["by_codelength"]
-        lines.append(f"best by MDL codelength: {c['hook_point']} (layer {c['layer']}) = "
-                     f"{c['codelength_bits']:.0f} bits, compression {c['compression']:.2f}")
+        lines.append(
+            f"best by MDL codelength: {c['hook_point']} (layer {c['layer']}) = "
+            f"{c['codelength_bits']:.0f} bits, compression {c['compression']:.2f}"
+        )
     t = result.table
     base = t[t.labels == "majority"]
     if len(base):
         m = base[base.metric == best["metric"]]
         if len(m):
-            lines.append(f"baseline ({m.iloc[0]['probe']}): {best['metric']} = {m.iloc[0]['value']:.4f}")
+            lines.append(
+                f"baseline ({m.iloc[0]['probe']}): {best['metric']} = {m.iloc[0]['value']:.4f}"
+            )
     return "\n".join(lines)
 
 
