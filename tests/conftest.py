@@ -21,6 +21,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray Data's progress bars otherwise replace builtins.print in the worker for good, and numba
+# (UMAP) then fails to compile (workbench's Ray engine sets it too; the Ray tests use Ray directly)
+os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

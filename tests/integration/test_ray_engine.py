@@ -196,3 +196,22 @@ def test_cli_engine_ray(cluster, tiny_llama, tmp_path):
 def test_ray_engine_rejects_an_unknown_engine(tiny_llama, tmp_path):
     with pytest.raises(ValueError, match="engine='spark'"):
         workbench.extract(tiny_llama, TEXTS[:2], out=tmp_path / "x", engine="spark")
+
+
+def test_ray_progress_bars_leave_print_alone(monkeypatch):
+    """Ray Data's progress bars replace builtins.print unless RAY_TQDM_PATCH_PRINT=0, and numba
+    (UMAP) then cannot compile in that process: the engine switches the patch off."""
+    import builtins
+
+    from workbench.activations.ray_engine import require_ray
+
+    monkeypatch.delenv("RAY_TQDM_PATCH_PRINT", raising=False)
+    original = builtins.print
+    require_ray()
+    assert os.environ["RAY_TQDM_PATCH_PRINT"] == "0"
+    from ray.experimental import tqdm_ray
+
+    bar = tqdm_ray.tqdm(total=1, desc="probe")  # what Ray Data shows in the driver
+    bar.update(1)
+    bar.close()
+    assert builtins.print is original

@@ -54,7 +54,14 @@ class RayEngineError(WorkbenchError, RuntimeError):
 
 
 def require_ray() -> Any:
-    """Import ``ray`` (with Ray Data), or raise an error naming the extra that installs it."""
+    """Import ``ray`` (with Ray Data), or raise an error naming the extra that installs it.
+
+    Ray Data's progress bars replace ``builtins.print`` for the rest of the process unless
+    ``RAY_TQDM_PATCH_PRINT=0``; numba cannot compile code that calls the replacement, so a UMAP
+    projection after a Ray extraction in the same process would fail. It is switched off here
+    (unless the user set it).
+    """
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     try:
         import ray
         import ray.data  # noqa: F401
