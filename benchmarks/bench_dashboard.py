@@ -138,27 +138,22 @@ st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[0, 1, 0])))
 
 def serve_floor(folder: Path, port: int) -> subprocess.Popen:
     """The reference app: Streamlit and one three-point plotly figure."""
-    folder.mkdir(parents=True, exist_ok=True)
-    app = folder / "floor_app.py"
-    app.write_text(FLOOR_APP)
+    return _serve_script(folder / "floor_app.py", FLOOR_APP, port)
+
+
+def _serve_script(app: Path, source: str, port: int) -> subprocess.Popen:
+    """``streamlit run`` of ``source`` (written to ``app``), headless on 127.0.0.1:``port``,
+    with this checkout importable."""
+    app.parent.mkdir(parents=True, exist_ok=True)
+    app.write_text(source)
     cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.address",
-        "127.0.0.1",
-        "--server.fileWatcherType",
-        "none",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.headless", "true", "--server.port", str(port),
+        "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     return _wait_healthy(proc, port)
 
 
@@ -183,29 +178,7 @@ st.plotly_chart(fig, key="scatter", on_select="rerun", selection_mode=("points",
 
 def serve_scatter(folder: Path, port: int) -> subprocess.Popen:
     """The Projection page's scatter alone (``SCATTER_APP``), N points from ``?n=``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    app = folder / "scatter_app.py"
-    app.write_text(SCATTER_APP)
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.address",
-        "127.0.0.1",
-        "--server.fileWatcherType",
-        "none",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    return _wait_healthy(proc, port)
+    return _serve_script(folder / "scatter_app.py", SCATTER_APP, port)
 
 
 def time_page(browser, url: str, figures: int, criterion: str = "drawn") -> float:
