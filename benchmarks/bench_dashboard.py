@@ -247,8 +247,11 @@ def main() -> None:
         help="time the Projection scatter alone at these point counts against the "
         "floor (no store needed)",
     )
-    ap.add_argument("--no-text", action="store_true",
-                    help="with --scatter: also time each size with 'row N' hovers (no texts)")
+    ap.add_argument(
+        "--no-text",
+        action="store_true",
+        help="with --scatter: also time each size with 'row N' hovers (no texts)",
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("DASHBOARD.json"))
     args = ap.parse_args()
     if args.scatter:
@@ -364,8 +367,10 @@ def scatter_main(args: Any) -> None:
     pages = {"floor": (f"http://127.0.0.1:{args.port + 1}/", 1)}
     pages |= {f"scatter_{n}": (f"http://127.0.0.1:{args.port}/?n={n}", 1) for n in sizes}
     if args.no_text:  # the same sizes with "row N" hovers instead of the texts
-        pages |= {f"scatter_{n}_no_text": (f"http://127.0.0.1:{args.port}/?n={n}&text=0", 1)
-                  for n in sizes}
+        pages |= {
+            f"scatter_{n}_no_text": (f"http://127.0.0.1:{args.port}/?n={n}&text=0", 1)
+            for n in sizes
+        }
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(

@@ -35,8 +35,9 @@ import torch  # noqa: E402
 POOLINGS = "mean,last,first,max,prompteol,echo,echo-last"
 
 
-def naive_config_seconds(lm, texts: list[str], template: str | None, layer: int, pooling: str,
-                         batch_size: int = 32) -> tuple[float, int]:
+def naive_config_seconds(
+    lm, texts: list[str], template: str | None, layer: int, pooling: str, batch_size: int = 32
+) -> tuple[float, int]:
     """Wall time of one naive configuration over ``texts``: a plain forward per batch, every
     hidden state returned, one layer pooled. Returns (seconds, tokens)."""
     from workbench.activations.pooling import apply_template
@@ -70,8 +71,12 @@ def main() -> None:
     ap.add_argument("--postprocess", default="none,center,whiten")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None, help="first N pairs (default: all)")
-    ap.add_argument("--naive-slots", type=int, default=800,
-                    help="sentence slots timed per naive configuration (then extrapolated)")
+    ap.add_argument(
+        "--naive-slots",
+        type=int,
+        default=800,
+        help="sentence slots timed per naive configuration (then extrapolated)",
+    )
     ap.add_argument("--out", default="runs/bench-embed-grid")
     ap.add_argument("--skip-naive", action="store_true")
     args = ap.parse_args()
@@ -80,13 +85,17 @@ def main() -> None:
     from workbench.evaluation import evaluate_grid, load_task, parse_grid_poolings
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads pinned to {torch.get_num_threads()}, "
-          f"{os.cpu_count()} cores visible, {platform.processor() or platform.machine()}")
+    print(
+        f"torch {torch.__version__}, threads pinned to {torch.get_num_threads()}, "
+        f"{os.cpu_count()} cores visible, {platform.processor() or platform.machine()}"
+    )
     lm = wb.load_model(args.model)
     task = load_task(args.task, limit=args.limit)
     info = task.describe()
-    print(f"task {info['name']}: {info['n_pairs']} pairs, {info['n_sentence_slots']} sentence "
-          f"slots, {info['n_unique_sentences']} distinct sentences")
+    print(
+        f"task {info['name']}: {info['n_pairs']} pairs, {info['n_sentence_slots']} sentence "
+        f"slots, {info['n_unique_sentences']} distinct sentences"
+    )
 
     # -- the grid ----------------------------------------------------------------------------------
     out = Path(args.out)
@@ -95,25 +104,47 @@ def main() -> None:
 
         shutil.rmtree(out)  # time a cold grid, not a reused one
     t0 = time.perf_counter()
-    df = evaluate_grid(lm, task, layers="all", poolings=args.poolings,
-                       postprocess=args.postprocess, out=out, threads=args.threads, progress=False)
+    df = evaluate_grid(
+        lm,
+        task,
+        layers="all",
+        poolings=args.poolings,
+        postprocess=args.postprocess,
+        out=out,
+        threads=args.threads,
+        progress=False,
+    )
     grid_s = time.perf_counter() - t0
     summary = df.attrs["summary"]
     grid_pool = parse_grid_poolings(args.poolings)
     n_layers = len(summary["layers"])
     n_configs = n_layers * len(grid_pool)
-    print(f"grid: {n_layers} layers x {len(grid_pool)} poolings = {n_configs} configurations "
-          f"x {len(summary['postprocess'])} post-processings = {len(df)} cells")
+    print(
+        f"grid: {n_layers} layers x {len(grid_pool)} poolings = {n_configs} configurations "
+        f"x {len(summary['postprocess'])} post-processings = {len(df)} cells"
+    )
     for s in summary["stores"]:
-        print(f"  store {Path(s['path']).name}: poolings {s['poolings']}, {s['n_texts']} texts, "
-              f"{s['n_tokens']} tokens, forward {s['forward_s']} s")
+        print(
+            f"  store {Path(s['path']).name}: poolings {s['poolings']}, {s['n_texts']} texts, "
+            f"{s['n_tokens']} tokens, forward {s['forward_s']} s"
+        )
     t = summary["timing"]
-    print(f"grid wall {grid_s:.1f} s = extraction {t['extract_s']:.1f} s ({summary['forward_passes']}"
-          f" forward passes) + evaluation {t['evaluate_s']:.1f} s")
+    print(
+        f"grid wall {grid_s:.1f} s = extraction {t['extract_s']:.1f} s ({summary['forward_passes']}"
+        f" forward passes) + evaluation {t['evaluate_s']:.1f} s"
+    )
 
-    result = {"model": lm.name, "task": info, "threads": args.threads, "grid_wall_s": grid_s,
-              "grid_timing": t, "n_configurations": n_configs, "n_cells": len(df),
-              "stores": summary["stores"], "best": summary["best"]}
+    result = {
+        "model": lm.name,
+        "task": info,
+        "threads": args.threads,
+        "grid_wall_s": grid_s,
+        "grid_timing": t,
+        "n_configurations": n_configs,
+        "n_cells": len(df),
+        "stores": summary["stores"],
+        "best": summary["best"],
+    }
 
     # -- the naive loop (measured on a subset, extrapolated) ---------------------------------------
     if not args.skip_naive:
@@ -128,17 +159,27 @@ def main() -> None:
             per_slot = secs / len(sample)
             per_template[template] = per_slot * len(slots)
             name = "plain" if template is None else template[:30]
-            print(f"  naive config (layer {mid}, {pooling}, template {name!r}): {secs:.1f} s for "
-                  f"{len(sample)} slots ({toks} tokens) -> {per_template[template]:.0f} s "
-                  f"extrapolated to {len(slots)} slots")
+            print(
+                f"  naive config (layer {mid}, {pooling}, template {name!r}): {secs:.1f} s for "
+                f"{len(sample)} slots ({toks} tokens) -> {per_template[template]:.0f} s "
+                f"extrapolated to {len(slots)} slots"
+            )
         naive_s = sum(per_template[p.template] * n_layers for p in grid_pool)
-        print(f"naive loop, extrapolated: {n_configs} configurations x one full forward each = "
-              f"{naive_s:.0f} s ({naive_s / 3600:.2f} h)")
-        print(f"ratio naive / grid: {naive_s / grid_s:.0f}x  (extraction only: "
-              f"{naive_s / t['extract_s']:.0f}x); post-processings add cells, not forwards")
-        result.update(naive_extrapolated_s=naive_s, naive_slots_measured=len(sample),
-                      naive_per_config_s={str(k): v for k, v in per_template.items()},
-                      ratio=naive_s / grid_s, ratio_extraction=naive_s / t["extract_s"])
+        print(
+            f"naive loop, extrapolated: {n_configs} configurations x one full forward each = "
+            f"{naive_s:.0f} s ({naive_s / 3600:.2f} h)"
+        )
+        print(
+            f"ratio naive / grid: {naive_s / grid_s:.0f}x  (extraction only: "
+            f"{naive_s / t['extract_s']:.0f}x); post-processings add cells, not forwards"
+        )
+        result.update(
+            naive_extrapolated_s=naive_s,
+            naive_slots_measured=len(sample),
+            naive_per_config_s={str(k): v for k, v in per_template.items()},
+            ratio=naive_s / grid_s,
+            ratio_extraction=naive_s / t["extract_s"],
+        )
     (out / "bench.json").write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {out / 'bench.json'}")
 

@@ -273,8 +273,11 @@ def make_nnsight(
         acc = Pooled(lm.n_layers, len(texts), lm.d_model)
         with torch.inference_mode():
             for b in plan(lm, ids, bs, max_len):
-                inputs = {"input_ids": b.input_ids, "attention_mask": b.attention_mask,
-                          **segments(lm, b)}
+                inputs = {
+                    "input_ids": b.input_ids,
+                    "attention_mask": b.attention_mask,
+                    **segments(lm, b),
+                }
                 saved = _nn_trace(model, blocks, inputs, lm.n_layers, as_kwargs)
                 states = [s if isinstance(s, torch.Tensor) else s[0] for s in saved]
                 acc.add(states, b.attention_mask, b.rows)

@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "ud_english_ewt" / "en_ewt-ud-dev.conllu"
 
 
-def split(conllu: Path = DEV, n_heldout: int = 100, seed: int = 0,
-          min_words: int = 5, max_words: int = 25) -> tuple[list[str], list[list[str]], list[str]]:
+def split(
+    conllu: Path = DEV, n_heldout: int = 100, seed: int = 0, min_words: int = 5, max_words: int = 25
+) -> tuple[list[str], list[list[str]], list[str]]:
     """Held-out texts, their PROPN words (named entities) and the training texts (all other
     sentences of the file whose text is not held out)."""
     from workbench.data import load_dataset
@@ -39,14 +40,16 @@ def split(conllu: Path = DEV, n_heldout: int = 100, seed: int = 0,
     rng = np.random.default_rng(seed)
     held = sorted(rng.choice(ok, size=min(n_heldout, len(ok)), replace=False).tolist())
     held_texts = {texts[i] for i in held}
-    entities = [[w for w, u in zip(ds.words[i], upos[i], strict=True) if u == "PROPN"]
-                for i in held]
+    entities = [
+        [w for w, u in zip(ds.words[i], upos[i], strict=True) if u == "PROPN"] for i in held
+    ]
     train = [t for i, t in enumerate(texts) if t not in held_texts and t.strip()]
     return [texts[i] for i in held], entities, train
 
 
-def _methods(lm: Any, emb: Any, trained: Any, corrector: Any, steps: int,
-             corrector_steps: int) -> dict[str, tuple[str | None, Any]]:
+def _methods(
+    lm: Any, emb: Any, trained: Any, corrector: Any, steps: int, corrector_steps: int
+) -> dict[str, tuple[str | None, Any]]:
     """name -> (base method or None, callable). A callable without a base maps a target [dim]
     to an InversionResult; one with a base maps (target, the base's InversionResult) to one that
     goes on from it (its time includes the base's)."""
@@ -61,14 +64,20 @@ def _methods(lm: Any, emb: Any, trained: Any, corrector: Any, steps: int,
 
     if corrector is not None:
         out[f"guided greedy + trained corrector ({corrector_steps} steps)"] = (
-            "guided greedy", corrected)
+            "guided greedy",
+            corrected,
+        )
     if trained is not None:
         out["soft-prefix inverter"] = (None, trained.reconstruct)
         if corrector is not None:
             out[f"soft-prefix + trained corrector ({corrector_steps} steps)"] = (
-                "soft-prefix inverter", corrected)
-        out[f"hybrid (prefix proposes, {steps} rewrite(s))"] = (None, HybridInverter(
-            trained, GuidedInverter(lm, emb), proposals=4, steps=steps).invert)
+                "soft-prefix inverter",
+                corrected,
+            )
+        out[f"hybrid (prefix proposes, {steps} rewrite(s))"] = (
+            None,
+            HybridInverter(trained, GuidedInverter(lm, emb), proposals=4, steps=steps).invert,
+        )
     beam = GuidedInverter(lm, emb, rewrite_rounds=steps)
     out[f"guided beam + {steps} rewrite(s)"] = (None, beam.invert)
     return out  # the slowest last, so that an interrupted run keeps the others
@@ -76,31 +85,59 @@ def _methods(lm: Any, emb: Any, trained: Any, corrector: Any, steps: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=100, help="held-out sentences (all 100 take hours "
-                                                       "on a busy 2-core CPU)")
+    ap.add_argument(
+        "--n",
+        type=int,
+        default=100,
+        help="held-out sentences (all 100 take hours on a busy 2-core CPU)",
+    )
     ap.add_argument("--steps", type=int, default=1, help="correction (rewrite) steps")
-    ap.add_argument("--checkpoint", type=Path, default=Path("runs/inverter-minilm-smollm2"),
-                    help="trained inverter folder (trained here first if it holds none)")
-    ap.add_argument("--train-minutes", type=float, default=0.0,
-                    help="train (or resume) the soft-prefix inverter this long first")
-    ap.add_argument("--corrector", type=Path, default=Path("runs/corrector-minilm-smollm2"),
-                    help="trained corrector folder (its methods are skipped if it holds none)")
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=Path("runs/inverter-minilm-smollm2"),
+        help="trained inverter folder (trained here first if it holds none)",
+    )
+    ap.add_argument(
+        "--train-minutes",
+        type=float,
+        default=0.0,
+        help="train (or resume) the soft-prefix inverter this long first",
+    )
+    ap.add_argument(
+        "--corrector",
+        type=Path,
+        default=Path("runs/corrector-minilm-smollm2"),
+        help="trained corrector folder (its methods are skipped if it holds none)",
+    )
     ap.add_argument("--corrector-steps", type=int, default=3, help="trained-corrector steps")
-    ap.add_argument("--train-conllu", type=Path, default=None,
-                    help="training sentences (default: the dev sentences not held out)")
+    ap.add_argument(
+        "--train-conllu",
+        type=Path,
+        default=None,
+        help="training sentences (default: the dev sentences not held out)",
+    )
     ap.add_argument("--methods", default="all", help="comma-separated substrings of method names")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "INVERSION.md")
-    ap.add_argument("--merge", type=Path, nargs="+", default=None,
-                    help="only merge the JSONs of runs split by --methods into --out")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only merge the JSONs of runs split by --methods into --out",
+    )
     args = ap.parse_args()
     if args.merge:
         runs = [json.loads(f.read_text()) for f in args.merge]
-        meta = {**runs[0]["meta"], "load_average": max((r["meta"]["load_average"] for r in runs),
-                                                       key=lambda la: la[0])}
+        meta = {
+            **runs[0]["meta"],
+            "load_average": max((r["meta"]["load_average"] for r in runs), key=lambda la: la[0]),
+        }
         results = {k: v for r in runs for k, v in r["results"].items()}
-        args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results},
-                                                            indent=2))
+        args.out.with_suffix(".json").write_text(
+            json.dumps({"meta": meta, "results": results}, indent=2)
+        )
         args.out.write_text(_markdown(meta, results))
         print(args.out.read_text())
         return
@@ -125,8 +162,13 @@ def main() -> None:
     trained = None
     if args.train_minutes > 0:
         inv = SoftPrefixInverter(lm, emb, InverterConfig(batch_size=8, lr=2e-3))
-        inv.fit(train, args.checkpoint, steps=100_000, checkpoint_every=10,
-                max_seconds=60 * args.train_minutes)
+        inv.fit(
+            train,
+            args.checkpoint,
+            steps=100_000,
+            checkpoint_every=10,
+            max_seconds=60 * args.train_minutes,
+        )
     if (args.checkpoint / "inverter.json").exists():
         trained = SoftPrefixInverter.load(args.checkpoint, lm, emb)
     corrector = None
@@ -150,50 +192,84 @@ def main() -> None:
             runs.append(fn(x) if base is None else fn(x, done[base][0][i]))
             wall += time.time() - w0
             cpu += time.process_time() - c0
-            print(f"[{name}] {i + 1}/{len(held)} cos {runs[-1].cosine:.3f}: {runs[-1].text}",
-                  flush=True)
+            print(
+                f"[{name}] {i + 1}/{len(held)} cos {runs[-1].cosine:.3f}: {runs[-1].text}",
+                flush=True,
+            )
         done[name] = (runs, wall, cpu)
         per_step = []
         for s in range(max(len(r.history) for r in runs)):
             hyps = [r.history[min(s, len(r.history) - 1)][1] for r in runs]
             per_step.append({"step": s, **evaluate(held, hyps, emb, targets=targets)})
-        final = evaluate(held, [r.text for r in runs], emb, targets=targets, lm=lm,
-                         entities=entities)
-        results[name] = {**final, "wall_s_per_sentence": wall / len(held),
-                         "cpu_s_per_sentence": cpu / len(held), "per_step": per_step,
-                         "examples": [(h, r.text) for h, r in zip(held, runs, strict=True)][:5]}
-        print(name, {k: v for k, v in results[name].items() if k not in ("per_step", "examples")},
-              flush=True)
-        meta = {"n": len(held), "n_train": len(train), "threads": args.threads,
-                "trained_steps": None if trained is None else trained.step_,
-                "corrector_steps_trained": None if corrector is None else corrector.step_,
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                "load_average": os.getloadavg()}
+        final = evaluate(
+            held, [r.text for r in runs], emb, targets=targets, lm=lm, entities=entities
+        )
+        results[name] = {
+            **final,
+            "wall_s_per_sentence": wall / len(held),
+            "cpu_s_per_sentence": cpu / len(held),
+            "per_step": per_step,
+            "examples": [(h, r.text) for h, r in zip(held, runs, strict=True)][:5],
+        }
+        print(
+            name,
+            {k: v for k, v in results[name].items() if k not in ("per_step", "examples")},
+            flush=True,
+        )
+        meta = {
+            "n": len(held),
+            "n_train": len(train),
+            "threads": args.threads,
+            "trained_steps": None if trained is None else trained.step_,
+            "corrector_steps_trained": None if corrector is None else corrector.step_,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "load_average": os.getloadavg(),
+        }
         # after every method, so that an interrupted run keeps what it measured
-        args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results},
-                                                            indent=2))
+        args.out.with_suffix(".json").write_text(
+            json.dumps({"meta": meta, "results": results}, indent=2)
+        )
         args.out.write_text(_markdown(meta, results))
     print(args.out.read_text())
 
 
 def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
-    cols = ["bleu", "token_f1", "exact_match", "cosine", "cosine_bow_anchor", "perplexity",
-            "entity_recall", "wall_s_per_sentence", "cpu_s_per_sentence"]
-    lines = [f"Held-out sentences: {meta['n']}; training sentences: {meta['n_train']}; "
-             f"trained inverter steps: {meta['trained_steps']}; torch threads "
-             f"{meta['threads']}; {meta['machine']}; load average at the end "
-             f"{tuple(round(x, 1) for x in meta['load_average'])}.", "",
-             "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    cols = [
+        "bleu",
+        "token_f1",
+        "exact_match",
+        "cosine",
+        "cosine_bow_anchor",
+        "perplexity",
+        "entity_recall",
+        "wall_s_per_sentence",
+        "cpu_s_per_sentence",
+    ]
+    lines = [
+        f"Held-out sentences: {meta['n']}; training sentences: {meta['n_train']}; "
+        f"trained inverter steps: {meta['trained_steps']}; torch threads "
+        f"{meta['threads']}; {meta['machine']}; load average at the end "
+        f"{tuple(round(x, 1) for x in meta['load_average'])}.",
+        "",
+        "| method | " + " | ".join(cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
-    lines += ["", "After each correction step (step 0: before correction):", "",
-              "| method | step | bleu | token_f1 | exact_match | cosine | cosine_bow_anchor |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "After each correction step (step 0: before correction):",
+        "",
+        "| method | step | bleu | token_f1 | exact_match | cosine | cosine_bow_anchor |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         for s in r["per_step"]:
-            lines.append(f"| {name} | {s['step']} | {s['bleu']:.3f} | {s['token_f1']:.3f} | "
-                         f"{s['exact_match']:.3f} | {s['cosine']:.3f} | "
-                         f"{s['cosine_bow_anchor']:.3f} |")
+            lines.append(
+                f"| {name} | {s['step']} | {s['bleu']:.3f} | {s['token_f1']:.3f} | "
+                f"{s['exact_match']:.3f} | {s['cosine']:.3f} | "
+                f"{s['cosine_bow_anchor']:.3f} |"
+            )
     lines += ["", "Examples (reference -> reconstruction):", ""]
     for name, r in results.items():
         for ref, hyp in r["examples"][:3]:

@@ -56,13 +56,24 @@ def corpus(n: int) -> TextDataset:
     return TextDataset(name="cities+neg", texts=texts, source="built-in cities + neg_cities")
 
 
-def run_once(lm: Any, data: TextDataset, engine: str, workers: int, shard_size: int,
-             root: Path) -> dict[str, Any]:
+def run_once(
+    lm: Any, data: TextDataset, engine: str, workers: int, shard_size: int, root: Path
+) -> dict[str, Any]:
     out = root / f"{engine}{workers}"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    store = wb.extract(lm, data, out=out, layers="all", pooling="mean,last", shard_size=shard_size,
-                       threads=1, progress=False, engine=engine, num_workers=workers)
+    store = wb.extract(
+        lm,
+        data,
+        out=out,
+        layers="all",
+        pooling="mean,last",
+        shard_size=shard_size,
+        threads=1,
+        progress=False,
+        engine=engine,
+        num_workers=workers,
+    )
     wall = time.perf_counter() - t0
     stats, eng = store.manifest["stats"], store.manifest["extraction"]["engine"]
     tokens = stats["n_tokens"]
@@ -70,9 +81,15 @@ def run_once(lm: Any, data: TextDataset, engine: str, workers: int, shard_size: 
         compute = stats["wall_seconds"]
         return {"tokens": tokens, "wall": wall, "compute": compute, "tok_s": tokens / compute}
     span = eng["compute_span_s"]
-    return {"tokens": tokens, "wall": stats["wall_seconds"], "compute": span, "tok_s": tokens / span,
-            "tok_s_wall": tokens / stats["wall_seconds"], "actor_load": eng["actor_load_s"],
-            "shards_per_worker": eng["shards_per_worker"]}
+    return {
+        "tokens": tokens,
+        "wall": stats["wall_seconds"],
+        "compute": span,
+        "tok_s": tokens / span,
+        "tok_s_wall": tokens / stats["wall_seconds"],
+        "actor_load": eng["actor_load_s"],
+        "shards_per_worker": eng["shards_per_worker"],
+    }
 
 
 def main() -> None:
@@ -112,10 +129,18 @@ def main() -> None:
 
     local = med("local1", "compute")
     summary = {
-        "model": args.model, "n_texts": len(data), "n_tokens": results["local1"][0]["tokens"],
-        "shard_size": args.shard_size, "rounds": args.rounds, "torch_threads_per_process": 1,
-        "ray_init_s": round(ray_init, 2), "ray_worker_niceness": args.niceness, "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(), "torch": torch.__version__, "ray": ray.__version__,
+        "model": args.model,
+        "n_texts": len(data),
+        "n_tokens": results["local1"][0]["tokens"],
+        "shard_size": args.shard_size,
+        "rounds": args.rounds,
+        "torch_threads_per_process": 1,
+        "ray_init_s": round(ray_init, 2),
+        "ray_worker_niceness": args.niceness,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
         "python": platform.python_version(),
         "rows": {},
     }
@@ -127,8 +152,10 @@ def main() -> None:
         }
         if key != "local1":
             # Per round: this engine's time over the local time of the same round.
-            ratios = [x["compute"] / y["compute"] for x, y in zip(results[key], results["local1"],
-                                                                   strict=True)]
+            ratios = [
+                x["compute"] / y["compute"]
+                for x, y in zip(results[key], results["local1"], strict=True)
+            ]
             row["overhead_vs_local"] = round(statistics.median(ratios) - 1, 3)
             row["speedup_vs_local"] = round(local / med(key, "compute"), 2)
             row["tok_s_incl_startup"] = round(med(key, "tok_s_wall"), 1)
@@ -138,8 +165,11 @@ def main() -> None:
     print("\n| engine | compute s | tokens/s | vs single-process | wall incl. actor start-up s |")
     print("| --- | --- | --- | --- | --- |")
     for key, row in summary["rows"].items():
-        rel = "1.00x" if key == "local1" else (
-            f"{row['speedup_vs_local']:.2f}x (overhead {row['overhead_vs_local']:+.1%})")
+        rel = (
+            "1.00x"
+            if key == "local1"
+            else (f"{row['speedup_vs_local']:.2f}x (overhead {row['overhead_vs_local']:+.1%})")
+        )
         print(f"| {key} | {row['compute_s']} | {row['tok_s']} | {rel} | {row['wall_s']} |")
     print(f"ray.init (local cluster, 2 CPUs): {ray_init:.1f} s")
     if args.json:

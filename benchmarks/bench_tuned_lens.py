@@ -54,32 +54,57 @@ def main() -> None:
         layers = sorted(set(range(start, min(stop, n + 1), step)) | {n})
 
     t0 = time.perf_counter()
-    lstsq = TunedLens(lm).fit(train[: args.train_texts], steps=0, init_texts=args.train_texts,
-                              max_length=args.max_length, progress=True)
+    lstsq = TunedLens(lm).fit(
+        train[: args.train_texts],
+        steps=0,
+        init_texts=args.train_texts,
+        max_length=args.max_length,
+        progress=True,
+    )
     t_lstsq = time.perf_counter() - t0
     refined = TunedLens(lm) if args.steps else None
     t_kl = 0.0
     if refined is not None:
         refined.translators.load_state_dict(lstsq.translators.state_dict())
         t0 = time.perf_counter()
-        refined.fit(train, steps=args.steps, init="identity", lr=args.lr, warmup=0,
-                    tokens_per_step=args.tokens_per_step, max_length=args.max_length,
-                    progress=True)  # identity: keep the least-squares start
+        refined.fit(
+            train,
+            steps=args.steps,
+            init="identity",
+            lr=args.lr,
+            warmup=0,
+            tokens_per_step=args.tokens_per_step,
+            max_length=args.max_length,
+            progress=True,
+        )  # identity: keep the least-squares start
         t_kl = time.perf_counter() - t0
         refined.save(args.out)
     lenses = {"lstsq": lstsq, **({"kl": refined} if refined is not None else {})}
     rep = lens_report(lm, held, lenses, layers=layers, max_length=args.max_length)
     print(f"\n{lm.name}: {n} blocks, d_model {lm.d_model}; torch threads {args.threads}")
-    print(f"least squares on {args.train_texts} texts: {t_lstsq:.0f} s; "
-          f"{args.steps} KL steps x {args.tokens_per_step} tokens x {n} layers: {t_kl:.0f} s")
-    print(f"held out: {rep.n_texts} texts, {rep.n_tokens} tokens (position 0 left out), "
-          f"model perplexity {rep.ppl_model:.1f}; evaluation {rep.seconds:.0f} s\n")
+    print(
+        f"least squares on {args.train_texts} texts: {t_lstsq:.0f} s; "
+        f"{args.steps} KL steps x {args.tokens_per_step} tokens x {n} layers: {t_kl:.0f} s"
+    )
+    print(
+        f"held out: {rep.n_texts} texts, {rep.n_tokens} tokens (position 0 left out), "
+        f"model perplexity {rep.ppl_model:.1f}; evaluation {rep.seconds:.0f} s\n"
+    )
     print(rep.to_markdown())
-    summary = {"model": lm.name, "threads": args.threads, "train_texts": args.train_texts,
-               "steps": args.steps, "tokens_per_step": args.tokens_per_step, "lr": args.lr,
-               "seconds_lstsq": t_lstsq, "seconds_kl": t_kl, "eval_texts": rep.n_texts,
-               "eval_tokens": rep.n_tokens, "ppl_model": rep.ppl_model,
-               "table": rep.table.to_dict(orient="records")}
+    summary = {
+        "model": lm.name,
+        "threads": args.threads,
+        "train_texts": args.train_texts,
+        "steps": args.steps,
+        "tokens_per_step": args.tokens_per_step,
+        "lr": args.lr,
+        "seconds_lstsq": t_lstsq,
+        "seconds_kl": t_kl,
+        "eval_texts": rep.n_texts,
+        "eval_tokens": rep.n_tokens,
+        "ppl_model": rep.ppl_model,
+        "table": rep.table.to_dict(orient="records"),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(summary, indent=2))
 

@@ -42,8 +42,9 @@ def test_bundled_table_matches_the_loaded_model(name, request):
     assert entry.n_layers == lm.n_layers == config.num_hidden_layers == len(blocks)
     assert entry.d_model == lm.d_model == config.hidden_size
     assert entry.kind == lm.kind
-    assert (entry.kind == "decoder") == bool(getattr(config, "is_decoder", False)
-                                             or config.architectures[0].endswith("ForCausalLM"))
+    assert (entry.kind == "decoder") == bool(
+        getattr(config, "is_decoder", False) or config.architectures[0].endswith("ForCausalLM")
+    )
     if entry.gguf_file:
         assert (entry.path() / entry.gguf_file).is_file() and lm.gguf_file == entry.gguf_file
     # one embed, three per block (resid_post, attn_out, mlp_out), one final norm if present

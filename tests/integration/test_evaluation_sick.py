@@ -62,11 +62,21 @@ def test_minilm_native_matches_sentence_transformers_on_sick_test(tmp_path):
     cos = (e1 * e2).sum(1) / (np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1))
     reference = 100 * spearmanr(cos, gold).statistic
 
-    df = evaluate_grid("minilm-l6", SICK_TEST, layers=[-1], poolings="native",
-                       postprocess="none", out=tmp_path / "grid", threads=1, progress=False)
+    df = evaluate_grid(
+        "minilm-l6",
+        SICK_TEST,
+        layers=[-1],
+        poolings="native",
+        postprocess="none",
+        out=tmp_path / "grid",
+        threads=1,
+        progress=False,
+    )
     ours = float(df["spearman"].item())
-    print(f"\nSICK-R test, all-MiniLM-L6-v2 native pooling, {len(rows)} pairs: workbench "
-          f"{ours:.3f}, sentence-transformers {reference:.3f} (published here: 77.15)")
+    print(
+        f"\nSICK-R test, all-MiniLM-L6-v2 native pooling, {len(rows)} pairs: workbench "
+        f"{ours:.3f}, sentence-transformers {reference:.3f} (published here: 77.15)"
+    )
     assert len(rows) == 4927
     assert ours == pytest.approx(reference, abs=0.1)
     assert reference == pytest.approx(77.15, abs=0.1)

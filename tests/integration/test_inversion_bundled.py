@@ -18,8 +18,16 @@ RANDOM = "Quarterly revenue rose by four percent after the merger."
 def test_guided_inverts_minilm(smollm2, minilm):
     emb = ModelEmbedder(minilm)
     assert emb.dim == 384 and emb.pooling.name == "native"
-    g = GuidedInverter(smollm2, emb, beam_width=2, top_k=4, keywords=8, max_tokens=14,
-                       rewrite_rounds=0, prior_words=8000)
+    g = GuidedInverter(
+        smollm2,
+        emb,
+        beam_width=2,
+        top_k=4,
+        keywords=8,
+        max_tokens=14,
+        rewrite_rounds=0,
+        prior_words=8000,
+    )
     targets = emb.embed(SENTENCES)
     for text, target in zip(SENTENCES, targets, strict=True):
         res = g.invert(target)

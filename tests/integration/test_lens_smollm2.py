@@ -31,8 +31,14 @@ def test_tuned_lens_beats_logit_lens_at_middle_layers(smollm2, shared_dir):
     texts = _ud_texts(shared_dir)
     train, held = texts[:-100], texts[-20:]  # the held-out sentences are never trained on
     tuned = TunedLens(smollm2, layers=[10, 15, 20]).fit(
-        train[:64], steps=2, init_texts=64, max_length=20, tokens_per_step=16, lr=1e-4,
-        progress=False)
+        train[:64],
+        steps=2,
+        init_texts=64,
+        max_length=20,
+        tokens_per_step=16,
+        lr=1e-4,
+        progress=False,
+    )
     rep = lens_report(smollm2, held, tuned, max_length=20, progress=False)
     t = rep.table.set_index("layer")
     print(rep.to_markdown())
@@ -45,8 +51,7 @@ def test_tuned_lens_beats_logit_lens_at_middle_layers(smollm2, shared_dir):
 def test_patchscope_reads_back_a_city(smollm2):
     scope = Patchscope(smollm2)  # "cat -> cat; 1135 -> 1135; hello -> hello; ? ->"
     plain = smollm2.tokenizer.decode(scope.generate(scope.target_ids, max_new_tokens=6))
-    results = scope.run_layers("I visited Paris", [3, 6, 10, 15, 22], position=-1,
-                               max_new_tokens=6)
+    results = scope.run_layers("I visited Paris", [3, 6, 10, 15, 22], position=-1, max_new_tokens=6)
     for r in results:
         print(r.layer, repr(r.source_token), repr(r.text))
     # measured: " Paris;" at layers 1-12, then " hello;" (the prompt's own last example) from 15

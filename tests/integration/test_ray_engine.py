@@ -67,7 +67,9 @@ def assert_same_store(a: workbench.ActivationStore, b: workbench.ActivationStore
     assert a.manifest["identity_hash"] == b.manifest["identity_hash"]
     assert (a.path / "rows.jsonl").read_bytes() == (b.path / "rows.jsonl").read_bytes()
     assert shard_bytes(a.path) == shard_bytes(b.path)
-    assert [(m["start"], m["stop"]) for m in a.shards] == [(m["start"], m["stop"]) for m in b.shards]
+    assert [(m["start"], m["stop"]) for m in a.shards] == [
+        (m["start"], m["stop"]) for m in b.shards
+    ]
     for pooling in ("mean", "last"):
         np.testing.assert_array_equal(a.get(pooling), b.get(pooling))
         assert a.get(pooling).dtype == b.get(pooling).dtype
@@ -83,8 +85,9 @@ def reference(tiny_llama, tmp_path_factory):
 
 
 def test_same_store_as_the_local_engine(cluster, tiny_llama, reference, tmp_path):
-    store = workbench.extract(tiny_llama, TEXTS, out=tmp_path / "ray", progress=False,
-                              engine="ray", num_workers=2, **SPEC)
+    store = workbench.extract(
+        tiny_llama, TEXTS, out=tmp_path / "ray", progress=False, engine="ray", num_workers=2, **SPEC
+    )
     assert store.complete and len(store) == len(TEXTS)
     assert_same_store(reference, store)
     engine = store.manifest["extraction"]["engine"]
@@ -102,12 +105,18 @@ def test_same_store_as_the_local_engine(cluster, tiny_llama, reference, tmp_path
 
 
 def test_gpt2_float16_and_a_template_match_too(cluster, tiny_gpt2, tmp_path):
-    spec = {"layers": [0, -1], "pooling": "mean,last", "shard_size": 5,
-            "storage_dtype": "float16", "template": "echo"}
+    spec = {
+        "layers": [0, -1],
+        "pooling": "mean,last",
+        "shard_size": 5,
+        "storage_dtype": "float16",
+        "template": "echo",
+    }
     texts = TEXTS[:12]
     local = workbench.extract(tiny_gpt2, texts, out=tmp_path / "local", progress=False, **spec)
-    store = workbench.extract(tiny_gpt2, texts, out=tmp_path / "ray", progress=False,
-                              engine="ray", num_workers=1, **spec)
+    store = workbench.extract(
+        tiny_gpt2, texts, out=tmp_path / "ray", progress=False, engine="ray", num_workers=1, **spec
+    )
     assert_same_store(local, store)
 
 
@@ -116,8 +125,9 @@ def test_a_killed_actor_is_retried_and_every_row_is_there_once(
 ):
     flag = tmp_path / "killed"
     monkeypatch.setenv(FAULT_ENV, f"exit-once:{flag}")
-    store = workbench.extract(tiny_llama, TEXTS, out=tmp_path / "ray", progress=False,
-                              engine="ray", num_workers=2, **SPEC)
+    store = workbench.extract(
+        tiny_llama, TEXTS, out=tmp_path / "ray", progress=False, engine="ray", num_workers=2, **SPEC
+    )
     assert flag.exists(), "no actor was killed: the fault hook did not fire"
     assert store.complete
     check_coverage(store.shards, len(TEXTS))  # each row in exactly one shard, none missing
@@ -133,8 +143,9 @@ def test_an_interrupted_run_resumes_from_the_written_shards(
     out = tmp_path / "ray"
     monkeypatch.setenv(FAULT_ENV, "raise:6")
     with pytest.raises(Exception, match="fails on purpose"):
-        workbench.extract(tiny_llama, TEXTS, out=out, progress=False, engine="ray",
-                          num_workers=1, **SPEC)
+        workbench.extract(
+            tiny_llama, TEXTS, out=out, progress=False, engine="ray", num_workers=1, **SPEC
+        )
     monkeypatch.delenv(FAULT_ENV)
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"
     shards = out / "shards"
@@ -142,8 +153,9 @@ def test_an_interrupted_run_resumes_from_the_written_shards(
     assert 1 <= len(kept) < 8, f"expected a part-way run, found {len(kept)} committed shards"
     assert "00006.json" not in kept
 
-    store = workbench.extract(tiny_llama, TEXTS, out=out, progress=False, engine="ray",
-                              num_workers=2, **SPEC)
+    store = workbench.extract(
+        tiny_llama, TEXTS, out=out, progress=False, engine="ray", num_workers=2, **SPEC
+    )
     # The committed shards were kept as they were; the others computed once.
     for name, mtime in kept.items():
         assert (shards / name).stat().st_mtime_ns == mtime, f"{name} was recomputed"
@@ -181,12 +193,31 @@ def test_cli_engine_ray(cluster, tiny_llama, tmp_path):
     runs = {}
     for engine in ("local", "ray"):
         out = tmp_path / engine
-        result = CliRunner().invoke(app, [
-            "extract", "--model", tiny_llama.name, "--dataset", f"file://{data}"
-            if engine == "ray" else str(data), "--layers", "all", "--pooling", "mean,last",
-            "--shard-size", "4", "--threads", "1", "--no-progress", "--out", str(out),
-            "--engine", engine, "--workers", "2",
-        ])
+        result = CliRunner().invoke(
+            app,
+            [
+                "extract",
+                "--model",
+                tiny_llama.name,
+                "--dataset",
+                f"file://{data}" if engine == "ray" else str(data),
+                "--layers",
+                "all",
+                "--pooling",
+                "mean,last",
+                "--shard-size",
+                "4",
+                "--threads",
+                "1",
+                "--no-progress",
+                "--out",
+                str(out),
+                "--engine",
+                engine,
+                "--workers",
+                "2",
+            ],
+        )
         assert result.exit_code == 0, result.output
         runs[engine] = workbench.ActivationStore(out)
     assert runs["ray"].manifest["extraction"]["engine"]["name"] == "ray"

@@ -36,8 +36,9 @@ from pathlib import Path
 import pytest
 
 pytestmark = [
-    pytest.mark.skipif(not sys.platform.startswith("linux"),
-                       reason="RLIMIT_DATA and /proc/self/status are Linux's"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="RLIMIT_DATA and /proc/self/status are Linux's"
+    ),
     pytest.mark.slow,  # extraction, 26 evaluation cells and a sweep in a child
 ]
 
@@ -148,10 +149,19 @@ def save_deep_model(folder: Path) -> Path:
     (minilm,) = [m for m in bundled_models() if m.name == "minilm-l6"]
 
     torch.manual_seed(0)
-    config = LlamaConfig(num_hidden_layers=N_BLOCKS, hidden_size=D_MODEL, intermediate_size=D_MODEL,
-                         num_attention_heads=4, num_key_value_heads=2, vocab_size=30522,
-                         max_position_embeddings=128, bos_token_id=101, eos_token_id=102,
-                         pad_token_id=0, architectures=["LlamaForCausalLM"])
+    config = LlamaConfig(
+        num_hidden_layers=N_BLOCKS,
+        hidden_size=D_MODEL,
+        intermediate_size=D_MODEL,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=30522,
+        max_position_embeddings=128,
+        bos_token_id=101,
+        eos_token_id=102,
+        pad_token_id=0,
+        architectures=["LlamaForCausalLM"],
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm.path()).save_pretrained(folder)
     return folder
@@ -162,19 +172,38 @@ def test_sweep_and_evaluation_run_under_a_memory_cap_below_the_store_size(tmp_pa
     (tmp_path / "texts.json").write_text(json.dumps(make_rows(N_ROWS)))
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     proc = subprocess.run(
-        [sys.executable, str(script), str(model_dir), str(tmp_path), str(BUDGET_FRACTION),
-         str(ALLOWANCE_BYTES)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            str(script),
+            str(model_dir),
+            str(tmp_path),
+            str(BUDGET_FRACTION),
+            str(ALLOWANCE_BYTES),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     print(json.dumps(report, indent=2))
     # (the files add a 128-byte .npy header each)
-    assert report["expected_store_bytes"] <= report["store_bytes"] < 1.01 * report["expected_store_bytes"]
+    assert (
+        report["expected_store_bytes"]
+        <= report["store_bytes"]
+        < 1.01 * report["expected_store_bytes"]
+    )
     # Every layer and pooling was evaluated and probed, under the cap ...
     assert report["cells"] == 2 * (N_BLOCKS + 1)
     assert report["probed"] == 2 * (N_BLOCKS + 1)

@@ -43,7 +43,9 @@ def test_every_module_with_examples_is_collected():
 def test_docstring_examples(name: str):
     module = importlib.import_module(name)
     result = doctest.testmod(
-        module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False,
+        module,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+        verbose=False,
         report=True,
     )
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"

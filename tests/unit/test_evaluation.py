@@ -80,7 +80,9 @@ def test_retrieval_recall_and_mrr_by_hand():
     assert r["recall@2"] == pytest.approx(1.0)
     assert r["mrr"] == pytest.approx((1 + 1 + 0.5) / 3)
     # leaving out candidate 0 for query 2 (its own text) makes the partner first
-    r = retrieval_scores(queries, cands, np.array([0, 1, 2]), exclude=np.array([-1, -1, 0]), ks=(1,))
+    r = retrieval_scores(
+        queries, cands, np.array([0, 1, 2]), exclude=np.array([-1, -1, 0]), ks=(1,)
+    )
     assert r["recall@1"] == pytest.approx(1.0)
 
 
@@ -95,8 +97,12 @@ def test_retrieval_ties_and_nan_count_against_the_query():
 
 def test_clustering_and_linear_probe_on_separable_data():
     rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(size=(20, 5)) * 0.1 + [5, 0, 0, 0, 0],
-                        rng.normal(size=(20, 5)) * 0.1 + [0, 5, 0, 0, 0]])
+    X = np.concatenate(
+        [
+            rng.normal(size=(20, 5)) * 0.1 + [5, 0, 0, 0, 0],
+            rng.normal(size=(20, 5)) * 0.1 + [0, 5, 0, 0, 0],
+        ]
+    )
     y = ["a"] * 20 + ["b"] * 20
     assert clustering_v_measure(X, y) == pytest.approx(1.0)
     assert classification_accuracy(X, y) == pytest.approx(1.0)
@@ -113,8 +119,12 @@ def test_clustering_and_linear_probe_on_separable_data():
 
 def test_anisotropy_is_the_mean_cosine_over_distinct_pairs():
     X = np.random.default_rng(1).normal(size=(7, 4)) + 0.5
-    brute = np.mean([X[i] @ X[j] / np.linalg.norm(X[i]) / np.linalg.norm(X[j])
-                     for i, j in permutations(range(7), 2)])
+    brute = np.mean(
+        [
+            X[i] @ X[j] / np.linalg.norm(X[i]) / np.linalg.norm(X[j])
+            for i, j in permutations(range(7), 2)
+        ]
+    )
     assert anisotropy(X) == pytest.approx(brute)
     assert anisotropy(np.array([[1.0, 0], [3.0, 0]])) == pytest.approx(1.0)
 
@@ -156,15 +166,21 @@ def _write(tmp_path, name, text):
 
 
 def test_sick_loader_reads_pairs_scores_and_labels(tmp_path):
-    p = _write(tmp_path, "SICK_x.txt", SICK_HEADER
-               + "1\tA man plays.\tA man is playing.\t4.5\tENTAILMENT\n"
-               + "2\tA dog runs.\tA man plays.\t1.2\tNEUTRAL\n\n")
+    p = _write(
+        tmp_path,
+        "SICK_x.txt",
+        SICK_HEADER
+        + "1\tA man plays.\tA man is playing.\t4.5\tENTAILMENT\n"
+        + "2\tA dog runs.\tA man plays.\t1.2\tNEUTRAL\n\n",
+    )
     task = load_sick(p)
     assert len(task) == 2 and task.name == "SICK_x"
     assert task.scores.tolist() == [4.5, 1.2] and task.labels == ["ENTAILMENT", "NEUTRAL"]
     texts, ids1, ids2 = task.unique_sentences()
     assert texts == ["A man plays.", "A dog runs.", "A man is playing."]
-    assert [texts[i] for i in ids1] == task.sentences1 and [texts[i] for i in ids2] == task.sentences2
+    assert [texts[i] for i in ids1] == task.sentences1 and [
+        texts[i] for i in ids2
+    ] == task.sentences2
     assert load_task(p).scores.tolist() == [4.5, 1.2]  # auto-detected from the header
 
 
@@ -239,8 +255,12 @@ def test_label_task_from_a_table(tmp_path):
 def test_grid_pooling_names_and_templates():
     grid = parse_grid_poolings("mean,last,prompteol,echo,echo-last")
     assert [(g.name, g.store_pooling) for g in grid] == [
-        ("mean", "mean"), ("last", "last"), ("prompteol", "last"), ("echo", "mean"),
-        ("echo-last", "last")]
+        ("mean", "mean"),
+        ("last", "last"),
+        ("prompteol", "last"),
+        ("echo", "mean"),
+        ("echo-last", "last"),
+    ]
     assert grid[0].template is None and "{text}" in grid[2].template
     (custom,) = parse_grid_poolings('template:Say "{text}", in one word:"')
     assert custom.template == 'Say "{text}", in one word:"' and custom.store_pooling == "last"
@@ -258,10 +278,22 @@ def test_grid_pooling_errors():
 # ----------------------------------------------------------------------------------------------
 # the grid on a tiny random Llama
 
-S1 = ["A man plays a guitar.", "A dog runs in a park.", "Two kids eat cake.",
-      "A woman is cutting onions.", "The cat sleeps.", "A man plays a guitar."]
-S2 = ["Someone plays music.", "A woman is cutting onions.", "Children are eating.",
-      "A cook slices vegetables.", "A dog sleeps.", "A man plays the flute."]
+S1 = [
+    "A man plays a guitar.",
+    "A dog runs in a park.",
+    "Two kids eat cake.",
+    "A woman is cutting onions.",
+    "The cat sleeps.",
+    "A man plays a guitar.",
+]
+S2 = [
+    "Someone plays music.",
+    "A woman is cutting onions.",
+    "Children are eating.",
+    "A cook slices vegetables.",
+    "A dog sleeps.",
+    "A man plays the flute.",
+]
 SCORES = np.array([4.2, 1.0, 4.5, 4.0, 2.5, 3.0])
 
 
@@ -270,16 +302,27 @@ def pair_task():
     return PairTask("toy", S1, S2, SCORES)
 
 
-def test_grid_is_one_forward_per_template_and_matches_direct_extraction(tiny_llama, pair_task,
-                                                                       tmp_path):
-    df = evaluate_grid(tiny_llama, pair_task, layers="all", poolings="mean,last,prompteol,echo",
-                       postprocess="none,center", out=tmp_path / "g", threads=1, progress=False)
+def test_grid_is_one_forward_per_template_and_matches_direct_extraction(
+    tiny_llama, pair_task, tmp_path
+):
+    df = evaluate_grid(
+        tiny_llama,
+        pair_task,
+        layers="all",
+        poolings="mean,last,prompteol,echo",
+        postprocess="none,center",
+        out=tmp_path / "g",
+        threads=1,
+        progress=False,
+    )
     n_layers = tiny_llama.n_layers + 1
     assert len(df) == n_layers * 4 * 2
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["forward_passes"] == 3  # plain (mean, last), prompteol, echo
     assert summary["stores"][0]["n_texts"] == 10  # 12 slots, 10 distinct sentences
-    assert (tmp_path / "g" / "results.csv").is_file() and (tmp_path / "g" / "results.parquet").is_file()
+    assert (tmp_path / "g" / "results.csv").is_file() and (
+        tmp_path / "g" / "results.parquet"
+    ).is_file()
     assert summary["best"]["spearman"] == pytest.approx(df["spearman"].max(), abs=1e-3)
     assert set(summary["best_per_pooling"]) == {"mean", "last", "prompteol", "echo"}
     mean = df[df.pooling == "mean"]  # (last at layer 0 is the same [SEP] token for every text)
@@ -287,17 +330,42 @@ def test_grid_is_one_forward_per_template_and_matches_direct_extraction(tiny_lla
         assert mean[col].notna().all(), col
 
     # the deduplicated grid equals extracting each side of the pairs directly
-    for pooling, template, store_pooling in (("mean", None, "mean"), ("echo", "echo", "mean"),
-                                             ("prompteol", "prompteol", "last")):
-        a = wb.extract(tiny_llama, S1, layers=[2], pooling=store_pooling, template=template,
-                       out=tmp_path / f"a-{pooling}", progress=False).layer(2, store_pooling)
-        b = wb.extract(tiny_llama, S2, layers=[2], pooling=store_pooling, template=template,
-                       out=tmp_path / f"b-{pooling}", progress=False).layer(2, store_pooling)
+    for pooling, template, store_pooling in (
+        ("mean", None, "mean"),
+        ("echo", "echo", "mean"),
+        ("prompteol", "prompteol", "last"),
+    ):
+        a = wb.extract(
+            tiny_llama,
+            S1,
+            layers=[2],
+            pooling=store_pooling,
+            template=template,
+            out=tmp_path / f"a-{pooling}",
+            progress=False,
+        ).layer(2, store_pooling)
+        b = wb.extract(
+            tiny_llama,
+            S2,
+            layers=[2],
+            pooling=store_pooling,
+            template=template,
+            out=tmp_path / f"b-{pooling}",
+            progress=False,
+        ).layer(2, store_pooling)
         cell = df[(df.layer == 2) & (df.pooling == pooling) & (df.postprocess == "none")]
         assert cell["spearman"].item() == pytest.approx(100 * sts_spearman(a, b, SCORES), abs=1e-6)
 
-    again = evaluate_grid(tiny_llama, pair_task, layers="all", poolings="mean,last,prompteol,echo",
-                          postprocess="none,center", out=tmp_path / "g", threads=1, progress=False)
+    again = evaluate_grid(
+        tiny_llama,
+        pair_task,
+        layers="all",
+        poolings="mean,last,prompteol,echo",
+        postprocess="none,center",
+        out=tmp_path / "g",
+        threads=1,
+        progress=False,
+    )
     assert all(s["reused"] for s in again.attrs["summary"]["stores"])
     assert np.allclose(again["spearman"], df["spearman"], equal_nan=True)
 
@@ -305,8 +373,15 @@ def test_grid_is_one_forward_per_template_and_matches_direct_extraction(tiny_lla
 def test_grid_on_labelled_texts(tiny_llama, tmp_path):
     texts = [f"item number {i} is {'red' if i % 2 else 'blue'}" for i in range(12)]
     task = LabelTask("colours", texts, ["red" if i % 2 else "blue" for i in range(12)])
-    df = evaluate_grid(tiny_llama, task, layers=[0, -1], poolings="mean", postprocess="none",
-                       out=tmp_path / "l", progress=False)
+    df = evaluate_grid(
+        tiny_llama,
+        task,
+        layers=[0, -1],
+        poolings="mean",
+        postprocess="none",
+        out=tmp_path / "l",
+        progress=False,
+    )
     assert {"accuracy", "v_measure"} <= set(df.columns) and len(df) == 2
     assert df.attrs["summary"]["metric"] == "accuracy"
 
@@ -317,8 +392,9 @@ def test_grid_option_errors(tiny_llama, pair_task, tmp_path):
     with pytest.raises(EvaluationOptionError, match="labelled-text task"):
         evaluate_grid(tiny_llama, pair_task, metrics="clustering", out=tmp_path, progress=False)
     with pytest.raises(EvaluationOptionError, match="pair labels"):
-        evaluate_grid(tiny_llama, pair_task, metrics="pair-classification", out=tmp_path,
-                      progress=False)
+        evaluate_grid(
+            tiny_llama, pair_task, metrics="pair-classification", out=tmp_path, progress=False
+        )
     with pytest.raises(EvaluationOptionError, match="whiten"):
         evaluate_grid(tiny_llama, pair_task, postprocess="pca", out=tmp_path, progress=False)
 
@@ -332,8 +408,15 @@ def test_layer_encoder_returns_the_store_vectors(tiny_llama, tmp_path):
     texts = ["a red car", "", "a blue house", "a red car"]
     out = enc.encode(texts, task_name="STSBenchmark", prompt_type=None)
     assert out.shape == (4, tiny_llama.d_model) and out.dtype == np.float32
-    ref = wb.extract(tiny_llama, ["a red car", "a blue house"], layers=[-1], pooling="mean",
-                     template="echo", out=tmp_path / "ref", progress=False).layer(-1, "mean")
+    ref = wb.extract(
+        tiny_llama,
+        ["a red car", "a blue house"],
+        layers=[-1],
+        pooling="mean",
+        template="echo",
+        out=tmp_path / "ref",
+        progress=False,
+    ).layer(-1, "mean")
     assert np.allclose(out[0], ref[0], atol=1e-6) and np.allclose(out[2], ref[1], atol=1e-6)
     assert np.array_equal(out[0], out[3]) and not out[1].any()  # empty text -> zeros
     batches = [{"text": ["a red car"]}, {"text": ["a blue house"]}]  # MTEB v2 DataLoader
@@ -358,10 +441,21 @@ def test_heatmap_figure(tmp_path):
 
     from workbench.viz import embedding_heatmap, write_figure
 
-    df = pd.DataFrame([{"model": "m", "task": "t", "layer": layer, "pooling": p,
-                        "postprocess": pp, "spearman": float(layer + i)}
-                       for layer in range(3) for i, p in enumerate(["mean", "last"])
-                       for pp in ("none", "center")])
+    df = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "task": "t",
+                "layer": layer,
+                "pooling": p,
+                "postprocess": pp,
+                "spearman": float(layer + i),
+            }
+            for layer in range(3)
+            for i, p in enumerate(["mean", "last"])
+            for pp in ("none", "center")
+        ]
+    )
     fig = embedding_heatmap(df, "spearman")
     assert len(fig.data) == 2 and fig.data[0].z.shape == (3, 2)
     assert "best 3.00: layer 2, last" in fig.layout.title.text
@@ -372,8 +466,10 @@ def test_heatmap_figure(tmp_path):
 
 
 def test_import_workbench_does_not_import_plotly_or_sklearn():
-    code = ("import sys, workbench, workbench.evaluation, workbench.viz; "
-            "print([m for m in ('plotly', 'sklearn', 'scipy', 'pandas') if m in sys.modules])")
+    code = (
+        "import sys, workbench, workbench.evaluation, workbench.viz; "
+        "print([m for m in ('plotly', 'sklearn', 'scipy', 'pandas') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -383,12 +479,35 @@ def test_cli_embed_eval(tiny_llama, tmp_path):
 
     from workbench.cli.main import app
 
-    sts = _write(tmp_path, "sts.txt", "".join(f"{s}\t{a}\t{b}\n" for s, a, b in zip(SCORES, S1, S2, strict=True)))
+    sts = _write(
+        tmp_path,
+        "sts.txt",
+        "".join(f"{s}\t{a}\t{b}\n" for s, a, b in zip(SCORES, S1, S2, strict=True)),
+    )
     runner = CliRunner()
-    result = runner.invoke(app, ["embed", "eval", "--model", tiny_llama.source, "--task", str(sts),
-                                 "--layers", "0,-1", "--pooling", "mean,last", "--postprocess",
-                                 "none", "--out", str(tmp_path / "cli"), "--threads", "1",
-                                 "--no-figure", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "embed",
+            "eval",
+            "--model",
+            tiny_llama.source,
+            "--task",
+            str(sts),
+            "--layers",
+            "0,-1",
+            "--pooling",
+            "mean,last",
+            "--postprocess",
+            "none",
+            "--out",
+            str(tmp_path / "cli"),
+            "--threads",
+            "1",
+            "--no-figure",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "best spearman" in result.output and "best per pooling" in result.output
     assert (tmp_path / "cli" / "results.csv").is_file()

@@ -33,30 +33,49 @@ def _greedy(lm, n: int) -> str:
 
 def test_guided_beats_unguided_start(tiny_llama, embedder):
     target = embedder.embed([TEXT])[0]
-    g = GuidedInverter(tiny_llama, embedder, beam_width=3, top_k=5, keywords=5, max_tokens=8,
-                       rewrite_rounds=1, prior_words=2000)
+    g = GuidedInverter(
+        tiny_llama,
+        embedder,
+        beam_width=3,
+        top_k=5,
+        keywords=5,
+        max_tokens=8,
+        rewrite_rounds=1,
+        prior_words=2000,
+    )
     res = g.invert(target)
     start = float(cosine_to(embedder.embed([_greedy(tiny_llama, 8) or "."]), target)[0])
     assert res.cosine > start + 0.05
-    assert res.cosine == pytest.approx(float(cosine_to(embedder.embed([res.text]), target)[0]),
-                                       abs=1e-5)
+    assert res.cosine == pytest.approx(
+        float(cosine_to(embedder.embed([res.text]), target)[0]), abs=1e-5
+    )
     cosines = [c for _, _, c in res.history]
     assert cosines == sorted(cosines) and len(cosines) == 2  # never worse after a round
 
 
 def test_keyword_prior_helps(tiny_llama, embedder):
     target = embedder.embed([TEXT])[0]
-    plain = GuidedInverter(tiny_llama, embedder, beam_width=2, top_k=3, keywords=0,
-                           max_tokens=6, rewrite_rounds=0)
-    prior = GuidedInverter(tiny_llama, embedder, beam_width=2, top_k=3, keywords=8,
-                           max_tokens=6, rewrite_rounds=0, prior_words=2000)
+    plain = GuidedInverter(
+        tiny_llama, embedder, beam_width=2, top_k=3, keywords=0, max_tokens=6, rewrite_rounds=0
+    )
+    prior = GuidedInverter(
+        tiny_llama,
+        embedder,
+        beam_width=2,
+        top_k=3,
+        keywords=8,
+        max_tokens=6,
+        rewrite_rounds=0,
+        prior_words=2000,
+    )
     assert prior.invert(target).cosine > plain.invert(target).cosine
 
 
 def test_correction_is_monotone_and_seeded(tiny_llama, embedder):
     target = embedder.embed([TEXT])[0]
-    g = GuidedInverter(tiny_llama, embedder, beam_width=2, top_k=3, keywords=4, max_tokens=6,
-                       prior_words=2000)
+    g = GuidedInverter(
+        tiny_llama, embedder, beam_width=2, top_k=3, keywords=4, max_tokens=6, prior_words=2000
+    )
     res = GuidedCorrector(g, steps=2).correct(target, "a dog")
     assert res.history[0][1] == "a dog" and len(res.history) == 3
     cos = [c for _, _, c in res.history]
@@ -75,11 +94,22 @@ def test_guided_bad_input(tiny_llama, tiny_bert, embedder):
 
 def test_leakage_report(tiny_llama):
     texts = ["the city of paris is in france", "a dog barked at Bob", "numbers like 12"]
-    rep = leakage_report(tiny_llama, texts, layers=[1, -1], poolings=["mean", "last"],
-                         noise=[0.0, 10.0], ks=(1,), progress=False,
-                         guided={"max_tokens": 4, "prior_words": 500})
-    assert [(r["layer"], r["pooling"]) for r in rep.rows] == [(1, "mean"), (1, "last"),
-                                                              (3, "mean"), (3, "last")]
+    rep = leakage_report(
+        tiny_llama,
+        texts,
+        layers=[1, -1],
+        poolings=["mean", "last"],
+        noise=[0.0, 10.0],
+        ks=(1,),
+        progress=False,
+        guided={"max_tokens": 4, "prior_words": 500},
+    )
+    assert [(r["layer"], r["pooling"]) for r in rep.rows] == [
+        (1, "mean"),
+        (1, "last"),
+        (3, "mean"),
+        (3, "last"),
+    ]
     assert all(0 <= r["token_f1"] <= 1 and -1 <= r["cosine"] <= 1 for r in rep.rows)
     assert [d["noise"] for d in rep.defence] == [0.0, 10.0]
     assert rep.defence[0]["recall@1"] == 1.0  # clean vectors find themselves

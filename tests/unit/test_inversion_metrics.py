@@ -82,8 +82,9 @@ def test_embedder_matches_extract(tiny_bert, tmp_path):
 
     texts = ["the cat sat on the mat", "a dog", "a much longer sentence about nothing at all"]
     emb = ModelEmbedder(tiny_bert, layer=2, pooling="mean", batch_size=2)
-    store = wb.extract(tiny_bert, texts, layers=[2], pooling="mean", out=tmp_path / "s",
-                       progress=False)
+    store = wb.extract(
+        tiny_bert, texts, layers=[2], pooling="mean", out=tmp_path / "s", progress=False
+    )
     np.testing.assert_allclose(emb.embed(texts), store.layer(2, "mean"), atol=1e-5)
     assert emb.dim == 32 and len(emb.fingerprint) == 64
     assert ModelEmbedder(tiny_bert, layer=1, pooling="mean").fingerprint != emb.fingerprint

@@ -25,9 +25,16 @@ from workbench.inversion.trained import (
     SoftPrefixInverter,
 )
 
-TEXTS = ["the cat sat on the mat", "a dog barked loudly", "paris is in france",
-         "the city of london", "numbers like twelve", "she reads a book",
-         "rain falls in spain", "he plays the guitar"]
+TEXTS = [
+    "the cat sat on the mat",
+    "a dog barked loudly",
+    "paris is in france",
+    "the city of london",
+    "numbers like twelve",
+    "she reads a book",
+    "rain falls in spain",
+    "he plays the guitar",
+]
 SMALL = InverterConfig(prefix_length=2, hidden=16, batch_size=4, lr=3e-3, max_tokens=12)
 
 
@@ -39,8 +46,7 @@ def embedder(tiny_bert):
 def test_loss_decreases(tiny_llama, embedder, tmp_path):
     # A random tiny LLM predicts nearly uniformly (loss ~ ln 30522 = 10.33) and, frozen, can be
     # steered only a little through two soft-prompt vectors: a deterministic drop of ~0.11.
-    inv = SoftPrefixInverter(tiny_llama, embedder, InverterConfig(**{**SMALL.__dict__,
-                                                                     "lr": 3e-2}))
+    inv = SoftPrefixInverter(tiny_llama, embedder, InverterConfig(**{**SMALL.__dict__, "lr": 3e-2}))
     inv.fit(TEXTS, tmp_path / "ck", steps=40, checkpoint_every=100, progress=False)
     first, last = np.mean(inv.losses_[:4]), np.mean(inv.losses_[-4:])
     assert last < first - 0.08
@@ -53,8 +59,9 @@ def test_loss_decreases(tiny_llama, embedder, tmp_path):
     assert len(many) == 1 and len(many[0]) == 2
 
 
-@pytest.mark.parametrize(("cls", "lora_rank"), [(SoftPrefixInverter, 0),
-                                                (SoftPrefixInverter, 2), (TrainedCorrector, 0)])
+@pytest.mark.parametrize(
+    ("cls", "lora_rank"), [(SoftPrefixInverter, 0), (SoftPrefixInverter, 2), (TrainedCorrector, 0)]
+)
 def test_resume_equals_uninterrupted(tiny_llama, embedder, tmp_path, cls, lora_rank):
     config = InverterConfig(**{**SMALL.__dict__, "lora_rank": lora_rank})
     full = cls(tiny_llama, embedder, config)
@@ -88,8 +95,9 @@ def test_foreign_checkpoint_refused(tiny_llama, tiny_gpt2, tiny_bert, embedder, 
     assert tiny_llama.weights_fingerprint in str(e.value)
     assert tiny_gpt2.weights_fingerprint in str(e.value)
     with pytest.raises(CheckpointMismatchError, match="another training run"):
-        SoftPrefixInverter(tiny_llama, embedder, SMALL).fit(TEXTS[:3], tmp_path / "ck", steps=2,
-                                                            progress=False)
+        SoftPrefixInverter(tiny_llama, embedder, SMALL).fit(
+            TEXTS[:3], tmp_path / "ck", steps=2, progress=False
+        )
 
 
 def test_corrupt_text_is_seeded_noise():
@@ -128,13 +136,15 @@ def test_corrector_learns_and_corrects(tiny_llama, embedder, tmp_path):
     assert [s for s, _, _ in res.history] == [0, 1, 2]
     cosines = [c for _, _, c in res.history]
     assert cosines == sorted(cosines) and res.cosine == cosines[-1]
-    assert res.cosine == pytest.approx(float(cosine_to(embedder.embed([res.text or "."]),
-                                                       target)[0]), abs=1e-5)
+    assert res.cosine == pytest.approx(
+        float(cosine_to(embedder.embed([res.text or "."]), target)[0]), abs=1e-5
+    )
     with pytest.raises(CheckpointMismatchError, match="trained-corrector"):
         SoftPrefixInverter.load(tmp_path / "c", tiny_llama, embedder)
     with pytest.raises(ValueError, match="one draft per text"):
-        TrainedCorrector(tiny_llama, embedder, config).fit(TEXTS, tmp_path / "d", steps=1,
-                                                           drafts=["x"], progress=False)
+        TrainedCorrector(tiny_llama, embedder, config).fit(
+            TEXTS, tmp_path / "d", steps=1, drafts=["x"], progress=False
+        )
 
 
 def test_trained_bad_input(tiny_llama, embedder, tmp_path):
@@ -152,8 +162,9 @@ def test_trained_bad_input(tiny_llama, embedder, tmp_path):
 def test_hybrid(tiny_llama, embedder, tmp_path):
     inv = SoftPrefixInverter(tiny_llama, embedder, SMALL)
     inv.fit(TEXTS, tmp_path / "ck", steps=2, progress=False)
-    g = GuidedInverter(tiny_llama, embedder, beam_width=2, top_k=3, keywords=3, max_tokens=5,
-                       prior_words=500)
+    g = GuidedInverter(
+        tiny_llama, embedder, beam_width=2, top_k=3, keywords=3, max_tokens=5, prior_words=500
+    )
     res = HybridInverter(inv, g, proposals=2, steps=1).invert(embedder.embed([TEXTS[0]])[0])
     assert len(res.history) == 2 and res.history[1][2] >= res.history[0][2]
 
@@ -166,25 +177,106 @@ def test_cli_run_and_train(tiny_llama, tiny_bert, tmp_path):
     llm, enc = str(tiny_llama.source), str(tiny_bert.source)
     data = tmp_path / "texts.csv"
     data.write_text("text\n" + "\n".join(TEXTS) + "\n")
-    r = CliRunner().invoke(app, ["invert", "train", "--data", str(data), "--out",
-                                 str(tmp_path / "ck"), "--embedder", enc, "--pooling", "mean",
-                                 "--model", llm, "--steps", "2", "--batch-size", "2",
-                                 "--hidden", "8", "--prefix-length", "1"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "invert",
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "ck"),
+            "--embedder",
+            enc,
+            "--pooling",
+            "mean",
+            "--model",
+            llm,
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--hidden",
+            "8",
+            "--prefix-length",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(app, ["invert", "run", "the cat", "--embedder", enc, "--pooling",
-                                 "mean", "--model", llm, "--method", "trained", "--checkpoint",
-                                 str(tmp_path / "ck"), "--max-tokens", "4"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "invert",
+            "run",
+            "the cat",
+            "--embedder",
+            enc,
+            "--pooling",
+            "mean",
+            "--model",
+            llm,
+            "--method",
+            "trained",
+            "--checkpoint",
+            str(tmp_path / "ck"),
+            "--max-tokens",
+            "4",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "cosine" in r.output
-    r = CliRunner().invoke(app, ["invert", "train", "--kind", "corrector", "--data", str(data),
-                                 "--out", str(tmp_path / "corr"), "--embedder", enc, "--pooling",
-                                 "mean", "--model", llm, "--steps", "2", "--batch-size", "2",
-                                 "--hidden", "8", "--prefix-length", "1"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "invert",
+            "train",
+            "--kind",
+            "corrector",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "corr"),
+            "--embedder",
+            enc,
+            "--pooling",
+            "mean",
+            "--model",
+            llm,
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--hidden",
+            "8",
+            "--prefix-length",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(app, ["invert", "run", "the cat", "--embedder", enc, "--pooling",
-                                 "mean", "--model", llm, "--method", "trained", "--checkpoint",
-                                 str(tmp_path / "ck"), "--corrector", str(tmp_path / "corr"),
-                                 "--steps", "1", "--max-tokens", "4"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "invert",
+            "run",
+            "the cat",
+            "--embedder",
+            enc,
+            "--pooling",
+            "mean",
+            "--model",
+            llm,
+            "--method",
+            "trained",
+            "--checkpoint",
+            str(tmp_path / "ck"),
+            "--corrector",
+            str(tmp_path / "corr"),
+            "--steps",
+            "1",
+            "--max-tokens",
+            "4",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "step 1: cos" in r.output
 
@@ -220,7 +312,29 @@ def test_long_training_texts_warn_once_with_token_counts(tiny_llama, embedder, t
     data = tmp_path / "texts.csv"
     data.write_text("text\n" + "\n".join(texts) + "\n")
     with pytest.warns(UserWarning, match=r"raise --max-tokens"):
-        main(["invert", "train", "--data", str(data), "--out", str(tmp_path / "cli"),
-              "--embedder", str(embedder.lm.source), "--pooling", "mean", "--model",
-              str(tiny_llama.source), "--steps", "1", "--batch-size", "2", "--hidden", "8",
-              "--prefix-length", "1", "--max-tokens", "4"])
+        main(
+            [
+                "invert",
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "cli"),
+                "--embedder",
+                str(embedder.lm.source),
+                "--pooling",
+                "mean",
+                "--model",
+                str(tiny_llama.source),
+                "--steps",
+                "1",
+                "--batch-size",
+                "2",
+                "--hidden",
+                "8",
+                "--prefix-length",
+                "1",
+                "--max-tokens",
+                "4",
+            ]
+        )

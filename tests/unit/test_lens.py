@@ -117,8 +117,9 @@ def test_identity_init_equals_logit_lens(lm):
 @pytest.mark.parametrize("init", ["identity", "lstsq"])
 def test_training_lowers_kl(tiny_llama, init):
     before = lens_report(tiny_llama, HELD_OUT, TunedLens(tiny_llama), progress=False)
-    tuned = TunedLens(tiny_llama).fit(TEXTS, steps=10, init=init, lr=3e-3, batch_size=4,
-                                      tokens_per_step=32, progress=False)
+    tuned = TunedLens(tiny_llama).fit(
+        TEXTS, steps=10, init=init, lr=3e-3, batch_size=4, tokens_per_step=32, progress=False
+    )
     assert len(tuned.history_) == 10
     assert np.mean(tuned.history_[-3:]) < np.mean(tuned.history_[:3]) or init == "lstsq"
     after = lens_report(tiny_llama, HELD_OUT, tuned, progress=False)
@@ -132,8 +133,9 @@ def test_training_lowers_kl(tiny_llama, init):
 
 
 def test_save_load_round_trip_and_foreign_model(tiny_llama, tiny_gpt2, tmp_path):
-    tuned = TunedLens(tiny_llama, layers=[1, 2]).fit(TEXTS, steps=3, batch_size=4,
-                                                     progress=False, out=tmp_path / "lens")
+    tuned = TunedLens(tiny_llama, layers=[1, 2]).fit(
+        TEXTS, steps=3, batch_size=4, progress=False, out=tmp_path / "lens"
+    )
     config = json.loads((tmp_path / "lens" / CONFIG).read_text())
     assert config["model"]["weights_fingerprint"] == tiny_llama.weights_fingerprint
     assert config["layers"] == [1, 2] and config["training"]["steps"] == 3
@@ -221,21 +223,67 @@ def test_cli_lens_commands(tiny_llama, tmp_path):
     model = str(tiny_llama.source)
     data = tmp_path / "texts.csv"
     data.write_text("text\n" + "\n".join(TEXTS + HELD_OUT) + "\n")
-    res = runner.invoke(app, ["lens", "logit", PROMPT, "--model", model, "--k", "2",
-                              "--target", "city", "--layers", "0,-1"])
+    res = runner.invoke(
+        app,
+        [
+            "lens",
+            "logit",
+            PROMPT,
+            "--model",
+            model,
+            "--k",
+            "2",
+            "--target",
+            "city",
+            "--layers",
+            "0,-1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "logit lens" in res.output and "rank" in res.output
     out = tmp_path / "lens"
-    res = runner.invoke(app, ["lens", "train-tuned", "--model", model, "--dataset", str(data),
-                              "--out", str(out), "--steps", "2", "--holdout", "2",
-                              "--init-texts", "4", "--max-length", "12"])
+    res = runner.invoke(
+        app,
+        [
+            "lens",
+            "train-tuned",
+            "--model",
+            model,
+            "--dataset",
+            str(data),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--holdout",
+            "2",
+            "--init-texts",
+            "4",
+            "--max-length",
+            "12",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (out / CONFIG).is_file() and "tuned lens for" in res.output
     res = runner.invoke(app, ["lens", "report", "--lens", str(out), "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert [r["layer"] for r in rows] == [0, 1, 2, 3] and "kl_tuned" in rows[0]
-    res = runner.invoke(app, ["lens", "patchscope", "paris", "--model", model, "--layer", "1,2",
-                              "--position", "1", "--max-new-tokens", "3"])
+    res = runner.invoke(
+        app,
+        [
+            "lens",
+            "patchscope",
+            "paris",
+            "--model",
+            model,
+            "--layer",
+            "1,2",
+            "--position",
+            "1",
+            "--max-new-tokens",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "Patchscope" in res.output and "description" in res.output

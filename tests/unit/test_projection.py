@@ -108,8 +108,10 @@ def test_pca_alignment_keeps_items_in_place():
     _check_alignment(aligned)
     # every layer is randomly rotated: independent PCA pictures jump (sign flips, rotations),
     # aligned ones barely move (measured: 0.022 against 1.66 of the unit-RMS radius)
-    assert aligned.displacement_ < 0.5 * free.displacement_, (aligned.displacement_,
-                                                               free.displacement_)
+    assert aligned.displacement_ < 0.5 * free.displacement_, (
+        aligned.displacement_,
+        free.displacement_,
+    )
     # transform of the training rows reproduces the aligned embeddings
     np.testing.assert_allclose(aligned.transform(data), aligned.embeddings_, atol=1e-3)
 
@@ -127,8 +129,9 @@ def test_umap_alignment_moves_items_less_than_independent_fits():
         aligned = AlignedProjection("umap", params=params).fit(data)
         _check_alignment(aligned)
         aligned_d.append(aligned.displacement_)
-        free_d.append(AlignedProjection("umap", params=params, align="none").fit(data)
-                      .displacement_)
+        free_d.append(
+            AlignedProjection("umap", params=params, align="none").fit(data).displacement_
+        )
         if seed == 0:
             np.testing.assert_allclose(aligned.transform(data), aligned.embeddings_, atol=1e-3)
     assert np.mean(aligned_d) < 0.9 * np.mean(free_d), (aligned_d, free_d)

@@ -22,18 +22,31 @@ from workbench.viz import (
 
 
 def _attr(tokens: list[str], scores: list[float], target: str = "logit(' Paris')") -> Attribution:
-    return Attribution(text=" ".join(tokens), tokens=tokens,
-                       offsets=np.zeros((len(tokens), 2), int), scores=np.asarray(scores),
-                       target=target, output=1.0, baseline_output=0.0, delta=0.01, n_steps=8,
-                       baseline_token="<pad>")
+    return Attribution(
+        text=" ".join(tokens),
+        tokens=tokens,
+        offsets=np.zeros((len(tokens), 2), int),
+        scores=np.asarray(scores),
+        target=target,
+        output=1.0,
+        baseline_output=0.0,
+        delta=0.01,
+        n_steps=8,
+        baseline_token="<pad>",
+    )
 
 
 def test_projection_scatter_colour_kinds():
     rng = np.random.default_rng(0)
     xy = rng.normal(size=(30, 2))
     labels = np.array(["true", "false"] * 15)
-    fig = projection_scatter(xy, labels, hover=[f"text {i}" for i in range(30)],
-                             axis_titles=["probe direction", "PC 1"], title="t")
+    fig = projection_scatter(
+        xy,
+        labels,
+        hover=[f"text {i}" for i in range(30)],
+        axis_titles=["probe direction", "PC 1"],
+        title="t",
+    )
     assert [t.name for t in fig.data] == ["true", "false"]
     assert all(t.type == "scattergl" for t in fig.data)
     assert fig.layout.xaxis.title.text == "probe direction" and "text 0" in fig.data[0].text[0]
@@ -50,8 +63,7 @@ def test_projection_scatter_colour_kinds():
 
 def test_layer_projection_slider():
     E = np.random.default_rng(0).normal(size=(4, 20, 2))
-    fig = layer_projection_slider(E, ["L0", "L1", "L2", "L3"], np.arange(20) % 2 == 0,
-                                  active=1)
+    fig = layer_projection_slider(E, ["L0", "L1", "L2", "L3"], np.arange(20) % 2 == 0, active=1)
     assert [f.name for f in fig.frames] == ["L0", "L1", "L2", "L3"]
     assert len(fig.layout.sliders[0].steps) == 4 and fig.layout.sliders[0].active == 1
     np.testing.assert_allclose(fig.data[0].x, E[1][np.arange(20) % 2 == 0][:, 0])
@@ -77,8 +89,9 @@ def test_attribution_heatmap():
 def test_logit_lens_grid():
     tokens = [["a", "b", "c"], ["Paris", "is", "Ġthe"]]
     probs = [[0.1, 0.2, 0.3], [0.9, 0.5, 0.4]]
-    fig = logit_lens_grid(tokens, probs, layer_labels=[10, 20],
-                          position_labels=["The", "Ġcity", "Ġis"])
+    fig = logit_lens_grid(
+        tokens, probs, layer_labels=[10, 20], position_labels=["The", "Ġcity", "Ġis"]
+    )
     hm = fig.data[0]
     assert list(hm.y) == ["10", "20"] and list(hm.x) == ["0: The", "1: ␣city", "2: ␣is"]
     assert hm.text[1][2] == "␣the" and hm.zmax == 1.0
@@ -89,15 +102,35 @@ def test_logit_lens_grid():
 
 
 def test_inversion_table():
-    rows = [{"method": "vec2text", "text": "The city of Paris", "cosine": 0.91, "bleu": 40.2,
-             "token_f1": 0.8, "steps": 3},
-            {"method": "logit lens", "text": "city Paris", "cosine": 0.5, "bleu": 3.0,
-             "token_f1": 0.4, "steps": None}]
+    rows = [
+        {
+            "method": "vec2text",
+            "text": "The city of Paris",
+            "cosine": 0.91,
+            "bleu": 40.2,
+            "token_f1": 0.8,
+            "steps": 3,
+        },
+        {
+            "method": "logit lens",
+            "text": "city Paris",
+            "cosine": 0.5,
+            "bleu": 3.0,
+            "token_f1": 0.4,
+            "steps": None,
+        },
+    ]
     fig = inversion_table(pd.DataFrame(rows), reference="The city of Paris is in France.")
     t = fig.data[0]
     assert t.type == "table"
     assert [h.replace("<b>", "").replace("</b>", "") for h in t.header.values] == [
-        "method", "text", "cosine", "bleu", "token_f1", "steps"]
+        "method",
+        "text",
+        "cosine",
+        "bleu",
+        "token_f1",
+        "steps",
+    ]
     assert list(t.cells.values[0]) == ["original", "vec2text", "logit lens"]
     assert t.cells.values[2][1] == "0.910" and t.cells.values[5][2] == ""  # NaN shows empty
     with pytest.raises(KeyError, match="token_f1"):
@@ -108,24 +141,50 @@ def test_probing_figures_have_ci_control_and_baseline():
     rows = []
     for layer in range(4):
         for labels, value in (("task", 0.6 + 0.1 * layer), ("control", 0.5)):
-            rows.append({"pooling": "last", "hook_point": f"blocks.{layer}.hook_resid_post",
-                         "layer": layer, "probe": "logistic", "labels": labels,
-                         "metric": "accuracy", "value": value, "low": value - 0.05,
-                         "high": value + 0.05})
-    rows.append({"pooling": "last", "hook_point": "", "layer": np.nan, "probe": "majority",
-                 "labels": "majority", "metric": "accuracy", "value": 0.5, "low": np.nan,
-                 "high": np.nan})
+            rows.append(
+                {
+                    "pooling": "last",
+                    "hook_point": f"blocks.{layer}.hook_resid_post",
+                    "layer": layer,
+                    "probe": "logistic",
+                    "labels": labels,
+                    "metric": "accuracy",
+                    "value": value,
+                    "low": value - 0.05,
+                    "high": value + 0.05,
+                }
+            )
+    rows.append(
+        {
+            "pooling": "last",
+            "hook_point": "",
+            "layer": np.nan,
+            "probe": "majority",
+            "labels": "majority",
+            "metric": "accuracy",
+            "value": 0.5,
+            "low": np.nan,
+            "high": np.nan,
+        }
+    )
     fig = layer_curves(pd.DataFrame(rows))
     names = [t.name for t in fig.data]
     assert names == ["logistic 95% CI", "logistic", "logistic control task"]
     assert fig.data[0].fill == "toself" and fig.layout.shapes  # CI band and baseline line
     assert "best logistic: layer 3" in fig.layout.title.text
-    gen = pd.DataFrame({"train": ["a", "a", "b", "b"], "test": ["a", "b", "a", "b"],
-                        "layer": [1, 1, 1, 1], "accuracy": [0.9, 0.7, 0.6, 0.95]})
+    gen = pd.DataFrame(
+        {
+            "train": ["a", "a", "b", "b"],
+            "test": ["a", "b", "a", "b"],
+            "layer": [1, 1, 1, 1],
+            "accuracy": [0.9, 0.7, 0.6, 0.95],
+        }
+    )
     hm = generalisation_heatmap(gen, layer=1).data[0]
     assert list(hm.x) == ["a", "b"] and hm.z[0][1] == 0.7
-    geo = latlon_map([[48.85, 2.35], [40.7, -74.0]], [[47.0, 3.0], [41.0, -70.0]],
-                     ["Paris", "New York"])
+    geo = latlon_map(
+        [[48.85, 2.35], [40.7, -74.0]], [[47.0, 3.0], [41.0, -70.0]], ["Paris", "New York"]
+    )
     assert [t.name for t in geo.data] == ["error", "true", "predicted"]
     assert "median error" in geo.layout.title.text
 
@@ -163,8 +222,14 @@ def test_embedding_layer_curves_draws_one_line_per_pooling_and_postprocess():
 
     from workbench.viz import embedding_layer_curves
 
-    df = pd.DataFrame({"layer": [0, 1, 0, 1], "pooling": ["mean"] * 2 + ["last"] * 2,
-                       "postprocess": ["none"] * 4, "spearman": [10.0, 20.0, 5.0, 30.0]})
+    df = pd.DataFrame(
+        {
+            "layer": [0, 1, 0, 1],
+            "pooling": ["mean"] * 2 + ["last"] * 2,
+            "postprocess": ["none"] * 4,
+            "spearman": [10.0, 20.0, 5.0, 30.0],
+        }
+    )
     fig = embedding_layer_curves(df, "spearman", reference=("MiniLM", 77.1))
     assert [t.name for t in fig.data] == ["mean (none)", "last (none)"]
     assert list(fig.data[1].y) == [5.0, 30.0]

@@ -219,11 +219,25 @@ def extract(
     if engine not in ("local", "ray"):
         raise OptionError(f"engine={engine!r}: use 'local' (this process) or 'ray' (a Ray cluster)")
     plan = plan_run(
-        model, data, layers=layers, hook_points=hook_points, pooling=pooling, template=template,
-        pool_over=pool_over, out=out, storage_dtype=storage_dtype, max_length=max_length,
-        truncation=truncation, batch_tokens=batch_tokens, max_batch_size=max_batch_size,
-        shard_size=shard_size, padding_side=padding_side, text_column=text_column,
-        label_columns=label_columns, overwrite=overwrite, verify_resume=verify_resume,
+        model,
+        data,
+        layers=layers,
+        hook_points=hook_points,
+        pooling=pooling,
+        template=template,
+        pool_over=pool_over,
+        out=out,
+        storage_dtype=storage_dtype,
+        max_length=max_length,
+        truncation=truncation,
+        batch_tokens=batch_tokens,
+        max_batch_size=max_batch_size,
+        shard_size=shard_size,
+        padding_side=padding_side,
+        text_column=text_column,
+        label_columns=label_columns,
+        overwrite=overwrite,
+        verify_resume=verify_resume,
         progress=progress,
     )
     if isinstance(plan, ActivationStore):
@@ -234,8 +248,13 @@ def extract(
             from .ray_engine import run_shards
 
             new_metas = run_shards(
-                plan, compute_shard, address=ray_address, num_workers=num_workers, worker_cpus=worker_cpus,
-                threads=threads, progress=progress,
+                plan,
+                compute_shard,
+                address=ray_address,
+                num_workers=num_workers,
+                worker_cpus=worker_cpus,
+                threads=threads,
+                progress=progress,
             )
         else:
             new_metas = _run_local(plan, threads, progress)
@@ -314,8 +333,18 @@ def compute_shard(
     Used by both engines, so a shard's files do not depend on where it ran. Returns the marker.
     """
     meta = _run_shard(
-        lm, texts, spec.hooks, spec.poolings, spec.template, spec.pool_over, spec.limit,
-        spec.storage_dtype, spec.batch_tokens, spec.max_batch_size, spec.padding_side, bar,
+        lm,
+        texts,
+        spec.hooks,
+        spec.poolings,
+        spec.template,
+        spec.pool_over,
+        spec.limit,
+        spec.storage_dtype,
+        spec.batch_tokens,
+        spec.max_batch_size,
+        spec.padding_side,
+        bar,
     )
     meta.update(start=start, stop=start + len(texts), **(extra or {}))
     meta["truncated_rows"] = [start + r for r in meta["truncated_rows"]]
@@ -364,12 +393,17 @@ def plan_run(
         raise OptionError(f"padding_side={padding_side!r}: use 'left' or 'right'")
     if storage_dtype not in ("float32", "float16"):
         raise OptionError(f"storage_dtype={storage_dtype!r}: use 'float32' or 'float16'")
-    for name, value in (("shard_size", shard_size), ("batch_tokens", batch_tokens),
-                        ("max_batch_size", max_batch_size)):
+    for name, value in (
+        ("shard_size", shard_size),
+        ("batch_tokens", batch_tokens),
+        ("max_batch_size", max_batch_size),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             flag = "--" + name.replace("_", "-")
-            raise OptionError(f"{arg(name, flag)}={value!r}: must be a positive integer "
-                              f"(e.g. {arg(name + '=1024', flag + ' 1024')})")
+            raise OptionError(
+                f"{arg(name, flag)}={value!r}: must be a positive integer "
+                f"(e.g. {arg(name + '=1024', flag + ' 1024')})"
+            )
     if hook_points is not None and layers is not None:
         raise OptionError(
             f"pass {arg('layers=', '--layers')} or {arg('hook_points=', '--hook-points')}, not "
@@ -385,7 +419,9 @@ def plan_run(
         hooks = hook_names.expand_hook_patterns(patterns, available)
     else:
         wanted = hook_names.normalize_layers(layers, lm.n_layers, lm.name)
-        hooks = [hook_names.resid_hook(layer, lm.n_layers, lm.final_norm) for layer in sorted(wanted)]
+        hooks = [
+            hook_names.resid_hook(layer, lm.n_layers, lm.final_norm) for layer in sorted(wanted)
+        ]
     layer_map = {}
     for name in hooks:
         layer = hook_names.hook_layer(name, lm.n_layers, lm.final_norm)
@@ -410,7 +446,9 @@ def plan_run(
         "dataset_fingerprint": dataset.fingerprint(),
         "hook_points": hooks,
         "poolings": sorted(p.name for p in poolings),  # order does not change the run
-        "sentence_pooling": lm.sentence_pooling if any(p.name == "native" for p in poolings) else None,
+        "sentence_pooling": lm.sentence_pooling
+        if any(p.name == "native" for p in poolings)
+        else None,
         "template": template_text,
         "pool_over": pool_over,
         "max_length": limit,
@@ -424,9 +462,7 @@ def plan_run(
     if moved and any(hook_names.parse_hook(h)[1] in moved for h in hooks):
         identity["sublayer_paths"] = moved
     if out is None:
-        out = runs_dir() / (
-            f"{_slug(lm.name)}-{_slug(dataset.name)}-{identity_hash(identity)[:8]}"
-        )
+        out = runs_dir() / (f"{_slug(lm.name)}-{_slug(dataset.name)}-{identity_hash(identity)[:8]}")
     n = len(dataset)
     n_shards = math.ceil(n / shard_size)
     manifest: dict[str, Any] = {
@@ -483,18 +519,43 @@ def plan_run(
             raise
         return store
     try:
-        return _resume(writer, manifest, dataset, n_shards, verify_resume, progress, missing,
-                       lm, ShardSpec(hooks, poolings, template_text, pool_over, limit,
-                                     storage_dtype, batch_tokens, max_batch_size, padding_side),
-                       shard_size)
+        return _resume(
+            writer,
+            manifest,
+            dataset,
+            n_shards,
+            verify_resume,
+            progress,
+            missing,
+            lm,
+            ShardSpec(
+                hooks,
+                poolings,
+                template_text,
+                pool_over,
+                limit,
+                storage_dtype,
+                batch_tokens,
+                max_batch_size,
+                padding_side,
+            ),
+            shard_size,
+        )
     except BaseException:
         writer.close()
         raise
 
 
 def _resume(
-    writer: StoreWriter, manifest: dict[str, Any], dataset: Any, n_shards: int,
-    verify: bool, progress: bool, missing: dict[str, int], lm: Any, spec: ShardSpec,
+    writer: StoreWriter,
+    manifest: dict[str, Any],
+    dataset: Any,
+    n_shards: int,
+    verify: bool,
+    progress: bool,
+    missing: dict[str, int],
+    lm: Any,
+    spec: ShardSpec,
     shard_size: int,
 ) -> RunPlan | ActivationStore:
     """List the shards of ``writer``'s folder to keep (verified) and to compute; reuse the run
@@ -502,8 +563,11 @@ def _resume(
     old = writer.path / "manifest.json"
     complete = old.is_file() and ActivationStore(writer.path).complete
     markers = writer.shard_dir.glob("[0-9][0-9][0-9][0-9][0-9].json")
-    total = sum(int(info["bytes"]) for m in markers
-                for info in _marker_files(m).values()) if verify else 0
+    total = (
+        sum(int(info["bytes"]) for m in markers for info in _marker_files(m).values())
+        if verify
+        else 0
+    )
     from .store import _bytes_bar
 
     bar = _bytes_bar(total, f"verify {writer.path.name}", progress)
@@ -526,14 +590,16 @@ def _resume(
     if damaged:
         warnings.warn(
             f"{writer.path}: {len(damaged)} damaged shard(s) will be recomputed: "
-            + "; ".join(damaged[:5]) + (" ..." if len(damaged) > 5 else ""),
+            + "; ".join(damaged[:5])
+            + (" ..." if len(damaged) > 5 else ""),
             stacklevel=4,
         )
     if complete and not todo:
         log.info("reusing complete run %s", writer.path)
         if verify and writer.recorded_rows is not None and not writer.write_rows(_rows(dataset)):
-            warnings.warn(f"{writer.path / 'rows.jsonl'} was damaged and has been rewritten",
-                          stacklevel=4)
+            warnings.warn(
+                f"{writer.path / 'rows.jsonl'} was damaged and has been rewritten", stacklevel=4
+            )
         writer.close()
         return ActivationStore(writer.path)
     if missing:
@@ -596,8 +662,9 @@ def _run_local(plan: RunPlan, threads: int | None, progress: bool) -> list[dict[
             for index in plan.todo:
                 start, stop = plan.bounds(index)
                 texts = plan.dataset.texts[start:stop]
-                shard_metas.append(compute_shard(plan.lm, texts, start, index, plan.spec,
-                                                 plan.writer, bar))
+                shard_metas.append(
+                    compute_shard(plan.lm, texts, start, index, plan.spec, plan.writer, bar)
+                )
         finally:
             if bar is not None:
                 bar.close()
@@ -645,7 +712,10 @@ def finish_run(
 
 def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
     for i, text in enumerate(dataset.texts):
-        row: dict[str, Any] = {"text": text, "columns": {k: v[i] for k, v in dataset.columns.items()}}
+        row: dict[str, Any] = {
+            "text": text,
+            "columns": {k: v[i] for k, v in dataset.columns.items()},
+        }
         if dataset.words is not None:
             row["words"] = dataset.words[i]
             row["word_spans"] = dataset.word_spans[i] if dataset.word_spans is not None else None
@@ -666,8 +736,13 @@ def _tokenize(
     lm: Any, texts: list[str], template: str | None
 ) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
     inputs = [apply_template(template, t)[0] for t in texts]
-    enc = lm.tokenizer(inputs, add_special_tokens=True, return_offsets_mapping=True,
-                       return_attention_mask=False, truncation=False)
+    enc = lm.tokenizer(
+        inputs,
+        add_special_tokens=True,
+        return_offsets_mapping=True,
+        return_attention_mask=False,
+        truncation=False,
+    )
     return enc["input_ids"], enc["offset_mapping"]
 
 
@@ -817,4 +892,3 @@ def _run_shard(
         "n_fp16_overflow": n_fp16_overflow,
         "seconds": round(seconds, 4),
     }
-

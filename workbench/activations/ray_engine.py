@@ -118,9 +118,15 @@ def read_texts(
     from ..data._tables import dataset_from_columns
 
     if not is_url(spec):
-        return load_dataset(spec, text_column=text_column, label_columns=label_columns,
-                            limit=limit, seed=seed,
-                            **({"drop_empty": True} if drop_empty else {}), **kwargs)
+        return load_dataset(
+            spec,
+            text_column=text_column,
+            label_columns=label_columns,
+            limit=limit,
+            seed=seed,
+            **({"drop_empty": True} if drop_empty else {}),
+            **kwargs,
+        )
     if kwargs:
         raise WorkbenchError(
             f"options {sorted(kwargs)} apply to local datasets only; a URL takes text_column, "
@@ -148,14 +154,25 @@ def read_texts(
     finally:
         context.execution_options.preserve_order = previous
     name = Path(url.rstrip("/").split("://", 1)[1]).stem or "texts"
-    return dataset_from_columns(columns, text_column=text_column, label_columns=label_columns,
-                                name=name, source=url, drop_empty=drop_empty)
+    return dataset_from_columns(
+        columns,
+        text_column=text_column,
+        label_columns=label_columns,
+        name=name,
+        source=url,
+        drop_empty=drop_empty,
+    )
 
 
 def _url_format(url: str) -> str:
     path = url.split("?", 1)[0].rstrip("/").lower()
-    for suffix, fmt in ((".parquet", "parquet"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
-                        (".json", "jsonl"), (".csv", "csv")):
+    for suffix, fmt in (
+        (".parquet", "parquet"),
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".json", "jsonl"),
+        (".csv", "csv"),
+    ):
         if path.endswith(suffix):
             return fmt
     raise WorkbenchError(
@@ -230,10 +247,21 @@ class _ShardWorker:
             self._maybe_fail(int(row["index"]))
             t0 = time.time()
             worker = {"host": socket.gethostname(), "pid": os.getpid(), "threads": self.threads}
-            meta = self.compute(self.lm, row["texts"], int(row["start"]), int(row["index"]),
-                                 self.spec, self.writer, extra={"worker": worker})
-            timing = {"t0": t0, "t1": time.time(), "actor_started": self.started,
-                      "actor_ready": self.ready}
+            meta = self.compute(
+                self.lm,
+                row["texts"],
+                int(row["start"]),
+                int(row["index"]),
+                self.spec,
+                self.writer,
+                extra={"worker": worker},
+            )
+            timing = {
+                "t0": t0,
+                "t1": time.time(),
+                "actor_started": self.started,
+                "actor_ready": self.ready,
+            }
             out.append(json.dumps({"marker": meta, "timing": timing}))
         return {"result": np.asarray(out, dtype=object)}
 
@@ -304,8 +332,8 @@ def run_shards(
     cuda = lm.device.type == "cuda"
     resources = ray.cluster_resources()
     if num_workers is None:
-        num_workers = int(resources.get("GPU", 0)) if cuda else int(
-            resources.get("CPU", 1) // worker_cpus
+        num_workers = (
+            int(resources.get("GPU", 0)) if cuda else int(resources.get("CPU", 1) // worker_cpus)
         )
     num_workers = max(1, min(num_workers, len(plan.todo)))
     threads = threads or max(1, int(worker_cpus))
@@ -318,9 +346,15 @@ def run_shards(
     context = ray.data.DataContext.get_current()
     saved = context.enable_progress_bars
     context.enable_progress_bars = False
-    engine = {"name": "ray", "ray_version": ray.__version__, "address": address,
-              "workers": num_workers, "worker_cpus": worker_cpus, "threads": threads,
-              "device": "cuda" if cuda else "cpu"}
+    engine = {
+        "name": "ray",
+        "ray_version": ray.__version__,
+        "address": address,
+        "workers": num_workers,
+        "worker_cpus": worker_cpus,
+        "threads": threads,
+        "device": "cuda" if cuda else "cpu",
+    }
     plan.manifest["extraction"]["threads"] = threads
     plan.manifest["extraction"]["engine"] = engine
     plan.writer.save_manifest()
@@ -408,5 +442,10 @@ def _progress(total: int, initial: int, enabled: bool, name: str, workers: int) 
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="text", smoothing=0.1,
-                desc=f"extract {name} on ray x{workers}")
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="text",
+        smoothing=0.1,
+        desc=f"extract {name} on ray x{workers}",
+    )

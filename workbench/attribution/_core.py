@@ -78,9 +78,15 @@ class Attribution:
         """A DataFrame: position, token, start, end, score."""
         import pandas as pd
 
-        return pd.DataFrame({"position": np.arange(len(self.tokens)), "token": self.tokens,
-                             "start": self.offsets[:, 0], "end": self.offsets[:, 1],
-                             "score": self.scores})
+        return pd.DataFrame(
+            {
+                "position": np.arange(len(self.tokens)),
+                "token": self.tokens,
+                "start": self.offsets[:, 0],
+                "end": self.offsets[:, 1],
+                "score": self.scores,
+            }
+        )
 
 
 @dataclass
@@ -101,8 +107,12 @@ def encode(lm: Any, text: str, template: str | None = None) -> Encoded:
     if not isinstance(text, str) or not text.strip():
         raise AttributionInputError(f"text {text!r} is empty: pass a non-empty string")
     model_input, start = apply_template(template, text)
-    enc = lm.tokenizer(model_input, add_special_tokens=True, return_offsets_mapping=True,
-                       return_special_tokens_mask=True)
+    enc = lm.tokenizer(
+        model_input,
+        add_special_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
     ids = enc["input_ids"]
     if len(ids) > lm.max_length:
         raise ContextLengthError(
@@ -110,7 +120,9 @@ def encode(lm: Any, text: str, template: str | None = None) -> Encoded:
             "shorten it (attribution does not truncate)"
         )
     return Encoded(
-        text=model_input, text_start=start, text_length=len(text),
+        text=model_input,
+        text_start=start,
+        text_length=len(text),
         ids=torch.tensor([ids], device=lm.device),
         offsets=np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2),
         special=np.asarray(enc["special_tokens_mask"], dtype=bool),
@@ -122,8 +134,9 @@ def single_token(lm: Any, token: str | int, what: str = "target") -> int:
     """The id of ``token`` (a string that must be one token, or an id)."""
     if isinstance(token, int | np.integer):
         if not 0 <= int(token) < len(lm.tokenizer):
-            raise TargetTokenError(f"{what} id {token} is outside the vocabulary "
-                                   f"0..{len(lm.tokenizer) - 1}")
+            raise TargetTokenError(
+                f"{what} id {token} is outside the vocabulary 0..{len(lm.tokenizer) - 1}"
+            )
         return int(token)
     ids = lm.tokenizer(token, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
@@ -218,17 +231,29 @@ def integrate(
     with hooks.eval_mode(lm.model):
         with torch.enable_grad():
             attributions, delta = lig.attribute(
-                enc.ids, baselines=baseline, n_steps=n_steps, method=method,
-                internal_batch_size=internal_batch_size, return_convergence_delta=True)
+                enc.ids,
+                baselines=baseline,
+                n_steps=n_steps,
+                method=method,
+                internal_batch_size=internal_batch_size,
+                return_convergence_delta=True,
+            )
         with torch.no_grad():
             out = forward(enc.ids).float()
             ref = forward(baseline).float()
     scores = attributions.detach().float().sum(dim=-1)[0].cpu().numpy()
     result = Attribution(
-        text=enc.text, tokens=list(enc.tokens), offsets=enc.offsets, scores=scores,
-        target=target, output=float(out[0]), baseline_output=float(ref[0]),
-        delta=float(delta.detach().reshape(-1)[0]), n_steps=n_steps,
-        baseline_token=lm.tokenizer.convert_ids_to_tokens(ref_id), kept_first=bool(keep_first),
+        text=enc.text,
+        tokens=list(enc.tokens),
+        offsets=enc.offsets,
+        scores=scores,
+        target=target,
+        output=float(out[0]),
+        baseline_output=float(ref[0]),
+        delta=float(delta.detach().reshape(-1)[0]),
+        n_steps=n_steps,
+        baseline_token=lm.tokenizer.convert_ids_to_tokens(ref_id),
+        kept_first=bool(keep_first),
     )
     if result.relative_delta > 0.05:
         warnings.warn(

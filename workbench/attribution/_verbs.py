@@ -28,14 +28,16 @@ _INTERNAL_BATCH_SIZE = 16
 _METHOD = "gausslegendre"
 
 
-def _pooler(lm: Any, pooling: str, template: str | None, pool_over: str | None, enc: Encoded
-            ) -> Any:
+def _pooler(
+    lm: Any, pooling: str, template: str | None, pool_over: str | None, enc: Encoded
+) -> Any:
     """``hidden [batch, n, d] -> [batch, d]`` for ``pooling`` over the tokens it reads."""
     (p,) = parse_poolings(pooling, lm.sentence_pooling)
     if p.ragged:
         raise AttributionInputError(
             "pooling 'tokens' gives one vector per token: pick one with pooling='pos:K' (or "
-            "mean/last/first/max)")
+            "mean/last/first/max)"
+        )
     over = pool_over or default_pool_over(template)
     if over not in ("input", "text"):
         raise AttributionInputError(f"pool_over={over!r}: use 'input' or 'text'")
@@ -66,27 +68,34 @@ def _linear(probe: Any, d_model: int, output: Any) -> tuple[torch.Tensor, float,
     if coef is None:
         raise AttributionInputError(
             f"{type(probe).__name__} has no linear weights (coef_): attribute a fitted "
-            "LogisticProbe, RidgeProbe or MassMeanProbe, or pass a direction vector [d_model]")
+            "LogisticProbe, RidgeProbe or MassMeanProbe, or pass a direction vector [d_model]"
+        )
     W = np.atleast_2d(np.asarray(coef, dtype=np.float64))
     b = np.atleast_1d(np.asarray(getattr(probe, "intercept_", np.zeros(len(W))), np.float64))
     if W.shape[1] != d_model:
         raise AttributionInputError(
             f"the probe has {W.shape[1]} inputs but the model's d_model is {d_model}: use a probe "
-            "fitted on this model's activations")
-    classes = np.asarray(getattr(probe, "classes_", [])).tolist()  # plain values: 1, not np.int64(1)
+            "fitted on this model's activations"
+        )
+    classes = np.asarray(
+        getattr(probe, "classes_", [])
+    ).tolist()  # plain values: 1, not np.int64(1)
     if len(W) == 1:
         k = 0
-        name = (f"probe logit of class {classes[1]!r}" if len(classes) == 2 else "probe output")
+        name = f"probe logit of class {classes[1]!r}" if len(classes) == 2 else "probe output"
     elif output is None:
         names = classes or list(range(len(W)))
         raise AttributionInputError(
             f"the probe has {len(W)} outputs: pass output= one of {names[:20]} (a class label, "
-            "or an output index for a regression probe)")
+            "or an output index for a regression probe)"
+        )
     else:
         k = classes.index(output) if output in classes else int(output)
         if not 0 <= k < len(W):
-            raise AttributionInputError(f"output={output!r} is not among the probe's outputs "
-                                        f"{classes or list(range(len(W)))}")
+            raise AttributionInputError(
+                f"output={output!r} is not among the probe's outputs "
+                f"{classes or list(range(len(W)))}"
+            )
         name = f"probe score of {classes[k] if classes else k!r}"
     return torch.from_numpy(W[k]).float(), float(b[min(k, len(b) - 1)]), name
 
@@ -156,10 +165,17 @@ def attribute_probe(
         def forward(ids: torch.Tensor) -> torch.Tensor:
             return pooled(run(ids)) @ w.to(ids.device) + b
 
-        return integrate(lm, enc, forward, target=f"{name} at layer {resolved} ({pooling})",
-                         baseline_token=baseline_token, n_steps=n_steps,
-                         internal_batch_size=internal_batch_size, method=method,
-                         keep_first=keep_first)
+        return integrate(
+            lm,
+            enc,
+            forward,
+            target=f"{name} at layer {resolved} ({pooling})",
+            baseline_token=baseline_token,
+            n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+            method=method,
+            keep_first=keep_first,
+        )
 
     return _each(text, one)
 
@@ -216,13 +232,20 @@ def attribute_similarity(
             e = poolers[i](run(ids))
             return torch.nn.functional.cosine_similarity(e, other[None].to(e.device), dim=-1)
 
-        out.append(integrate(
-            lm, encs[i], forward,
-            target=f"cos({'a' if i == 0 else 'b'}, {'b' if i == 0 else 'a'}) at layer "
-                   f"{resolved} ({pooling})",
-            baseline_token=baseline_token, n_steps=n_steps,
-            internal_batch_size=internal_batch_size, method=method,
-                         keep_first=keep_first))
+        out.append(
+            integrate(
+                lm,
+                encs[i],
+                forward,
+                target=f"cos({'a' if i == 0 else 'b'}, {'b' if i == 0 else 'a'}) at layer "
+                f"{resolved} ({pooling})",
+                baseline_token=baseline_token,
+                n_steps=n_steps,
+                internal_batch_size=internal_batch_size,
+                method=method,
+                keep_first=keep_first,
+            )
+        )
     return out[0], out[1]
 
 
@@ -263,16 +286,21 @@ def attribute_next_token(
         TargetTokenError: ``target`` or ``foil`` is not exactly one token.
         TokenIndexError: ``position`` is outside the text's tokens.
     """
-    if lm.kind != "decoder" or not hasattr(lm.model, "get_output_embeddings") or \
-            lm.model.get_output_embeddings() is None:
+    if (
+        lm.kind != "decoder"
+        or not hasattr(lm.model, "get_output_embeddings")
+        or lm.model.get_output_embeddings() is None
+    ):
         raise AttributionInputError(
             f"{lm.name} is an {lm.kind} without a language-model head: next-token attribution "
-            "needs a decoder (e.g. smollm2-135m); for encoders use attribute_similarity")
+            "needs a decoder (e.g. smollm2-135m); for encoders use attribute_similarity"
+        )
     t_id = single_token(lm, target, "target")
     f_id = single_token(lm, foil, "foil") if foil is not None else None
     t_name = lm.tokenizer.convert_ids_to_tokens(t_id)
     name = f"logit({t_name!r})" + (
-        f" - logit({lm.tokenizer.convert_ids_to_tokens(f_id)!r})" if f_id is not None else "")
+        f" - logit({lm.tokenizer.convert_ids_to_tokens(f_id)!r})" if f_id is not None else ""
+    )
 
     def one(t: str) -> Attribution:
         enc = encode(lm, t, template)
@@ -284,9 +312,16 @@ def attribute_next_token(
             value = logits[:, t_id]
             return value - logits[:, f_id] if f_id is not None else value
 
-        return integrate(lm, enc, forward, target=f"{name} after token {pos}",
-                         baseline_token=baseline_token, n_steps=n_steps,
-                         internal_batch_size=internal_batch_size, method=method,
-                         keep_first=keep_first)
+        return integrate(
+            lm,
+            enc,
+            forward,
+            target=f"{name} after token {pos}",
+            baseline_token=baseline_token,
+            n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+            method=method,
+            keep_first=keep_first,
+        )
 
     return _each(text, one)

@@ -13,7 +13,7 @@ from rich.table import Table
 app = typer.Typer(
     name="invert",
     help="Invert sentence embeddings (guided decoding, trained inverter, hybrid) and report "
-         "leakage.",
+    "leakage.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -37,26 +37,38 @@ def _device(device: str | None) -> str:
 def _texts(data: str, limit: int | None, text_column: str | None = None) -> list[str]:
     from ..data import load_dataset
 
-    return [t for t in load_dataset(data, limit=limit, text_column=text_column).texts
-            if t.strip()]
+    return [t for t in load_dataset(data, limit=limit, text_column=text_column).texts if t.strip()]
 
 
 @app.command("run")
 def run(
     text: Annotated[str | None, typer.Argument(help="a text to embed and invert")] = None,
-    vector: Annotated[Path | None, typer.Option(help="a .npy file with an embedding [dim] or "
-                                                     "[n, dim] to invert instead of TEXT")] = None,
-    embedder: Annotated[str, typer.Option(help="model whose embeddings are inverted")] = "minilm-l6",
+    vector: Annotated[
+        Path | None,
+        typer.Option(
+            help="a .npy file with an embedding [dim] or [n, dim] to invert instead of TEXT"
+        ),
+    ] = None,
+    embedder: Annotated[
+        str, typer.Option(help="model whose embeddings are inverted")
+    ] = "minilm-l6",
     layer: Annotated[int, typer.Option(help="layer of the embedder (hidden_states index)")] = -1,
-    pooling: Annotated[str | None, typer.Option(help="native (default for sentence encoders), "
-                                                     "mean, last, ...")] = None,
+    pooling: Annotated[
+        str | None, typer.Option(help="native (default for sentence encoders), mean, last, ...")
+    ] = None,
     model: Annotated[str, typer.Option(help="decoder LLM that writes the text")] = "smollm2-135m",
     method: Annotated[str, typer.Option(help="guided, trained or hybrid")] = "guided",
-    checkpoint: Annotated[Path | None, typer.Option(help="trained inverter folder (trained, "
-                                                         "hybrid)")] = None,
-    corrector: Annotated[Path | None, typer.Option(help="trained corrector folder (`invert train "
-                                                        "--kind corrector`): corrects the "
-                                                        "method's text for --steps rounds")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="trained inverter folder (trained, hybrid)")
+    ] = None,
+    corrector: Annotated[
+        Path | None,
+        typer.Option(
+            help="trained corrector folder (`invert train "
+            "--kind corrector`): corrects the "
+            "method's text for --steps rounds"
+        ),
+    ] = None,
     steps: Annotated[int, typer.Option(help="correction (rewrite) rounds")] = 1,
     beam_width: Annotated[int, typer.Option(help="guided beams")] = 3,
     top_k: Annotated[int, typer.Option(help="LLM proposals per beam and step")] = 5,
@@ -90,8 +102,9 @@ def run(
     else:
         assert vector is not None
         targets = check_embeddings(np.load(vector, allow_pickle=False), emb)
-    inverter = _inverter(method, lm, emb, checkpoint, steps, beam_width, top_k, keywords,
-                         max_tokens)
+    inverter = _inverter(
+        method, lm, emb, checkpoint, steps, beam_width, top_k, keywords, max_tokens
+    )
     fixer = TrainedCorrector.load(corrector, lm, emb) if corrector is not None else None
     table = Table("#", "reconstruction", "cosine", "bow anchor", "seconds")
     for i, x in enumerate(targets):
@@ -106,26 +119,46 @@ def run(
             err.print(f"  step {step}: cos {c:.3f}  {t}")
         if text is not None:
             m = evaluate([text], [res.text])
-            err.print(f"  BLEU {m['bleu']:.1f}  token F1 {m['token_f1']:.2f}  exact "
-                      f"{m['exact_match']:.0f}")
+            err.print(
+                f"  BLEU {m['bleu']:.1f}  token F1 {m['token_f1']:.2f}  exact "
+                f"{m['exact_match']:.0f}"
+            )
     console.print(table)
 
 
-def _inverter(method: str, lm: Any, emb: Any, checkpoint: Path | None, steps: int,
-              beam_width: int, top_k: int, keywords: int, max_tokens: int) -> Any:
+def _inverter(
+    method: str,
+    lm: Any,
+    emb: Any,
+    checkpoint: Path | None,
+    steps: int,
+    beam_width: int,
+    top_k: int,
+    keywords: int,
+    max_tokens: int,
+) -> Any:
     """A callable: embedding [dim] -> InversionResult."""
     from ..errors import WorkbenchError
     from ..inversion.correction import HybridInverter
     from ..inversion.guided import GuidedInverter
     from ..inversion.trained import SoftPrefixInverter
 
-    guided = GuidedInverter(lm, emb, beam_width=beam_width, top_k=top_k, keywords=keywords,
-                            max_tokens=max_tokens, rewrite_rounds=steps)
+    guided = GuidedInverter(
+        lm,
+        emb,
+        beam_width=beam_width,
+        top_k=top_k,
+        keywords=keywords,
+        max_tokens=max_tokens,
+        rewrite_rounds=steps,
+    )
     if method == "guided":
         return guided.invert
     if checkpoint is None:
-        raise WorkbenchError(f"--method {method} needs --checkpoint DIR (a folder written by "
-                             "`workbench invert train`)")
+        raise WorkbenchError(
+            f"--method {method} needs --checkpoint DIR (a folder written by "
+            "`workbench invert train`)"
+        )
     trained = SoftPrefixInverter.load(checkpoint, lm, emb)
     if method == "hybrid":
         return HybridInverter(trained, guided, steps=steps).invert
@@ -134,12 +167,22 @@ def _inverter(method: str, lm: Any, emb: Any, checkpoint: Path | None, steps: in
 
 @app.command("train")
 def train(
-    data: Annotated[str, typer.Option(help="training texts: a data file (.txt/.csv/.jsonl/"
-                                           ".conllu ...) or a built-in dataset")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="training texts: a data file (.txt/.csv/.jsonl/.conllu ...) or a built-in dataset"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="checkpoint folder (rerun the command to resume)")],
-    kind: Annotated[str, typer.Option(help="inverter (embedding -> text) or corrector (target "
-                                           "and hypothesis -> better text)")] = "inverter",
-    embedder: Annotated[str, typer.Option(help="model whose embeddings are inverted")] = "minilm-l6",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="inverter (embedding -> text) or corrector (target and hypothesis -> better text)"
+        ),
+    ] = "inverter",
+    embedder: Annotated[
+        str, typer.Option(help="model whose embeddings are inverted")
+    ] = "minilm-l6",
     layer: Annotated[int, typer.Option(help="layer of the embedder")] = -1,
     pooling: Annotated[str | None, typer.Option(help="pooling of the embedder")] = None,
     model: Annotated[str, typer.Option(help="decoder LLM")] = "smollm2-135m",
@@ -149,12 +192,18 @@ def train(
     hidden: Annotated[int, typer.Option(help="MLP hidden width")] = 1024,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank (0: LLM frozen)")] = 0,
     lr: Annotated[float, typer.Option(help="learning rate")] = 1e-3,
-    max_tokens: Annotated[int, typer.Option(help="training texts are cut to this many tokens "
-                                                 "(a warning counts the cut ones)")] = 48,
+    max_tokens: Annotated[
+        int,
+        typer.Option(
+            help="training texts are cut to this many tokens (a warning counts the cut ones)"
+        ),
+    ] = 48,
     limit: Annotated[int | None, typer.Option(help="use the first N texts")] = None,
     text_column: Annotated[str | None, typer.Option(help="text column of a table")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 50,
-    max_minutes: Annotated[float | None, typer.Option(help="stop (checkpointed) after this")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="stop (checkpointed) after this")
+    ] = None,
     seed: Annotated[int, typer.Option(help="initialisation and data order")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: cuda if present)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
@@ -177,27 +226,43 @@ def train(
     texts = _texts(data, limit, text_column)
     emb = ModelEmbedder(load_model(embedder, device=dev), layer=layer, pooling=pooling)
     lm = load_model(model, device=dev)
-    config = InverterConfig(prefix_length=prefix_length, hidden=hidden, lora_rank=lora_rank,
-                            lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed)
+    config = InverterConfig(
+        prefix_length=prefix_length,
+        hidden=hidden,
+        lora_rank=lora_rank,
+        lr=lr,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
     err.print(f"training a {kind} on {len(texts)} texts, {emb.name} -> {lm.name} on {dev}")
     inv = classes[kind](lm, emb, config)
-    inv.fit(texts, out, steps, checkpoint_every=checkpoint_every,
-            max_seconds=None if max_minutes is None else 60 * max_minutes)
+    inv.fit(
+        texts,
+        out,
+        steps,
+        checkpoint_every=checkpoint_every,
+        max_seconds=None if max_minutes is None else 60 * max_minutes,
+    )
     last = inv.losses_[-10:]
-    err.print(f"step {inv.step_}/{steps}; mean loss of the last {len(last)} steps "
-              f"{sum(last) / max(1, len(last)):.3f}; checkpoint in {out}")
+    err.print(
+        f"step {inv.step_}/{steps}; mean loss of the last {len(last)} steps "
+        f"{sum(last) / max(1, len(last)):.3f}; checkpoint in {out}"
+    )
 
 
 @app.command("leakage")
 def leakage(
     data: Annotated[str, typer.Option(help="source texts: a data file or a built-in dataset")],
-    model: Annotated[str, typer.Option(help="decoder LLM whose hidden states are inverted")]
-        = "smollm2-135m",
+    model: Annotated[
+        str, typer.Option(help="decoder LLM whose hidden states are inverted")
+    ] = "smollm2-135m",
     layers: Annotated[str, typer.Option(help="'0,15,-1', '10:20' or 'all'")] = "-1",
     pooling: Annotated[str, typer.Option(help="mean,last,...")] = "mean",
     n: Annotated[int, typer.Option(help="texts to invert")] = 10,
-    noise: Annotated[str, typer.Option(help="noise scales of the defence curve")]
-        = "0,0.01,0.05,0.1",
+    noise: Annotated[
+        str, typer.Option(help="noise scales of the defence curve")
+    ] = "0,0.01,0.05,0.1",
     out: Annotated[Path | None, typer.Option(help="write leakage.json and leakage.md here")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: cuda if present)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
@@ -212,13 +277,20 @@ def leakage(
     _threads(threads)
     lm = load_model(model, device=_device(device))
     texts = _texts(data, n)
-    report = leakage_report(lm, texts, layers=layers, poolings=pooling.split(","),
-                            noise=[float(x) for x in noise.split(",")])
+    report = leakage_report(
+        lm,
+        texts,
+        layers=layers,
+        poolings=pooling.split(","),
+        noise=[float(x) for x in noise.split(",")],
+    )
     md = report.to_markdown()
     console.print(md)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "leakage.json", {"rows": report.rows, "defence": report.defence,
-                                          "examples": report.examples})
+        write_json(
+            out / "leakage.json",
+            {"rows": report.rows, "defence": report.defence, "examples": report.examples},
+        )
         (out / "leakage.md").write_text(md)
         err.print(f"wrote {out}/leakage.json and leakage.md")

@@ -19,7 +19,9 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-UD_DEV = Path(__file__).resolve().parents[2].parent / "shared/data/ud_english_ewt/en_ewt-ud-dev.conllu"
+UD_DEV = (
+    Path(__file__).resolve().parents[2].parent / "shared/data/ud_english_ewt/en_ewt-ud-dev.conllu"
+)
 
 
 def _load(model: str, threads: int | None) -> Any:
@@ -31,8 +33,9 @@ def _load(model: str, threads: int | None) -> Any:
     return load_model(model)
 
 
-def _split(dataset: str, holdout: int, min_words: int, max_words: int
-           ) -> tuple[list[str], list[str], dict[str, Any]]:
+def _split(
+    dataset: str, holdout: int, min_words: int, max_words: int
+) -> tuple[list[str], list[str], dict[str, Any]]:
     """Texts of ``dataset`` with ``min_words..max_words`` words; the last ``holdout`` are
     held out (never trained on)."""
     from ..data import load_dataset
@@ -45,19 +48,29 @@ def _split(dataset: str, holdout: int, min_words: int, max_words: int
             f"{dataset} has {len(texts)} texts of {min_words}-{max_words} words, not more than "
             f"--holdout {holdout}: lower --holdout or use a larger dataset"
         )
-    info = {"spec": dataset, "name": data.name, "min_words": min_words, "max_words": max_words,
-            "n_texts": len(texts), "holdout": holdout}
+    info = {
+        "spec": dataset,
+        "name": data.name,
+        "min_words": min_words,
+        "max_words": max_words,
+        "n_texts": len(texts),
+        "holdout": holdout,
+    }
     return texts[:-holdout] if holdout else texts, texts[-holdout:] if holdout else [], info
 
 
 @app.command("logit")
 def logit(
     prompt: Annotated[str, typer.Argument(help="the text to read at every layer")],
-    model: Annotated[str, typer.Option(help="bundled name, hub id, local folder or .gguf")] = "smollm2-135m",
+    model: Annotated[
+        str, typer.Option(help="bundled name, hub id, local folder or .gguf")
+    ] = "smollm2-135m",
     k: Annotated[int, typer.Option(help="top tokens per cell")] = 3,
     target: Annotated[str | None, typer.Option(help="a one-token target, e.g. ' Paris'")] = None,
     layers: Annotated[str, typer.Option(help="'all', '0,15,-1' or '10:20'")] = "all",
-    tuned: Annotated[Path | None, typer.Option(help="a tuned lens folder to read with instead")] = None,
+    tuned: Annotated[
+        Path | None, typer.Option(help="a tuned lens folder to read with instead")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Print, per layer, the top-k next tokens at every position of PROMPT (and the target's
@@ -73,9 +86,13 @@ def logit(
     if res.target_rank is not None:
         table.add_column(f"rank of {res.target!r} (last)")
     for li, layer in enumerate(res.layers):
-        cells = ["\n".join(f"{tok!r} {p:.2f}" for tok, p in zip(res.top_tokens[li][pos],
-                                                                 res.top_probs[li, pos], strict=True))
-                 for pos in range(len(res.input_tokens))]
+        cells = [
+            "\n".join(
+                f"{tok!r} {p:.2f}"
+                for tok, p in zip(res.top_tokens[li][pos], res.top_probs[li, pos], strict=True)
+            )
+            for pos in range(len(res.input_tokens))
+        ]
         if res.target_rank is not None and res.target_prob is not None:
             cells.append(f"{int(res.target_rank[li, -1])} ({res.target_prob[li, -1]:.3f})")
         table.add_row(str(int(layer)), *cells)
@@ -85,10 +102,18 @@ def logit(
 @app.command("train-tuned")
 def train_tuned(
     out: Annotated[Path, typer.Option(help="folder for the lens (rerun to resume)")],
-    model: Annotated[str, typer.Option(help="bundled name, hub id, local folder or .gguf")] = "smollm2-135m",
-    dataset: Annotated[str, typer.Option(help="built-in name or data file (.conllu, .csv, ...)")] = str(UD_DEV),
-    steps: Annotated[int, typer.Option(help="KL steps after the least-squares start (0: none)")] = 20,
-    layers: Annotated[str, typer.Option(help="layers with a translator: 'all', '5,10' or '5:25'")] = "all",
+    model: Annotated[
+        str, typer.Option(help="bundled name, hub id, local folder or .gguf")
+    ] = "smollm2-135m",
+    dataset: Annotated[
+        str, typer.Option(help="built-in name or data file (.conllu, .csv, ...)")
+    ] = str(UD_DEV),
+    steps: Annotated[
+        int, typer.Option(help="KL steps after the least-squares start (0: none)")
+    ] = 20,
+    layers: Annotated[
+        str, typer.Option(help="layers with a translator: 'all', '5,10' or '5:25'")
+    ] = "all",
     init: Annotated[str, typer.Option(help="lstsq or identity")] = "lstsq",
     init_texts: Annotated[int, typer.Option(help="texts for the least-squares fit")] = 128,
     holdout: Annotated[int, typer.Option(help="last N texts held out for `lens report`")] = 100,
@@ -108,19 +133,34 @@ def train_tuned(
     lm = _load(model, threads)
     err.print(f"{len(train)} training texts ({holdout} held out) from {info['name']}")
     lens = TunedLens(lm, layers=layers).fit(
-        train, steps=steps, init=init, init_texts=init_texts, batch_size=batch_size,
-        max_length=max_length, tokens_per_step=tokens_per_step, lr=lr, seed=seed, out=out,
-        dataset=info)
+        train,
+        steps=steps,
+        init=init,
+        init_texts=init_texts,
+        batch_size=batch_size,
+        max_length=max_length,
+        tokens_per_step=tokens_per_step,
+        lr=lr,
+        seed=seed,
+        out=out,
+        dataset=info,
+    )
     t = lens.config_["training"]
-    console.print(f"tuned lens for {lm.name} ({len(lens.layers)} layers) in [bold]{out}[/]: "
-                  f"{t['seconds']} s, final KL {t['final_kl']}")
+    console.print(
+        f"tuned lens for {lm.name} ({len(lens.layers)} layers) in [bold]{out}[/]: "
+        f"{t['seconds']} s, final KL {t['final_kl']}"
+    )
 
 
 @app.command("report")
 def report(
-    lens: Annotated[Path | None, typer.Option(help="a tuned lens folder (omit: logit lens only)")] = None,
+    lens: Annotated[
+        Path | None, typer.Option(help="a tuned lens folder (omit: logit lens only)")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="model (default: the lens's own)")] = None,
-    dataset: Annotated[str | None, typer.Option(help="texts (default: the lens's held-out texts)")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="texts (default: the lens's held-out texts)")
+    ] = None,
     holdout: Annotated[int | None, typer.Option(help="evaluate the last N texts")] = None,
     limit: Annotated[int | None, typer.Option(help="evaluate at most N of them")] = None,
     max_length: Annotated[int, typer.Option(help="tokens per text at most")] = 24,
@@ -135,8 +175,11 @@ def report(
     if lens is not None and (lens / CONFIG).is_file():
         from ..artifacts import read_json
 
-        config = read_json(lens / CONFIG, "tuned-lens config",
-                           "train it again (`workbench lens train-tuned --out`)")
+        config = read_json(
+            lens / CONFIG,
+            "tuned-lens config",
+            "train it again (`workbench lens train-tuned --out`)",
+        )
         info = ((config.get("training") or {}).get("dataset")) or {}
         model = model or config["model"]["spec"]
     spec = dataset or info.get("spec") or str(UD_DEV)
@@ -150,12 +193,19 @@ def report(
         console.print_json(rep.table.to_json(orient="records"))
         return
     cols = [c for c in rep.table.columns if c != "layer"]
-    table = Table("layer", *cols, title=f"{lm.name} on {len(held)} held-out texts of {spec} "
-                  f"({rep.n_tokens} tokens, position 0 left out; model perplexity "
-                  f"{rep.ppl_model:.1f})", title_justify="left")
+    table = Table(
+        "layer",
+        *cols,
+        title=f"{lm.name} on {len(held)} held-out texts of {spec} "
+        f"({rep.n_tokens} tokens, position 0 left out; model perplexity "
+        f"{rep.ppl_model:.1f})",
+        title_justify="left",
+    )
     for _, row in rep.table.iterrows():
-        table.add_row(str(int(row["layer"])), *[f"{row[c]:.3f}" if c.startswith("kl")
-                                                 else f"{row[c]:.4g}" for c in cols])
+        table.add_row(
+            str(int(row["layer"])),
+            *[f"{row[c]:.3f}" if c.startswith("kl") else f"{row[c]:.4g}" for c in cols],
+        )
     console.print(table)
 
 
@@ -164,10 +214,14 @@ def patchscope(
     source: Annotated[str, typer.Argument(help="the source prompt")],
     layer: Annotated[str, typer.Option(help="source layer(s): 12, '4,8,12' or 'all'")],
     position: Annotated[int, typer.Option(help="token index in SOURCE (-1: last)")] = -1,
-    target_layer: Annotated[int | None, typer.Option(help="layer to patch into (default: same)")] = None,
+    target_layer: Annotated[
+        int | None, typer.Option(help="layer to patch into (default: same)")
+    ] = None,
     target_prompt: Annotated[str | None, typer.Option(help="prompt with the placeholder")] = None,
     placeholder: Annotated[str, typer.Option(help="text in the target prompt to overwrite")] = "?",
-    model: Annotated[str, typer.Option(help="bundled name, hub id, local folder or .gguf")] = "smollm2-135m",
+    model: Annotated[
+        str, typer.Option(help="bundled name, hub id, local folder or .gguf")
+    ] = "smollm2-135m",
     max_new_tokens: Annotated[int, typer.Option(help="greedy tokens at most")] = 10,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
@@ -177,13 +231,22 @@ def patchscope(
 
     lm = _load(model, threads)
     scope = Patchscope(lm, target_prompt=target_prompt or IDENTITY_PROMPT, placeholder=placeholder)
-    layers: Any = layer if layer.strip().lower() == "all" or ":" in layer else [
-        int(x) for x in layer.split(",")]
+    layers: Any = (
+        layer
+        if layer.strip().lower() == "all" or ":" in layer
+        else [int(x) for x in layer.split(",")]
+    )
     results = scope.run_layers(source, layers, position, target_layer, max_new_tokens)
     first = results[0]
-    table = Table("layer", "target layer", "description", "generated",
-                  title=f"Patchscope of {first.source_token!r} (position {first.position} of "
-                  f"{source!r}) into {scope.target_prompt!r}", title_justify="left")
+    table = Table(
+        "layer",
+        "target layer",
+        "description",
+        "generated",
+        title=f"Patchscope of {first.source_token!r} (position {first.position} of "
+        f"{source!r}) into {scope.target_prompt!r}",
+        title_justify="left",
+    )
     for r in results:
         table.add_row(str(r.layer), str(r.target_layer), r.description, repr(r.text))
     console.print(table)

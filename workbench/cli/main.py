@@ -31,15 +31,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 from .embed import app as embed_app  # noqa: E402, I001
+
 app.add_typer(embed_app, name="embed")
 from .probe import app as probe_app  # noqa: E402, I001
+
 app.add_typer(probe_app, name="probe")
 from .project import app as project_app  # noqa: E402, I001
+
 app.add_typer(project_app, name="project")
 from .invert import app as invert_app  # noqa: E402, I001
+
 app.add_typer(invert_app, name="invert")
-from .lens import app as lens_app; app.add_typer(lens_app, name="lens")  # noqa: E402, I001, E702
+from .lens import app as lens_app  # noqa: E402, I001
+
+app.add_typer(lens_app, name="lens")
 from .dashboard import dashboard as _dashboard  # noqa: E402, I001
+
 app.command("dashboard")(_dashboard)
 console = Console()
 err = Console(stderr=True)
@@ -48,7 +55,9 @@ _DEBUG: dict[str, bool] = {"on": False}
 
 @app.callback()
 def _options(
-    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks instead of one-line errors")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show tracebacks instead of one-line errors")
+    ] = False,
 ) -> None:
     """Look inside LLM embeddings: extract per-layer, per-token hidden states into a store."""
     _DEBUG["on"] = bool(_DEBUG["on"]) or debug
@@ -66,10 +75,19 @@ def models() -> None:
             installed = "yes"
         except WorkbenchError:
             installed = f"no: {m.install_hint()}"
-        table.add_row(m.name, m.kind, str(m.n_layers), f"0..{m.n_layers}", str(m.d_model),
-                      installed, m.description)
+        table.add_row(
+            m.name,
+            m.kind,
+            str(m.n_layers),
+            f"0..{m.n_layers}",
+            str(m.d_model),
+            installed,
+            m.description,
+        )
     console.print(table)
-    console.print("Any Hugging Face hub id, local folder or .gguf file works too (online for hub ids).")
+    console.print(
+        "Any Hugging Face hub id, local folder or .gguf file works too (online for hub ids)."
+    )
 
 
 @app.command()
@@ -88,33 +106,84 @@ def datasets() -> None:
 def extract(
     model: Annotated[str, typer.Option(help="bundled name, hub id, local folder or .gguf file")],
     dataset: Annotated[str, typer.Option(help="built-in name (cities, ...) or a data file")],
-    out: Annotated[Path | None, typer.Option(help="run folder (default runs/<model>-<data>-<hash>)")] = None,
-    layers: Annotated[str | None, typer.Option(help="'all' (default unless --hook-points), '0,10,-1' or '5:20' (hidden-state indices)")] = None,
-    hook_points: Annotated[str | None, typer.Option(help="hook names/patterns instead of layers, comma separated, e.g. 'blocks.*.hook_mlp_out'")] = None,
-    pooling: Annotated[str, typer.Option(help="mean,last,first,max,tokens,pos:K,native")] = "mean,last",
-    template: Annotated[str | None, typer.Option(help="'prompteol', 'echo' or a string with {text}")] = None,
-    pool_over: Annotated[str | None, typer.Option(help="input or text (default: text for echo templates)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="run folder (default runs/<model>-<data>-<hash>)")
+    ] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            help="'all' (default unless --hook-points), '0,10,-1' or '5:20' (hidden-state indices)"
+        ),
+    ] = None,
+    hook_points: Annotated[
+        str | None,
+        typer.Option(
+            help="hook names/patterns instead of layers, comma separated, e.g. 'blocks.*.hook_mlp_out'"
+        ),
+    ] = None,
+    pooling: Annotated[
+        str, typer.Option(help="mean,last,first,max,tokens,pos:K,native")
+    ] = "mean,last",
+    template: Annotated[
+        str | None, typer.Option(help="'prompteol', 'echo' or a string with {text}")
+    ] = None,
+    pool_over: Annotated[
+        str | None, typer.Option(help="input or text (default: text for echo templates)")
+    ] = None,
     text_column: Annotated[str | None, typer.Option(help="text column of a data file")] = None,
-    label_columns: Annotated[str | None, typer.Option(help="label columns to keep, comma separated")] = None,
-    drop_empty: Annotated[bool, typer.Option("--drop-empty", help="drop rows whose text is empty or whitespace")] = False,
+    label_columns: Annotated[
+        str | None, typer.Option(help="label columns to keep, comma separated")
+    ] = None,
+    drop_empty: Annotated[
+        bool, typer.Option("--drop-empty", help="drop rows whose text is empty or whitespace")
+    ] = False,
     limit: Annotated[int | None, typer.Option(help="use the first N rows")] = None,
     storage_dtype: Annotated[str, typer.Option(help="float32 or float16")] = "float32",
-    dtype: Annotated[str, typer.Option(help="compute dtype: float32, bfloat16, float16")] = "float32",
+    dtype: Annotated[
+        str, typer.Option(help="compute dtype: float32, bfloat16, float16")
+    ] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
-    max_length: Annotated[int | None, typer.Option(help="truncate to N tokens (default: context)")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="truncate to N tokens (default: context)")
+    ] = None,
     truncation: Annotated[str, typer.Option(help="warn (truncate and count) or error")] = "warn",
     batch_tokens: Annotated[int, typer.Option(min=1, help="padded tokens per batch")] = 4096,
     max_batch_size: Annotated[int, typer.Option(min=1, help="texts per batch at most")] = 64,
-    shard_size: Annotated[int, typer.Option(min=1, help="texts per shard (unit of resumption)")] = 1024,
-    padding_side: Annotated[str, typer.Option(help="right or left (vectors do not depend on it)")] = "right",
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's)")] = None,
+    shard_size: Annotated[
+        int, typer.Option(min=1, help="texts per shard (unit of resumption)")
+    ] = 1024,
+    padding_side: Annotated[
+        str, typer.Option(help="right or left (vectors do not depend on it)")
+    ] = "right",
+    threads: Annotated[
+        int | None, typer.Option(help="torch CPU threads (default: torch's)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed of built-in datasets")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace an out folder holding another workbench run (nothing else is ever replaced)")] = False,
-    verify: Annotated[bool, typer.Option(help="check the sha256 of kept shards before reusing them (a damaged shard is recomputed)")] = True,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="replace an out folder holding another workbench run (nothing else is ever replaced)"
+        ),
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="check the sha256 of kept shards before reusing them (a damaged shard is recomputed)"
+        ),
+    ] = True,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
-    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray actors, one model replica each)")] = "local",
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://head:10001); default: start a local one")] = None,
-    workers: Annotated[int | None, typer.Option(help="Ray actors (model replicas); default: GPUs, or CPUs")] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (this process) or ray (Ray actors, one model replica each)")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster address (auto, ray://head:10001); default: start a local one"
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Ray actors (model replicas); default: GPUs, or CPUs")
+    ] = None,
 ) -> None:
     """Extract activations of MODEL over DATASET into a resumable store (rerun to resume)."""
     from ..activations.extract import extract as run_extract
@@ -136,8 +205,10 @@ def extract(
     )
     err.print(f"loading {model} ...")
     lm = load_model(model, dtype=dtype, device=device)
-    err.print(f"loaded {lm.name} in {lm.load_seconds:.1f} s: {lm.n_layers} blocks, d_model "
-              f"{lm.d_model}, {lm.kind}")
+    err.print(
+        f"loaded {lm.name} in {lm.load_seconds:.1f} s: {lm.n_layers} blocks, d_model "
+        f"{lm.d_model}, {lm.kind}"
+    )
     try:
         store = run_extract(
             lm,
@@ -159,7 +230,9 @@ def extract(
             overwrite=overwrite,
             verify_resume=verify,
             progress=progress,
-            engine=engine, ray_address=address, num_workers=workers,
+            engine=engine,
+            ray_address=address,
+            num_workers=workers,
         )
     except KeyboardInterrupt as exc:
         interrupted(exc)
@@ -169,9 +242,13 @@ def extract(
 @app.command()
 def info(
     run: Annotated[Path, typer.Argument(help="a run folder written by extract")],
-    stats: Annotated[bool, typer.Option(help="per-layer norm statistics (reads the store)")] = False,
+    stats: Annotated[
+        bool, typer.Option(help="per-layer norm statistics (reads the store)")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the raw manifest")] = False,
-    verify: Annotated[bool, typer.Option(help="with --stats: check the sha256 of every file first")] = True,
+    verify: Annotated[
+        bool, typer.Option(help="with --stats: check the sha256 of every file first")
+    ] = True,
 ) -> None:
     """Print a run's manifest in a readable form."""
     from ..activations.store import ActivationStore
@@ -194,24 +271,45 @@ def _print_info(store: Any, stats: bool) -> None:
     table.add_column()
     rows = [
         ("status", f"{m['status']}  ({len(store.shards)}/{spec['n_shards']} shards)"),
-        ("model", f"{model['spec']}  [{model['class']}, {model['kind']}, {model['n_layers']} blocks, "
-                  f"d_model {model['d_model']}, {model['dtype']} on {model['device']}]"),
+        (
+            "model",
+            f"{model['spec']}  [{model['class']}, {model['kind']}, {model['n_layers']} blocks, "
+            f"d_model {model['d_model']}, {model['dtype']} on {model['device']}]",
+        ),
         ("weights", f"fingerprint {model['weights_fingerprint'][:16]}  from {model['source']}"),
-        ("dataset", f"{data['name']}: {data['n_rows']} rows, columns {data['columns']}  "
-                    f"(fingerprint {data['fingerprint'][:16]})"),
+        (
+            "dataset",
+            f"{data['name']}: {data['n_rows']} rows, columns {data['columns']}  "
+            f"(fingerprint {data['fingerprint'][:16]})",
+        ),
         ("hook points", _summarise_hooks(spec["hook_points"])),
         ("layers", _ranges(sorted(int(k) for k in spec["layers"])) or "-"),
         ("poolings", ", ".join(spec["poolings"])),
-        ("template", f"{spec['template']!r}, pooling over {spec.get('pool_over', 'input')}"
-                     if spec["template"] else "-"),
-        ("storage", f"{spec['storage_dtype']}, shards of {spec['shard_size']} rows, "
-                    f"{_size(store.path)} on disk"),
-        ("tokens", f"{s.get('n_tokens', '?')} (max_length {spec['max_length']}, "
-                   f"truncated {s.get('n_truncated', 0)})"),
-        ("speed", f"{s.get('tokens_per_s', '?')} tokens/s, {s.get('texts_per_s', '?')} texts/s, "
-                  f"{s.get('seconds', '?')} s, {spec.get('threads', '?')} threads"),
-        ("written", f"{m.get('created')} -> {m.get('finished', '-')} by workbench "
-                    f"{m['workbench_version']}"),
+        (
+            "template",
+            f"{spec['template']!r}, pooling over {spec.get('pool_over', 'input')}"
+            if spec["template"]
+            else "-",
+        ),
+        (
+            "storage",
+            f"{spec['storage_dtype']}, shards of {spec['shard_size']} rows, "
+            f"{_size(store.path)} on disk",
+        ),
+        (
+            "tokens",
+            f"{s.get('n_tokens', '?')} (max_length {spec['max_length']}, "
+            f"truncated {s.get('n_truncated', 0)})",
+        ),
+        (
+            "speed",
+            f"{s.get('tokens_per_s', '?')} tokens/s, {s.get('texts_per_s', '?')} texts/s, "
+            f"{s.get('seconds', '?')} s, {spec.get('threads', '?')} threads",
+        ),
+        (
+            "written",
+            f"{m.get('created')} -> {m.get('finished', '-')} by workbench {m['workbench_version']}",
+        ),
     ]
     for key, value in rows:
         table.add_row(key, str(value))
@@ -222,8 +320,13 @@ def _print_info(store: Any, stats: bool) -> None:
             return
         import numpy as np
 
-        st = Table("hook point", *[f"|{p}| mean" for p in pooled], f"{pooled[0]} mean cos",
-                   title="per-layer statistics", title_justify="left")
+        st = Table(
+            "hook point",
+            *[f"|{p}| mean" for p in pooled],
+            f"{pooled[0]} mean cos",
+            title="per-layer statistics",
+            title_justify="left",
+        )
         for name in store.hook_points:
             cells = []
             for p in pooled:
@@ -244,7 +347,9 @@ def _mean_cosine(x: Any, pairs: int = 2000) -> float:
     keep = a != b
     xa, xb = x[a[keep]], x[b[keep]]
     denom = np.linalg.norm(xa, axis=1) * np.linalg.norm(xb, axis=1)
-    return float(np.mean((xa * xb).sum(1) / np.maximum(denom, 1e-12))) if keep.any() else float("nan")
+    return (
+        float(np.mean((xa * xb).sum(1) / np.maximum(denom, 1e-12))) if keep.any() else float("nan")
+    )
 
 
 def _summarise_hooks(names: list[str]) -> str:
@@ -277,8 +382,15 @@ def _size(path: Path) -> str:
     return f"{total:.1f} TB"
 
 
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS,
-                 errno.ENOTDIR}
+_WRITE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+}
 
 
 def _fail(message: str, code: int) -> None:
@@ -288,8 +400,13 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                      line: str | None = None) -> str:
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
     return f"warning: {message}\n"
 
 
@@ -330,16 +447,22 @@ def main(argv: list[str] | None = None) -> None:
             _fail(str(output_error(exc, exc.filename or ".")), 1)
         if isinstance(exc, OSError) and exc.strerror:
             _fail(f"{exc.strerror}: {exc.filename or ''} (check the path; --debug shows where)", 1)
-        _fail(f"{type(exc).__name__}: {exc} (an unexpected failure: rerun with --debug for the "
-              "traceback and report it)", 1)
+        _fail(
+            f"{type(exc).__name__}: {exc} (an unexpected failure: rerun with --debug for the "
+            "traceback and report it)",
+            1,
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
         use_cli_names(False)
         warnings.formatwarning = formatwarning
     if code == 130:  # Ctrl-C (or SIGTERM), turned into an exit code by Typer
         if not _DEBUG.get("said"):
-            err.print("interrupted: what was completed is kept; run the same command again to "
-                      "resume", soft_wrap=True, markup=False)
+            err.print(
+                "interrupted: what was completed is kept; run the same command again to resume",
+                soft_wrap=True,
+                markup=False,
+            )
         sys.exit(143 if _DEBUG.get("sigterm") else 130)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -34,7 +34,9 @@ def _layers(text: str) -> Any:
 def run(
     spec: Annotated[Path, typer.Argument(help="a spec file, e.g. probes/cities_truth.toml")],
     out: Annotated[Path | None, typer.Option(help="results folder (default runs/<name>)")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="use the first N rows of the dataset")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="use the first N rows of the dataset")
+    ] = None,
     layers: Annotated[
         str | None, typer.Option(help="'all', '0,15,-1' or '5:20' instead of the spec's layers")
     ] = None,

@@ -378,12 +378,15 @@ def saved_probe(folder: Path, kind: str, pooling: str, hook_point: str) -> Saved
     """The saved weights of one probe kind at one (pooling, hook point) of an experiment."""
     result = probe_result(folder, kind)
     if not result.weights:
-        raise RunFolderError(f"the {kind} probes of {folder} have no linear weights: pick a "
-                             "logistic, ridge or mass-mean probe")
+        raise RunFolderError(
+            f"the {kind} probes of {folder} have no linear weights: pick a "
+            "logistic, ridge or mass-mean probe"
+        )
     if (pooling, hook_point) not in result.weights:
         have = sorted(f"{p}/{h}" for p, h in result.weights)
-        raise RunFolderError(f"no {kind} probe for {pooling}/{hook_point} in {folder}; it has "
-                             f"{have[:8]}...")
+        raise RunFolderError(
+            f"no {kind} probe for {pooling}/{hook_point} in {folder}; it has {have[:8]}..."
+        )
     coef, intercept = result.weights[(pooling, hook_point)]
     return SavedProbe(coef, intercept, result.classes)
 

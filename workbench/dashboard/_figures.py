@@ -14,15 +14,28 @@ def confusion_matrix(counts: Any, classes: list[Any], *, title: str | None = Non
 
     counts = np.asarray(counts)
     names = [str(c) for c in classes]
-    fig = go.Figure(go.Heatmap(
-        z=counts, x=names, y=names, text=counts, texttemplate="%{text}", colorscale="Blues",
-        colorbar={"title": "items"},
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} items<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=counts,
+            x=names,
+            y=names,
+            text=counts,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            colorbar={"title": "items"},
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{z} items<extra></extra>",
+        )
+    )
     acc = np.trace(counts) / max(int(counts.sum()), 1)
-    fig.update_layout(title=title or f"confusion matrix (accuracy {acc:.3f})",
-                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-                      xaxis_type="category", yaxis_type="category", template="plotly_white")
+    fig.update_layout(
+        title=title or f"confusion matrix (accuracy {acc:.3f})",
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+        xaxis_type="category",
+        yaxis_type="category",
+        template="plotly_white",
+    )
     return fig
 
 
@@ -39,15 +52,25 @@ def selectivity_curves(wide: Any, metric: str, *, height: int = 260) -> Any:
     fig = go.Figure()
     for i, name in enumerate(wide.columns):
         col = wide[name].dropna()
-        fig.add_trace(go.Scatter(
-            x=[int(v) for v in col.index], y=col.to_numpy(dtype=float), mode="lines+markers",
-            name=str(name), line={"color": _COLOURS[i % len(_COLOURS)]},
-            hovertemplate="layer %{x}<br>selectivity %{y:.4f}<extra>" + str(name) + "</extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[int(v) for v in col.index],
+                y=col.to_numpy(dtype=float),
+                mode="lines+markers",
+                name=str(name),
+                line={"color": _COLOURS[i % len(_COLOURS)]},
+                hovertemplate="layer %{x}<br>selectivity %{y:.4f}<extra>" + str(name) + "</extra>",
+            )
+        )
     fig.add_hline(y=0.0, line_dash="dot", line_color="grey")
-    fig.update_layout(title=f"selectivity: task {metric} minus control-task {metric} "
-                            "(Hewitt & Liang)", height=height, xaxis_title="layer",
-                      yaxis_title=f"selectivity ({metric})", template="plotly_white",
-                      margin={"t": 50, "b": 40},
-                      legend={"orientation": "h", "y": -0.3}, hovermode="x unified")
+    fig.update_layout(
+        title=f"selectivity: task {metric} minus control-task {metric} (Hewitt & Liang)",
+        height=height,
+        xaxis_title="layer",
+        yaxis_title=f"selectivity ({metric})",
+        template="plotly_white",
+        margin={"t": 50, "b": 40},
+        legend={"orientation": "h", "y": -0.3},
+        hovermode="x unified",
+    )
     return fig

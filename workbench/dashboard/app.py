@@ -18,16 +18,20 @@ st.set_page_config(page_title="workbench", page_icon=":material/biotech:", layou
 
 pages = {
     "Runs": [
-        st.Page(HERE / "app_pages/runs.py", title="Runs", icon=":material/folder_open:",
-                default=True),
+        st.Page(
+            HERE / "app_pages/runs.py", title="Runs", icon=":material/folder_open:", default=True
+        ),
     ],
     "Explore": [
         st.Page(HERE / "app_pages/probes.py", title="Probes", icon=":material/query_stats:"),
-        st.Page(HERE / "app_pages/projection.py", title="Projection", icon=":material/scatter_plot:"),
+        st.Page(
+            HERE / "app_pages/projection.py", title="Projection", icon=":material/scatter_plot:"
+        ),
         st.Page(HERE / "app_pages/lens.py", title="Lens", icon=":material/grid_on:"),
         st.Page(HERE / "app_pages/inversion.py", title="Inversion", icon=":material/undo:"),
-        st.Page(HERE / "app_pages/attribution.py", title="Attribution",
-                icon=":material/highlight:"),
+        st.Page(
+            HERE / "app_pages/attribution.py", title="Attribution", icon=":material/highlight:"
+        ),
         st.Page(HERE / "app_pages/pooling_lab.py", title="Pooling lab", icon=":material/science:"),
     ],
 }

@@ -34,7 +34,8 @@ def wait_for_script(page: Any, timeout_ms: float = 120_000, start_ms: float = 2_
 def wait_for_plots(page: Any, count: int, timeout_ms: float = 60_000) -> None:
     """Wait until ``count`` plotly figures have drawn their SVG."""
     page.wait_for_function(
-        "([sel, n]) => document.querySelectorAll(sel).length >= n", arg=[PLOT, count],
+        "([sel, n]) => document.querySelectorAll(sel).length >= n",
+        arg=[PLOT, count],
         timeout=timeout_ms,
     )
 
@@ -56,7 +57,8 @@ def wait_for_drawn(page: Any, count: int, timeout_ms: float = 60_000) -> None:
     offline) has its ``.main-svg`` frame but never draws its points, and never passes here."""
     page.wait_for_function(
         f"([n]) => {{ const [all, drawn] = ({DRAWN})(); return all >= n && drawn === all; }}",
-        arg=[count], timeout=timeout_ms,
+        arg=[count],
+        timeout=timeout_ms,
     )
 
 
@@ -67,8 +69,9 @@ def exceptions(page: Any) -> list[str]:
 
 def alerts(page: Any) -> list[str]:
     """Texts of ``st.error`` and ``st.warning`` boxes on the page (``role="alert"``)."""
-    return [e.inner_text() for e in
-            page.locator('[data-testid="stAlertContainer"][role="alert"]').all()]
+    return [
+        e.inner_text() for e in page.locator('[data-testid="stAlertContainer"][role="alert"]').all()
+    ]
 
 
 def slider(page: Any, label: str) -> Any:

@@ -86,9 +86,7 @@ def _parse(text: str, path: Path, limit: int | None) -> Iterator[_Sentence]:
             open_mwt = sent.tokens[-1]
         open_mwt.words.append(len(sent.words))
         sent.words.append(form)
-        for name, tag in zip(
-            WORD_COLUMNS, (cols[2], cols[3], cols[4], head, cols[7]), strict=True
-        ):
+        for name, tag in zip(WORD_COLUMNS, (cols[2], cols[3], cols[4], head, cols[7]), strict=True):
             sent.tags[name].append(tag)
     if sent.words:
         yield sent

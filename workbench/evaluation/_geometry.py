@@ -106,7 +106,9 @@ class PostProcess:
 
     def fit(self, X: np.ndarray, y: Any = None) -> PostProcess:
         if self.method not in POSTPROCESS:
-            raise EvaluationOptionError(f"post-processing {self.method!r}: use one of {list(POSTPROCESS)}")
+            raise EvaluationOptionError(
+                f"post-processing {self.method!r}: use one of {list(POSTPROCESS)}"
+            )
         X = np.asarray(X, np.float64)
         self.mean_ = X.mean(axis=0) if self.method != "none" else np.zeros(X.shape[1])
         if self.method == "whiten":

@@ -99,8 +99,13 @@ def parse_grid_poolings(spec: str | Sequence[str]) -> list[GridPooling]:
     names: list[str] = []
     for piece in pieces:
         key = piece.strip().lower()
-        if names and names[-1].startswith("template:") and key not in GRID_POOLINGS \
-                and not key.startswith("template:") and isinstance(spec, str):
+        if (
+            names
+            and names[-1].startswith("template:")
+            and key not in GRID_POOLINGS
+            and not key.startswith("template:")
+            and isinstance(spec, str)
+        ):
             names[-1] += "," + piece
         elif piece.strip():
             names.append(piece.strip() if not key.startswith("template:") else piece.lstrip())
@@ -121,13 +126,13 @@ def parse_grid_poolings(spec: str | Sequence[str]) -> list[GridPooling]:
         elif key == "echo-last":
             out.append(GridPooling("echo-last", TEMPLATES["echo"], "last"))
         elif key.startswith("template:"):
-            text = raw[len("template:"):]
+            text = raw[len("template:") :]
             count = text.count("{text}")
             if count not in (1, 2):
                 raise PoolingError(
                     f"pooling {raw!r}: the template contains '{{text}}' {count} times; write it "
                     "where the sentence goes, once (pooled by the last token, e.g. "
-                    "'template:This sentence : \"{text}\" means in one word:\"') or twice "
+                    '\'template:This sentence : "{text}" means in one word:"\') or twice '
                     "(echo style, pooled by the mean over the second copy)"
                 )
             out.append(GridPooling(raw, text, "last" if count == 1 else "mean"))
@@ -216,8 +221,10 @@ class _PairContext:
         self.candidates = np.asarray(candidates, dtype=np.int64)
         self.partner = np.asarray([position[i] for i in self.ids2.tolist()], dtype=np.int64)
         self.exclude = np.asarray(
-            [position.get(a, -1) if a != b else -1
-             for a, b in zip(self.ids1.tolist(), self.ids2.tolist(), strict=True)],
+            [
+                position.get(a, -1) if a != b else -1
+                for a, b in zip(self.ids1.tolist(), self.ids2.tolist(), strict=True)
+            ],
             dtype=np.int64,
         )
 
@@ -235,7 +242,9 @@ def _cell_metrics(
             out.update({k: 100 * v for k, v in r.items()})
         if "pair-classification" in metrics:
             assert task.labels is not None  # checked by parse_metrics
-            out["pair_accuracy"] = 100 * pair_classification_accuracy(e1, e2, task.labels, seed=seed)
+            out["pair_accuracy"] = 100 * pair_classification_accuracy(
+                e1, e2, task.labels, seed=seed
+            )
     else:
         X = Z[ctx]
         if "classification" in metrics:
@@ -260,8 +269,12 @@ def summarize(df: Any, metric: str) -> dict[str, Any]:
     """Best configuration overall, per pooling and per post-processing, by ``metric``."""
 
     def row(r: Any) -> dict[str, Any]:
-        return {"layer": int(r["layer"]), "pooling": r["pooling"], "postprocess": r["postprocess"],
-                metric: round(float(r[metric]), 4)}
+        return {
+            "layer": int(r["layer"]),
+            "pooling": r["pooling"],
+            "postprocess": r["postprocess"],
+            metric: round(float(r[metric]), 4),
+        }
 
     valid = df[df[metric].notna()]
     if valid.empty:
@@ -359,8 +372,10 @@ def evaluate_grid(
         texts = ctx.texts
     else:
         texts, ctx = the_task.unique_sentences()
-    out_dir = Path(out) if out is not None else runs_dir() / (
-        f"embed-{Path(lm.name).name}-{the_task.name}".replace(" ", "_")
+    out_dir = (
+        Path(out)
+        if out is not None
+        else runs_dir() / (f"embed-{Path(lm.name).name}-{the_task.name}".replace(" ", "_"))
     )
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -371,22 +386,40 @@ def evaluate_grid(
     store_info: list[dict[str, Any]] = []
     for template, store_poolings in groups.items():
         key = json.dumps([template, store_poolings, layer_list, texts_hash, lm.weights_fingerprint])
-        path = out_dir / "stores" / f"{_slug(template)}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+        path = (
+            out_dir
+            / "stores"
+            / f"{_slug(template)}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+        )
         reused = (path / "manifest.json").is_file() and json.loads(
-            (path / "manifest.json").read_text()).get("status") == "complete"
+            (path / "manifest.json").read_text()
+        ).get("status") == "complete"
         t0 = time.perf_counter()
         store = extract(
-            lm, texts, layers=layer_list, pooling=store_poolings, template=template, out=path,
-            threads=threads, progress=progress, **(extract_options or {}),
+            lm,
+            texts,
+            layers=layer_list,
+            pooling=store_poolings,
+            template=template,
+            out=path,
+            threads=threads,
+            progress=progress,
+            **(extract_options or {}),
         )
         stores[template] = store
         stats = store.manifest.get("stats", {})
-        store_info.append({
-            "template": template, "poolings": store_poolings, "path": str(path),
-            "reused": reused, "wall_s": round(time.perf_counter() - t0, 3),
-            "forward_s": stats.get("seconds"), "n_tokens": stats.get("n_tokens"),
-            "n_texts": len(texts),
-        })
+        store_info.append(
+            {
+                "template": template,
+                "poolings": store_poolings,
+                "path": str(path),
+                "reused": reused,
+                "wall_s": round(time.perf_counter() - t0, 3),
+                "forward_s": stats.get("seconds"),
+                "n_tokens": stats.get("n_tokens"),
+                "n_texts": len(texts),
+            }
+        )
     t_extracted = time.perf_counter()
 
     # -- every cell ------------------------------------------------------------------------------
@@ -411,9 +444,13 @@ def evaluate_grid(
                     for pp in post:
                         Z = PostProcess(pp).fit_transform(X)
                         row: dict[str, Any] = {
-                            "model": lm.name, "task": the_task.name, "layer": layer,
-                            "hook_point": store.layers[layer], "pooling": gp.name,
-                            "template": gp.template or "", "postprocess": pp,
+                            "model": lm.name,
+                            "task": the_task.name,
+                            "layer": layer,
+                            "hook_point": store.layers[layer],
+                            "pooling": gp.name,
+                            "template": gp.template or "",
+                            "postprocess": pp,
                         }
                         row.update(_cell_metrics(Z, the_task, ctx, metric_names, seed))
                         if geometry_stats:
@@ -434,8 +471,9 @@ def evaluate_grid(
         "model_spec": lm.describe().get("source"),
         "task": the_task.describe(),
         "layers": layer_list,
-        "poolings": [{"name": p.name, "template": p.template, "store_pooling": p.store_pooling}
-                     for p in grid],
+        "poolings": [
+            {"name": p.name, "template": p.template, "store_pooling": p.store_pooling} for p in grid
+        ],
         "postprocess": post,
         "postprocess_fit": "each post-processing is fitted on the task's own distinct sentences",
         "metrics": metric_names,

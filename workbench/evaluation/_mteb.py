@@ -79,9 +79,15 @@ class LayerEncoder:
             return out
         with tempfile.TemporaryDirectory(prefix="workbench-mteb-") as tmp:
             store = extract(
-                self.lm, list(index), layers=[self.layer], pooling=self.grid_pooling.store_pooling,
-                template=self.grid_pooling.template, out=os.path.join(tmp, "store"),
-                threads=self.threads, progress=False, **self.extract_options,
+                self.lm,
+                list(index),
+                layers=[self.layer],
+                pooling=self.grid_pooling.store_pooling,
+                template=self.grid_pooling.template,
+                out=os.path.join(tmp, "store"),
+                threads=self.threads,
+                progress=False,
+                **self.extract_options,
             )
             unique = store.layer(self.layer, self.grid_pooling.store_pooling)
         unique = PostProcess(self.postprocess).fit_transform(unique)
@@ -91,8 +97,10 @@ class LayerEncoder:
         return out
 
     def __repr__(self) -> str:
-        return (f"LayerEncoder({self.lm.name!r}, layer={self.layer}, "
-                f"pooling={self.grid_pooling.name!r}, postprocess={self.postprocess!r})")
+        return (
+            f"LayerEncoder({self.lm.name!r}, layer={self.layer}, "
+            f"pooling={self.grid_pooling.name!r}, postprocess={self.postprocess!r})"
+        )
 
 
 def _as_texts(sentences: Any) -> list[str]:

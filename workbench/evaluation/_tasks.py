@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -81,8 +81,10 @@ class PairTask:
 
     def __post_init__(self) -> None:
         n = len(self.sentences1)
-        if len(self.sentences2) != n or len(self.scores) != n or (
-            self.labels is not None and len(self.labels) != n
+        if (
+            len(self.sentences2) != n
+            or len(self.scores) != n
+            or (self.labels is not None and len(self.labels) != n)
         ):
             raise TaskFormatError(
                 f"task {self.name!r}: sentences1, sentences2, scores (and labels) must have one "
@@ -94,8 +96,11 @@ class PairTask:
                 f"task {self.name!r} has no scored pairs ({self.n_skipped} skipped without a "
                 f"score) in {self.source or 'the input'}"
             )
-        empty = [i for i, (a, b) in enumerate(zip(self.sentences1, self.sentences2, strict=True))
-                 if not a.strip() or not b.strip()]
+        empty = [
+            i
+            for i, (a, b) in enumerate(zip(self.sentences1, self.sentences2, strict=True))
+            if not a.strip() or not b.strip()
+        ]
         if empty:
             raise TaskFormatError(
                 f"task {self.name!r}: {len(empty)} pairs have an empty sentence (pairs "
@@ -299,8 +304,9 @@ def _finish(
     )
 
 
-def _read_headered(path: Path, lines: list[str], name: str, drop_empty: bool,
-                   limit: int | None) -> PairTask:
+def _read_headered(
+    path: Path, lines: list[str], name: str, drop_empty: bool, limit: int | None
+) -> PairTask:
     header = lines[0].split("\t")
     cols = {role: _find(header, role) for role in PAIR_COLUMNS}
     missing = [r for r in ("sentence1", "sentence2", "score") if cols[r] is None]
@@ -310,6 +316,8 @@ def _read_headered(path: Path, lines: list[str], name: str, drop_empty: bool,
             + _columns_message(header)
         )
     width = max(c for c in cols.values() if c is not None) + 1
+    # the three required columns exist (checked above); the label column is optional
+    i_score, i_s1, i_s2 = (cast(int, cols[r]) for r in ("score", "sentence1", "sentence2"))
     records: list[tuple[int, str, str, str, str | None]] = []
     short: list[int] = []
     for ln, line in enumerate(lines[1:], start=2):
@@ -320,18 +328,26 @@ def _read_headered(path: Path, lines: list[str], name: str, drop_empty: bool,
             short.append(ln)
             continue
         label = f[cols["label"]].strip() if cols["label"] is not None else None
-        records.append((ln, f[cols["score"]], f[cols["sentence1"]], f[cols["sentence2"]],  # type: ignore[index]
-                        label or None))
+        records.append(
+            (
+                ln,
+                f[i_score],
+                f[i_s1],
+                f[i_s2],
+                label or None,
+            )
+        )
     if short:
         raise TaskFormatError(
             f"{path}: {len(short)} lines have fewer than {width} tab-separated fields (lines "
             f"{short[:_SHOWN]}); the header has {len(header)} columns: {header}"
         )
-    return _finish(name, str(path), records, drop_empty, limit, header[cols["score"]])  # type: ignore[index]
+    return _finish(name, str(path), records, drop_empty, limit, header[i_score])
 
 
-def _read_sts_lines(path: Path, lines: list[str], name: str, drop_empty: bool,
-                    limit: int | None) -> PairTask:
+def _read_sts_lines(
+    path: Path, lines: list[str], name: str, drop_empty: bool, limit: int | None
+) -> PairTask:
     records: list[tuple[int, str, str, str, str | None]] = []
     short: list[int] = []
     for ln, line in enumerate(lines, start=1):
@@ -526,8 +542,9 @@ def load_task(
     label = label_column or "label"
     # drop_empty is a table reader's option (built-in datasets have no empty texts)
     table = {"drop_empty": True} if drop_empty and text not in builtin_datasets() else {}
-    dataset = load_dataset(text, text_column=text_column, label_columns=[label], limit=limit,
-                           **table)
+    dataset = load_dataset(
+        text, text_column=text_column, label_columns=[label], limit=limit, **table
+    )
     return LabelTask(
         name=Path(text).stem if Path(text).suffix else text,
         texts=list(dataset.texts),

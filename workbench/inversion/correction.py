@@ -34,9 +34,16 @@ from .trained import InverterConfig, SoftPrefixInverter, SoftPromptModel
 DRAFT_TEMPLATE = "Draft: {draft}\n"
 
 
-def corrupt_text(text: str, rng: np.random.Generator, vocabulary: Sequence[str], *,
-                 drop: float = 0.15, replace: float = 0.15, swap: float = 0.5,
-                 keep: float = 0.1) -> str:
+def corrupt_text(
+    text: str,
+    rng: np.random.Generator,
+    vocabulary: Sequence[str],
+    *,
+    drop: float = 0.15,
+    replace: float = 0.15,
+    swap: float = 0.5,
+    keep: float = 0.1,
+) -> str:
     """A noisy copy of ``text`` standing in for an inverter's hypothesis: each word dropped with
     probability ``drop`` or replaced by a random ``vocabulary`` word with ``replace``, then one
     adjacent pair swapped with probability ``swap``; with probability ``keep`` the text itself
@@ -88,16 +95,25 @@ class TrainedCorrector(SoftPromptModel):
         h = torch.nn.functional.normalize(torch.as_tensor(hypotheses, dtype=torch.float32), dim=-1)
         return torch.cat([t, h, t - h], dim=-1)
 
-    def fit(self, texts: Sequence[str], out: str | Path, steps: int, *,
-            drafts: Sequence[str] | None = None, **kwargs: Any) -> TrainedCorrector:
+    def fit(
+        self,
+        texts: Sequence[str],
+        out: str | Path,
+        steps: int,
+        *,
+        drafts: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> TrainedCorrector:
         """Train like :meth:`SoftPromptModel.fit`. ``drafts`` (one per text, e.g. a base
         inverter's hypotheses) are used for half of the rows of every batch; the others get
         :func:`corrupt_text` copies (a function of the seed and the step, so a resumed run sees
         the same drafts)."""
         texts = list(texts)
         if drafts is not None and len(drafts) != len(texts):
-            raise ValueError(f"{len(drafts)} drafts for {len(texts)} texts: pass one draft per "
-                             "text, or none to train on corrupted copies")
+            raise ValueError(
+                f"{len(drafts)} drafts for {len(texts)} texts: pass one draft per "
+                "text, or none to train on corrupted copies"
+            )
         self._drafts = None if drafts is None else list(drafts)
         self._vocabulary = sorted({w for t in texts for w in t.split()})
         return super().fit(texts, out, steps, **kwargs)
@@ -108,19 +124,33 @@ class TrainedCorrector(SoftPromptModel):
             h.update("\x00".join(self._drafts).encode())
         return h.hexdigest()
 
-    def _batch_loss(self, step: int, idx: np.ndarray, texts: list[str],
-                    vectors: np.ndarray) -> torch.Tensor:
+    def _batch_loss(
+        self, step: int, idx: np.ndarray, texts: list[str], vectors: np.ndarray
+    ) -> torch.Tensor:
         rng = np.random.default_rng([self.config.seed, step, 1])
-        drafts = [self._drafts[i] if self._drafts is not None and rng.random() < 0.5
-                  else corrupt_text(texts[i], rng, self._vocabulary) for i in idx]
+        drafts = [
+            self._drafts[i]
+            if self._drafts is not None and rng.random() < 0.5
+            else corrupt_text(texts[i], rng, self._vocabulary)
+            for i in idx
+        ]
         hyp = check_embeddings(self.embedder.embed(drafts), self.embedder)
-        return self.loss(self.features(vectors[idx], hyp), [texts[i] for i in idx],
-                         [DRAFT_TEMPLATE.format(draft=d) for d in drafts])
+        return self.loss(
+            self.features(vectors[idx], hyp),
+            [texts[i] for i in idx],
+            [DRAFT_TEMPLATE.format(draft=d) for d in drafts],
+        )
 
     @torch.inference_mode()
-    def propose(self, target: np.ndarray, hypothesis: str, *, num_return: int = 4,
-                max_new_tokens: int = 40, hypothesis_vector: np.ndarray | None = None
-                ) -> list[str]:
+    def propose(
+        self,
+        target: np.ndarray,
+        hypothesis: str,
+        *,
+        num_return: int = 4,
+        max_new_tokens: int = 40,
+        hypothesis_vector: np.ndarray | None = None,
+    ) -> list[str]:
         """``num_return`` corrections of ``hypothesis`` towards ``target`` ``[dim]`` (beam
         search, best first); ``hypothesis_vector`` ``[dim]``: its embedding, when known."""
         tgt = check_embeddings(target, self.embedder)
@@ -128,15 +158,25 @@ class TrainedCorrector(SoftPromptModel):
             hypothesis_vector = self.embedder.embed([hypothesis or "."])
         hyp = check_embeddings(hypothesis_vector, self.embedder)
         prefix = self.prefix(self.features(tgt, hyp).to(self.device)).to(self.lm.dtype)
-        ctx = torch.tensor([self._context_ids(DRAFT_TEMPLATE.format(draft=hypothesis))],
-                           device=self.device)
-        head = torch.cat([self._head(prefix),
-                          self.model.get_input_embeddings()(ctx).to(prefix.dtype)], dim=1)
-        return self._generate(head, num_beams=num_return, num_return=num_return,
-                              max_new_tokens=max_new_tokens)
+        ctx = torch.tensor(
+            [self._context_ids(DRAFT_TEMPLATE.format(draft=hypothesis))], device=self.device
+        )
+        head = torch.cat(
+            [self._head(prefix), self.model.get_input_embeddings()(ctx).to(prefix.dtype)], dim=1
+        )
+        return self._generate(
+            head, num_beams=num_return, num_return=num_return, max_new_tokens=max_new_tokens
+        )
 
-    def correct(self, target: Any, hypothesis: str, steps: int = 3, *, num_return: int = 4,
-                max_new_tokens: int = 40) -> InversionResult:
+    def correct(
+        self,
+        target: Any,
+        hypothesis: str,
+        steps: int = 3,
+        *,
+        num_return: int = 4,
+        max_new_tokens: int = 40,
+    ) -> InversionResult:
         """``steps`` rounds from ``hypothesis``: propose ``num_return`` corrections, keep the one
         closest to ``target`` when it beats the current text. ``history[i]`` is the best after
         step ``i`` (step 0 is the hypothesis itself)."""
@@ -146,9 +186,19 @@ class TrainedCorrector(SoftPromptModel):
         cos = float(cosine_to(vec[None], tgt)[0])
         history = [(0, text, cos)]
         for step in range(1, steps + 1):
-            props = [p for p in dict.fromkeys(self.propose(
-                tgt, text, num_return=num_return, max_new_tokens=max_new_tokens,
-                hypothesis_vector=vec)) if p.strip()]
+            props = [
+                p
+                for p in dict.fromkeys(
+                    self.propose(
+                        tgt,
+                        text,
+                        num_return=num_return,
+                        max_new_tokens=max_new_tokens,
+                        hypothesis_vector=vec,
+                    )
+                )
+                if p.strip()
+            ]
             if props:
                 vectors = self.embedder.embed(props)
                 scores = cosine_to(vectors, tgt)
@@ -158,8 +208,9 @@ class TrainedCorrector(SoftPromptModel):
             history.append((step, text, cos))
         return InversionResult(text, cos, history, time.time() - t0)
 
-    def refine(self, target: Any, first: InversionResult, steps: int = 3,
-               **kwargs: Any) -> InversionResult:
+    def refine(
+        self, target: Any, first: InversionResult, steps: int = 3, **kwargs: Any
+    ) -> InversionResult:
         """``first`` (any inverter's result for ``target``) followed by ``steps`` corrections:
         the history goes on from ``first``'s last step and the time includes ``first``'s."""
         fixed = self.correct(target, first.text, steps, **kwargs)
@@ -182,8 +233,9 @@ class GuidedCorrector:
     def correct(self, target: Any, hypothesis: str, steps: int | None = None) -> InversionResult:
         """``steps`` rewrite rounds from ``hypothesis``; ``history[i]`` is the best after step i
         (step 0 is the hypothesis itself)."""
-        return self.guided.invert(target, seed=hypothesis,
-                                  rounds=self.steps if steps is None else steps)
+        return self.guided.invert(
+            target, seed=hypothesis, rounds=self.steps if steps is None else steps
+        )
 
 
 class HybridInverter:
@@ -196,12 +248,19 @@ class HybridInverter:
         steps: guided correction steps after the re-ranking.
     """
 
-    def __init__(self, trained: SoftPrefixInverter, guided: GuidedInverter, *,
-                 proposals: int = 4, steps: int = 1) -> None:
+    def __init__(
+        self,
+        trained: SoftPrefixInverter,
+        guided: GuidedInverter,
+        *,
+        proposals: int = 4,
+        steps: int = 1,
+    ) -> None:
         if trained.embedder.fingerprint != guided.embedder.fingerprint:
             raise ValueError(
                 f"the trained inverter inverts {trained.embedder.name} but the guided one scores "
-                f"with {guided.embedder.name}: build both on the same embedder")
+                f"with {guided.embedder.name}: build both on the same embedder"
+            )
         self.trained, self.guided = trained, guided
         self.proposals, self.steps = proposals, steps
 

@@ -76,9 +76,7 @@ class ModelEmbedder:
         self.batch_size = batch_size
         self.dim = self.lm.d_model
         self.name = f"{self.lm.name}:L{self.layer}:{self.pooling.name}"
-        h = hashlib.sha256(
-            f"{self.lm.weights_fingerprint}:{self.layer}:{self.pooling}".encode()
-        )
+        h = hashlib.sha256(f"{self.lm.weights_fingerprint}:{self.layer}:{self.pooling}".encode())
         self.fingerprint = h.hexdigest()
         self.n_calls = 0
 
@@ -99,14 +97,16 @@ class ModelEmbedder:
                 f"cannot embed empty text(s) at position(s) {empty[:10]}: they have no token to "
                 "pool; drop them or replace them by a placeholder"
             )
-        x = self.embed_layers(texts, [self.layer], [self.pooling.name])[(self.layer,
-                                                                         self.pooling.name)]
+        x = self.embed_layers(texts, [self.layer], [self.pooling.name])[
+            (self.layer, self.pooling.name)
+        ]
         bad = np.where(~np.isfinite(x).all(axis=1))[0]
         if len(bad):
             raise EmbeddingInputError(
                 f"pooling {self.pooling.name!r} reads a position outside text(s) at row(s) "
                 f"{bad[:10].tolist()} (too few tokens): use 'last', 'first' or 'mean', or a "
-                "position within every text")
+                "position within every text"
+            )
         return x
 
     @torch.inference_mode()
@@ -117,17 +117,25 @@ class ModelEmbedder:
         layers = normalize_layers(list(layers), self.lm.n_layers, self.lm.name)
         pools = parse_poolings(list(poolings), self.lm.sentence_pooling)
         self.n_calls += 1
-        out = {(la, p.name): np.zeros((len(texts), self.dim), np.float32)
-               for la in layers for p in pools}
+        out = {
+            (la, p.name): np.zeros((len(texts), self.dim), np.float32)
+            for la in layers
+            for p in pools
+        }
         if not texts:
             return out
         tok = self.lm.tokenizer
         _warn_truncation(tok, texts, self.lm.max_length, self.lm.name)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
-                      truncation=True, max_length=self.lm.max_length)
+            idx = order[start : start + self.batch_size]
+            enc = tok(
+                [texts[i] for i in idx],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.lm.max_length,
+            )
             inputs = hooks.forward_inputs(self.lm, enc["input_ids"], enc["attention_mask"])
             mask = inputs["attention_mask"]
             res = self.lm.base_model(**inputs, output_hidden_states=True)

@@ -52,8 +52,9 @@ class InversionResult:
 def _prompt_ids(tokenizer: Any, message: str) -> list[int]:
     """Token ids of ``message`` as a user turn (chat template when the tokenizer has one)."""
     if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": message}],
-                                            add_generation_prompt=True, tokenize=True)
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": message}], add_generation_prompt=True, tokenize=True
+        )
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
         return list(ids)
@@ -71,8 +72,9 @@ class KeywordPrior:
         vectors: ``[w, dim]`` their embeddings, unit norm.
     """
 
-    def __init__(self, lm: Any, embedder: Embedder, *, max_words: int = 30000,
-                 cache: bool = True) -> None:
+    def __init__(
+        self, lm: Any, embedder: Embedder, *, max_words: int = 30000, cache: bool = True
+    ) -> None:
         tok = lm.tokenizer
         ids, words = [], []
         vocab = tok.get_vocab()
@@ -84,8 +86,11 @@ class KeywordPrior:
             else:
                 starts_word = piece.startswith(("Ġ", "▁"))
             word = piece if wordpiece else piece[1:]
-            if starts_word and re.fullmatch(r"[A-Za-z][a-z]+|[A-Z]{2,}|\d+", word) and \
-                    len(word) >= 2:
+            if (
+                starts_word
+                and re.fullmatch(r"[A-Za-z][a-z]+|[A-Z]{2,}|\d+", word)
+                and len(word) >= 2
+            ):
                 ids.append(tid)
                 words.append(word)
             if len(ids) >= max_words:
@@ -104,8 +109,7 @@ class KeywordPrior:
             if cache:
                 from ..artifacts import atomic_write
 
-                atomic_write(path, lambda f: np.save(f, vec.astype(np.float32),
-                                                     allow_pickle=False))
+                atomic_write(path, lambda f: np.save(f, vec.astype(np.float32), allow_pickle=False))
         self.vectors = vec.astype(np.float32)
 
     def top(self, target: np.ndarray, k: int) -> np.ndarray:
@@ -159,10 +163,15 @@ class GuidedInverter:
         select: str = "score",
     ) -> None:
         if lm.kind != "decoder":
-            raise WorkbenchError(f"{lm.name} is an encoder: guided decoding needs a decoder LLM "
-                                 "(e.g. smollm2-135m) to propose tokens")
-        for name, value in (("beam_width", beam_width), ("top_k", top_k),
-                            ("max_tokens", max_tokens)):
+            raise WorkbenchError(
+                f"{lm.name} is an encoder: guided decoding needs a decoder LLM "
+                "(e.g. smollm2-135m) to propose tokens"
+            )
+        for name, value in (
+            ("beam_width", beam_width),
+            ("top_k", top_k),
+            ("max_tokens", max_tokens),
+        ):
             if value < 1:
                 raise ValueError(f"{name}={value}: must be at least 1")
         self.lm, self.embedder = lm, embedder
@@ -182,8 +191,9 @@ class GuidedInverter:
             self._prior = KeywordPrior(self.lm, self.embedder, max_words=self.prior_words)
         return self._prior
 
-    def invert(self, target: Any, *, seed: str | None = None,
-               rounds: int | None = None) -> InversionResult:
+    def invert(
+        self, target: Any, *, seed: str | None = None, rounds: int | None = None
+    ) -> InversionResult:
         """Reconstruct the text of one embedding ``target`` ``[dim]``.
 
         Args:
@@ -246,8 +256,9 @@ class GuidedInverter:
                     cands.append((b, int(t), text, sums[b] + lp[b, t]))
             texts = list(dict.fromkeys(c[2] for c in cands if c[2] and c[2] not in seen))
             if texts:
-                for text, cos in zip(texts, cosine_to(self.embedder.embed(texts), target),
-                                     strict=True):
+                for text, cos in zip(
+                    texts, cosine_to(self.embedder.embed(texts), target), strict=True
+                ):
                     seen[text] = float(cos)
             scored = []
             for b, t, text, s in cands:
@@ -286,8 +297,9 @@ class GuidedInverter:
             step = torch.tensor([[c[2]] for c in chosen], device=device)
             length = prompt.shape[1] + len(beams[0])
             att = torch.ones(len(chosen), length, dtype=torch.long, device=device)
-            out = lm.model(input_ids=step, attention_mask=att, past_key_values=cache,
-                           use_cache=True)
+            out = lm.model(
+                input_ids=step, attention_mask=att, past_key_values=cache, use_cache=True
+            )
             cache = out.past_key_values
             logp = torch.log_softmax(out.logits[:, -1].float(), -1)
         return best[1], best[2]

@@ -50,18 +50,26 @@ class LeakageReport:
 
     def to_markdown(self) -> str:
         """Both tables as Markdown."""
+
         def table(rows: list[dict[str, Any]]) -> str:
             if not rows:
                 return "(none)\n"
             cols = list(rows[0])
             lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
             for r in rows:
-                lines.append("| " + " | ".join(
-                    f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+                lines.append(
+                    "| "
+                    + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values())
+                    + " |"
+                )
             return "\n".join(lines) + "\n"
 
-        return ("## Reconstruction per layer and pooling\n\n" + table(self.rows)
-                + "\n## Gaussian-noise defence\n\n" + table(self.defence))
+        return (
+            "## Reconstruction per layer and pooling\n\n"
+            + table(self.rows)
+            + "\n## Gaussian-noise defence\n\n"
+            + table(self.defence)
+        )
 
 
 def add_noise(x: np.ndarray, scale: float, seed: int = 0) -> np.ndarray:
@@ -114,8 +122,15 @@ def leakage_report(
         raise EmptyDatasetError("leakage_report needs non-empty texts: drop the empty ones")
     layers = normalize_layers(layers, lm.n_layers, lm.name)
     ents = [default_entities(t) for t in texts] if entities is None else [list(e) for e in entities]
-    opts = {"beam_width": 2, "top_k": 4, "keywords": 6, "max_tokens": 20, "rewrite_rounds": 0,
-            "prior_words": 3000, **(guided or {})}
+    opts = {
+        "beam_width": 2,
+        "top_k": 4,
+        "keywords": 6,
+        "max_tokens": 20,
+        "rewrite_rounds": 0,
+        "prior_words": 3000,
+        **(guided or {}),
+    }
     base = ModelEmbedder(lm, layer=layers[0], pooling=poolings[0])
     vectors = base.embed_layers(texts, layers, poolings)
     report = LeakageReport()
@@ -127,13 +142,19 @@ def leakage_report(
         t0 = time.time()
         x = vectors[(la, emb.pooling.name)]
         hyps = [r.text for r in inv.invert_many(x)]
-        row = {"layer": la, "pooling": p,
-               **evaluate(texts, hyps, emb, targets=x, entities=ents),
-               "seconds_per_text": (time.time() - t0) / len(texts)}
+        row = {
+            "layer": la,
+            "pooling": p,
+            **evaluate(texts, hyps, emb, targets=x, entities=ents),
+            "seconds_per_text": (time.time() - t0) / len(texts),
+        }
         report.rows.append(row)
         report.examples[f"{la}:{p}"] = list(zip(texts, hyps, strict=True))[:5]
-    dl = layers[0] if defence_layer is None else normalize_layers([defence_layer], lm.n_layers,
-                                                                   lm.name)[0]
+    dl = (
+        layers[0]
+        if defence_layer is None
+        else normalize_layers([defence_layer], lm.n_layers, lm.name)[0]
+    )
     dp = poolings[0] if defence_pooling is None else defence_pooling
     inv = inverters.get((dl, dp)) or GuidedInverter(lm, ModelEmbedder(lm, dl, dp), **opts)
     clean = vectors.get((dl, inv.embedder.pooling.name))  # type: ignore[attr-defined]
@@ -144,6 +165,14 @@ def leakage_report(
         hyps = [r.text for r in inv.invert_many(noisy)]
         m = evaluate(texts, hyps)
         rec = retrieval_scores(noisy, clean, np.arange(len(texts)), ks=ks)
-        report.defence.append({"layer": dl, "pooling": dp, "noise": float(scale),
-                               "bleu": m["bleu"], "token_f1": m["token_f1"], **rec})
+        report.defence.append(
+            {
+                "layer": dl,
+                "pooling": dp,
+                "noise": float(scale),
+                "bleu": m["bleu"],
+                "token_f1": m["token_f1"],
+                **rec,
+            }
+        )
     return report

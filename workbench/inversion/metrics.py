@@ -77,7 +77,7 @@ def perplexity(lm: Any, texts: Sequence[str], batch_size: int = 16) -> np.ndarra
     out = np.full(len(texts), np.nan)
     bos = tok.bos_token_id
     for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start:start + batch_size])
+        chunk = list(texts[start : start + batch_size])
         ids = [tok(t, add_special_tokens=False)["input_ids"] for t in chunk]
         ids = [([bos] if bos is not None else []) + x for x in ids]
         width = max(1, max(len(x) for x in ids))
@@ -85,8 +85,8 @@ def perplexity(lm: Any, texts: Sequence[str], batch_size: int = 16) -> np.ndarra
         inp = torch.full((len(ids), width), pad, dtype=torch.long)
         mask = torch.zeros_like(inp)
         for i, x in enumerate(ids):
-            inp[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[i, :len(x)] = 1
+            inp[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[i, : len(x)] = 1
         logits = lm.model(input_ids=inp.to(lm.device), attention_mask=mask.to(lm.device)).logits
         logp = torch.log_softmax(logits[:, :-1].float(), -1)
         nll = -logp.gather(-1, inp[:, 1:, None].to(lm.device))[..., 0].cpu()
@@ -135,12 +135,16 @@ def evaluate(
         tgt = embedder.embed(refs) if targets is None else np.asarray(targets)
         safe = [h if h.strip() else "." for h in hyps]
         he, be = embedder.embed(safe), embedder.embed([bag_of_words(r) for r in refs])
-        res["cosine"] = float(np.mean([cosine_to(he[i:i + 1], tgt[i])[0] for i in range(len(refs))]))
+        res["cosine"] = float(
+            np.mean([cosine_to(he[i : i + 1], tgt[i])[0] for i in range(len(refs))])
+        )
         res["cosine_bow_anchor"] = float(
-            np.mean([cosine_to(be[i:i + 1], tgt[i])[0] for i in range(len(refs))]))
+            np.mean([cosine_to(be[i : i + 1], tgt[i])[0] for i in range(len(refs))])
+        )
     if lm is not None:
-        res["perplexity"] = float(np.nanmedian(perplexity(lm, [h if h.strip() else "."
-                                                            for h in hyps])))
+        res["perplexity"] = float(
+            np.nanmedian(perplexity(lm, [h if h.strip() else "." for h in hyps]))
+        )
     if entities is not None:
         vals = [entity_recall(e, h) for e, h in zip(entities, hyps, strict=True)]
         res["entity_recall"] = float(np.nanmean(vals)) if any(e for e in entities) else float("nan")

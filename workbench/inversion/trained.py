@@ -95,13 +95,18 @@ class PrefixMLP(nn.Module):
 
 
 def _lora_targets(lm: Any) -> list[str]:
-    names = {n.rsplit(".", 1)[-1] for n, m in lm.blocks[0].named_modules()
-             if isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"}
+    names = {
+        n.rsplit(".", 1)[-1]
+        for n, m in lm.blocks[0].named_modules()
+        if isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"
+    }
     for pair in (["q_proj", "v_proj"], ["c_attn"], ["query", "value"]):
         if set(pair) <= names:
             return pair
-    raise WorkbenchError(f"{lm.name}: no attention projection found for LoRA among {sorted(names)}"
-                         "; train with lora_rank=0 (frozen LLM)")
+    raise WorkbenchError(
+        f"{lm.name}: no attention projection found for LoRA among {sorted(names)}"
+        "; train with lora_rank=0 (frozen LLM)"
+    )
 
 
 class SoftPromptModel:
@@ -121,24 +126,33 @@ class SoftPromptModel:
 
     def __init__(self, lm: Any, embedder: Embedder, config: InverterConfig | None = None) -> None:
         if lm.kind != "decoder":
-            raise WorkbenchError(f"{lm.name} is an encoder: the inverter needs a decoder LLM "
-                                 "(e.g. smollm2-135m) to write text")
+            raise WorkbenchError(
+                f"{lm.name} is an encoder: the inverter needs a decoder LLM "
+                "(e.g. smollm2-135m) to write text"
+            )
         self.lm, self.embedder = lm, embedder
         self.config = config or InverterConfig()
         self.device = lm.device
         emb = lm.model.get_input_embeddings().weight
         scale = float(emb.detach().float().norm(dim=1).mean())
         with seeded(self.config.seed):  # the prefix MLP's and LoRA's initial weights
-            self.prefix = PrefixMLP(self._input_dim(), lm.d_model, self.config.prefix_length,
-                                    self.config.hidden, scale).to(self.device)
+            self.prefix = PrefixMLP(
+                self._input_dim(), lm.d_model, self.config.prefix_length, self.config.hidden, scale
+            ).to(self.device)
             self.model = lm.model
             if self.config.lora_rank > 0:
                 from peft import LoraConfig, get_peft_model
 
                 base = copy.deepcopy(lm.model)
-                self.model = get_peft_model(base, LoraConfig(
-                    r=self.config.lora_rank, lora_alpha=self.config.lora_alpha, lora_dropout=0.0,
-                    target_modules=_lora_targets(lm)))
+                self.model = get_peft_model(
+                    base,
+                    LoraConfig(
+                        r=self.config.lora_rank,
+                        lora_alpha=self.config.lora_alpha,
+                        lora_dropout=0.0,
+                        target_modules=_lora_targets(lm),
+                    ),
+                )
         for p in self.model.parameters():
             p.requires_grad_(False)
         for n, p in self.model.named_parameters():
@@ -155,8 +169,10 @@ class SoftPromptModel:
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Every trained tensor: ``prefix.*`` and ``lora.*``."""
-        state = {f"prefix.{k}": v.detach().cpu().contiguous()
-                 for k, v in self.prefix.state_dict().items()}
+        state = {
+            f"prefix.{k}": v.detach().cpu().contiguous()
+            for k, v in self.prefix.state_dict().items()
+        }
         if self.config.lora_rank > 0:
             from peft import get_peft_model_state_dict
 
@@ -174,33 +190,53 @@ class SoftPromptModel:
 
     def parameters(self) -> list[nn.Parameter]:
         """The trainable parameters: the prefix map and any LoRA weights."""
-        return list(self.prefix.parameters()) + [p for p in self.model.parameters()
-                                                 if p.requires_grad]
+        return list(self.prefix.parameters()) + [
+            p for p in self.model.parameters() if p.requires_grad
+        ]
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be loaded for this LLM and embedder."""
-        return {"embedder": self.embedder.name, "embedder_fingerprint": self.embedder.fingerprint,
-                "embedder_dim": self.embedder.dim, "model": self.lm.name,
-                "model_fingerprint": self.lm.weights_fingerprint}
+        return {
+            "embedder": self.embedder.name,
+            "embedder_fingerprint": self.embedder.fingerprint,
+            "embedder_dim": self.embedder.dim,
+            "model": self.lm.name,
+            "model_fingerprint": self.lm.weights_fingerprint,
+        }
 
-    def save(self, out: str | Path, optimizer: torch.optim.Optimizer | None = None,
-             extra: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        out: str | Path,
+        optimizer: torch.optim.Optimizer | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
         """Write the checkpoint atomically (weight files first, the JSON commit marker last)."""
         out = Path(out)
         files = {WEIGHTS_FILE: save_tensors(out / WEIGHTS_FILE, self.trainable_state())}
         groups = None
         if optimizer is not None:
             sd = optimizer.state_dict()
-            tensors = {f"{i}.{k}": v.detach().cpu().contiguous()
-                       for i, st in sd["state"].items() for k, v in st.items()}
+            tensors = {
+                f"{i}.{k}": v.detach().cpu().contiguous()
+                for i, st in sd["state"].items()
+                for k, v in st.items()
+            }
             files[OPTIMIZER_FILE] = save_tensors(out / OPTIMIZER_FILE, tensors)
             groups = sd["param_groups"]
-        write_json(out / CONFIG_FILE, {
-            "kind": self.KIND, "workbench_version": __version__,
-            **self.identity(), "config": asdict(self.config), "step": self.step_,
-            "losses": self.losses_, "files": files, "optimizer_param_groups": groups,
-            **(extra or {}),
-        })
+        write_json(
+            out / CONFIG_FILE,
+            {
+                "kind": self.KIND,
+                "workbench_version": __version__,
+                **self.identity(),
+                "config": asdict(self.config),
+                "step": self.step_,
+                "losses": self.losses_,
+                "files": files,
+                "optimizer_param_groups": groups,
+                **(extra or {}),
+            },
+        )
         return out
 
     @classmethod
@@ -218,7 +254,8 @@ class SoftPromptModel:
             raise CheckpointMismatchError(
                 f"{path} holds a {meta.get('kind')}, not a {cls.KIND}: load it with the class "
                 "that trained it (SoftPrefixInverter for `workbench invert train`, "
-                "TrainedCorrector for `workbench invert train --kind corrector`)")
+                "TrainedCorrector for `workbench invert train --kind corrector`)"
+            )
         inv = cls(lm, embedder, InverterConfig(**meta["config"]))
         _check_identity(meta, inv.identity(), Path(path))
         inv._load_trainable(_read_tensors(Path(path), WEIGHTS_FILE, meta))
@@ -231,8 +268,11 @@ class SoftPromptModel:
         """Token ids of a context written between the soft prompt and the text."""
         return self.lm.tokenizer(context, add_special_tokens=False)["input_ids"]
 
-    def _encode_texts(self, texts: Sequence[str], contexts: Sequence[str] | None = None,
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _encode_texts(
+        self,
+        texts: Sequence[str],
+        contexts: Sequence[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token ids ``[b, t]`` (context + text + eos, right-padded), attention mask ``[b, t]``
         and labels ``[b, t]`` (the text's ids and eos; -100 on the context and padding)."""
         tok = self.lm.tokenizer
@@ -240,8 +280,9 @@ class SoftPromptModel:
         seqs, targets = [], []
         for i, t in enumerate(texts):
             ctx = [] if contexts is None else self._context_ids(contexts[i])
-            text = tok(t, add_special_tokens=False)["input_ids"][: self.config.max_tokens] \
-                + ([eos] if eos is not None else [])
+            text = tok(t, add_special_tokens=False)["input_ids"][: self.config.max_tokens] + (
+                [eos] if eos is not None else []
+            )
             seqs.append(ctx + text)
             targets.append([-100] * len(ctx) + text)
         width = max(len(s) for s in seqs)
@@ -249,9 +290,9 @@ class SoftPromptModel:
         mask = torch.zeros_like(ids)
         labels = torch.full_like(ids, -100)
         for i, (s, y) in enumerate(zip(seqs, targets, strict=True)):
-            ids[i, :len(s)] = torch.tensor(s)
-            mask[i, :len(s)] = 1
-            labels[i, :len(y)] = torch.tensor(y)
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+            labels[i, : len(y)] = torch.tensor(y)
         return ids.to(self.device), mask.to(self.device), labels.to(self.device)
 
     def _head(self, prefix: torch.Tensor) -> torch.Tensor:
@@ -259,31 +300,37 @@ class SoftPromptModel:
         bos = self.lm.tokenizer.bos_token_id
         if bos is None:
             return prefix
-        emb = self.model.get_input_embeddings()(torch.full((len(prefix), 1), bos,
-                                                           device=self.device))
+        emb = self.model.get_input_embeddings()(
+            torch.full((len(prefix), 1), bos, device=self.device)
+        )
         return torch.cat([prefix, emb.to(prefix.dtype)], dim=1)
 
-    def loss(self, vectors: torch.Tensor, texts: Sequence[str],
-             contexts: Sequence[str] | None = None) -> torch.Tensor:
+    def loss(
+        self, vectors: torch.Tensor, texts: Sequence[str], contexts: Sequence[str] | None = None
+    ) -> torch.Tensor:
         """Mean token cross-entropy of ``texts`` after the soft prompts of ``vectors``
         ``[b, in_dim]`` (and after ``contexts``, whose tokens are not scored, when given)."""
         ids, mask, labels = self._encode_texts(texts, contexts)
         head = self._head(self.prefix(vectors.to(self.device)).to(self.lm.dtype))
         tok_emb = self.model.get_input_embeddings()(ids)
         inputs = torch.cat([head, tok_emb], dim=1)
-        att = torch.cat([torch.ones(len(ids), head.shape[1], dtype=mask.dtype,
-                                    device=self.device), mask], dim=1)
+        att = torch.cat(
+            [torch.ones(len(ids), head.shape[1], dtype=mask.dtype, device=self.device), mask], dim=1
+        )
         logits = self.model(inputs_embeds=inputs, attention_mask=att).logits
-        logits = logits[:, head.shape[1] - 1:-1].float()  # the positions that predict the text
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                           labels.reshape(-1), ignore_index=-100)
+        logits = logits[:, head.shape[1] - 1 : -1].float()  # the positions that predict the text
+        return nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+        )
 
     def _batch_indices(self, step: int, n: int) -> np.ndarray:
         bs = self.config.batch_size
         flat = np.arange(step * bs, (step + 1) * bs)
         epochs, pos = flat // n, flat % n
-        perms = {e: np.random.default_rng([self.config.seed, int(e)]).permutation(n)
-                 for e in np.unique(epochs)}
+        perms = {
+            e: np.random.default_rng([self.config.seed, int(e)]).permutation(n)
+            for e in np.unique(epochs)
+        }
         return np.array([perms[e][p] for e, p in zip(epochs, pos, strict=True)])
 
     def fit(
@@ -331,14 +378,18 @@ class SoftPromptModel:
         if (out / CONFIG_FILE).exists():
             meta = read_checkpoint(out)
             _check_identity(meta, self.identity(), out)
-            if not resume or meta.get("corpus_fingerprint") != corpus or \
-                    meta["config"] != asdict(self.config):
+            if (
+                not resume
+                or meta.get("corpus_fingerprint") != corpus
+                or meta["config"] != asdict(self.config)
+            ):
                 theirs = str(meta.get("corpus_fingerprint", "?"))[:12]
                 raise CheckpointMismatchError(
                     f"{out} holds another training run (its corpus {theirs} / config "
                     f"{meta['config']} vs this corpus {corpus[:12]} / config "
                     f"{asdict(self.config)}); pass {arg('another out', 'another --out')} or "
-                    "delete it")
+                    "delete it"
+                )
             self._load_trainable(_read_tensors(out, WEIGHTS_FILE, meta))
             self.step_, self.losses_ = int(meta["step"]), list(meta["losses"])
             if OPTIMIZER_FILE in meta["files"]:
@@ -346,8 +397,9 @@ class SoftPromptModel:
                 sd = {"state": {}, "param_groups": meta["optimizer_param_groups"]}
                 for key, v in state.items():
                     i, name = key.split(".", 1)
-                    sd["state"].setdefault(int(i), {})[name] = v.to(self.device) \
-                        if name != "step" else v
+                    sd["state"].setdefault(int(i), {})[name] = (
+                        v.to(self.device) if name != "step" else v
+                    )
                 opt.load_state_dict(sd)
         vectors = self._train_vectors(texts, out, corpus)
         start, done = time.time(), 0
@@ -396,8 +448,9 @@ class SoftPromptModel:
         """What identifies the training data of a run (a resumed run must see the same)."""
         return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
 
-    def _batch_loss(self, step: int, idx: np.ndarray, texts: list[str],
-                    vectors: np.ndarray) -> torch.Tensor:
+    def _batch_loss(
+        self, step: int, idx: np.ndarray, texts: list[str], vectors: np.ndarray
+    ) -> torch.Tensor:
         """The loss of training step ``step`` on rows ``idx`` (a function of both only)."""
         return self.loss(torch.from_numpy(vectors[idx]), [texts[i] for i in idx])
 
@@ -410,8 +463,11 @@ class SoftPromptModel:
                 cached = read_json(key, "embedding cache key")
             except ArtifactCorruptError:
                 cached = {}
-            if {k: cached.get(k) for k in ident} == ident and cached.get("file") is not None and (
-                    file_info(path) == cached["file"]):
+            if (
+                {k: cached.get(k) for k in ident} == ident
+                and cached.get("file") is not None
+                and (file_info(path) == cached["file"])
+            ):
                 return np.load(path, allow_pickle=False)
         vec = check_embeddings(self.embedder.embed(texts), self.embedder)
         atomic_write(path, lambda f: np.save(f, vec, allow_pickle=False))
@@ -420,19 +476,27 @@ class SoftPromptModel:
 
     # -- inference -----------------------------------------------------------------------------
 
-    def _generate(self, head: torch.Tensor, *, num_beams: int, num_return: int,
-                  max_new_tokens: int) -> list[str]:
+    def _generate(
+        self, head: torch.Tensor, *, num_beams: int, num_return: int, max_new_tokens: int
+    ) -> list[str]:
         """Decode after the input embeddings ``head`` ``[b, p, d_model]``: ``b * num_return``
         texts, each cut at its first newline (training texts are single lines ending in eos)."""
         tok = self.lm.tokenizer
         att = torch.ones(head.shape[:2], dtype=torch.long, device=self.device)
         gen = self.model.generate(
-            inputs_embeds=head, attention_mask=att, max_new_tokens=max_new_tokens,
-            num_beams=max(num_beams, num_return), num_return_sequences=num_return,
-            do_sample=False, eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        return [t.strip().split("\n")[0].strip()
-                for t in tok.batch_decode(gen, skip_special_tokens=True)]
+            inputs_embeds=head,
+            attention_mask=att,
+            max_new_tokens=max_new_tokens,
+            num_beams=max(num_beams, num_return),
+            num_return_sequences=num_return,
+            do_sample=False,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        )
+        return [
+            t.strip().split("\n")[0].strip()
+            for t in tok.batch_decode(gen, skip_special_tokens=True)
+        ]
 
 
 class SoftPrefixInverter(SoftPromptModel):
@@ -449,15 +513,23 @@ class SoftPrefixInverter(SoftPromptModel):
 
     @torch.inference_mode()
     @overload
-    def invert(self, vectors: Any, *, num_beams: int = 1, num_return: Literal[1] = 1,
-               max_new_tokens: int = 40) -> list[str]: ...
+    def invert(
+        self,
+        vectors: Any,
+        *,
+        num_beams: int = 1,
+        num_return: Literal[1] = 1,
+        max_new_tokens: int = 40,
+    ) -> list[str]: ...
 
     @overload
-    def invert(self, vectors: Any, *, num_beams: int = 1, num_return: int,
-               max_new_tokens: int = 40) -> list[list[str]] | list[str]: ...
+    def invert(
+        self, vectors: Any, *, num_beams: int = 1, num_return: int, max_new_tokens: int = 40
+    ) -> list[list[str]] | list[str]: ...
 
-    def invert(self, vectors: Any, *, num_beams: int = 1, num_return: int = 1,
-               max_new_tokens: int = 40) -> list[list[str]] | list[str]:
+    def invert(
+        self, vectors: Any, *, num_beams: int = 1, num_return: int = 1, max_new_tokens: int = 40
+    ) -> list[list[str]] | list[str]:
         """Texts for ``vectors`` ``[n, dim]`` (or ``[dim]``): a list of ``n`` strings, or of ``n``
         lists of ``num_return`` strings (best first) when ``num_return > 1``.
 
@@ -465,11 +537,15 @@ class SoftPrefixInverter(SoftPromptModel):
             EmbeddingInputError: a dimension other than the embedder's, NaN or zero vectors.
         """
         x = torch.from_numpy(check_embeddings(vectors, self.embedder)).to(self.device)
-        texts = self._generate(self._head(self.prefix(x).to(self.lm.dtype)), num_beams=num_beams,
-                               num_return=num_return, max_new_tokens=max_new_tokens)
+        texts = self._generate(
+            self._head(self.prefix(x).to(self.lm.dtype)),
+            num_beams=num_beams,
+            num_return=num_return,
+            max_new_tokens=max_new_tokens,
+        )
         if num_return == 1:
             return texts
-        return [texts[i * num_return:(i + 1) * num_return] for i in range(len(x))]
+        return [texts[i * num_return : (i + 1) * num_return] for i in range(len(x))]
 
     def reconstruct(self, target: Any, *, max_new_tokens: int = 40) -> InversionResult:
         """One embedding ``target`` ``[dim]`` as an ``InversionResult`` (greedy text, its cosine
@@ -486,8 +562,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The JSON of a checkpoint folder."""
     p = Path(path) / CONFIG_FILE
     if not p.exists():
-        raise ArtifactNotFoundError(f"{p} does not exist: pass a folder written by "
-                                    "`workbench invert train` (it holds inverter.json)")
+        raise ArtifactNotFoundError(
+            f"{p} does not exist: pass a folder written by "
+            "`workbench invert train` (it holds inverter.json)"
+        )
     try:
         return dict(read_json(p, "checkpoint", _CORRUPT_FIX))
     except ArtifactCorruptError as exc:
@@ -498,19 +576,29 @@ _CORRUPT_FIX = "the checkpoint is damaged; delete the folder and retrain"
 
 
 def _check_identity(meta: dict[str, Any], now: dict[str, Any], path: Path) -> None:
-    diffs = [f"{k}: checkpoint {meta.get(k)} vs now {now[k]}"
-             for k in ("embedder_fingerprint", "model_fingerprint") if meta.get(k) != now[k]]
+    diffs = [
+        f"{k}: checkpoint {meta.get(k)} vs now {now[k]}"
+        for k in ("embedder_fingerprint", "model_fingerprint")
+        if meta.get(k) != now[k]
+    ]
     if diffs:
         raise CheckpointMismatchError(
             f"{path} was trained for embedder {meta.get('embedder')} and model "
             f"{meta.get('model')}, not {now['embedder']} / {now['model']} ("
-            + "; ".join(diffs) + "): load it with the embedder and LLM it was trained for, or "
-            "train a new inverter")
+            + "; ".join(diffs)
+            + "): load it with the embedder and LLM it was trained for, or "
+            "train a new inverter"
+        )
 
 
 def _read_tensors(path: Path, name: str, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
     try:
-        return load_tensors(path / name, meta["files"].get(name), fix=_CORRUPT_FIX,
-                            framework="pt", what="checkpoint")
+        return load_tensors(
+            path / name,
+            meta["files"].get(name),
+            fix=_CORRUPT_FIX,
+            framework="pt",
+            what="checkpoint",
+        )
     except ArtifactCorruptError as exc:
         raise CheckpointCorruptError(str(exc)) from None

@@ -110,13 +110,15 @@ def check_position(position: int, n_tokens: int, what: str = "position") -> int:
 
 
 @torch.no_grad()
-def hidden_states(lm: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, ...]:
+def hidden_states(
+    lm: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, ...]:
     """All residual layers of the base model: ``n_layers + 1`` tensors ``[batch, pos, d_model]``
     (no unembedding runs)."""
     with hooks.eval_mode(lm.model):
-        out = lm.base_model(**hooks.forward_inputs(lm, input_ids, attention_mask),
-                            output_hidden_states=True)
+        out = lm.base_model(
+            **hooks.forward_inputs(lm, input_ids, attention_mask), output_hidden_states=True
+        )
     return tuple(out.hidden_states)
 
 
@@ -174,10 +176,15 @@ class LensResult:
         for li, layer in enumerate(self.layers):
             for p, tok in enumerate(self.input_tokens):
                 for r in range(self.k):
-                    row = {"layer": int(layer), "position": p, "input_token": tok, "rank": r + 1,
-                           "token": self.top_tokens[li][p][r],
-                           "prob": float(self.top_probs[li, p, r]),
-                           "entropy": float(self.entropy[li, p])}
+                    row = {
+                        "layer": int(layer),
+                        "position": p,
+                        "input_token": tok,
+                        "rank": r + 1,
+                        "token": self.top_tokens[li][p][r],
+                        "prob": float(self.top_probs[li, p, r]),
+                        "entropy": float(self.entropy[li, p]),
+                    }
                     if self.target_rank is not None and self.target_prob is not None:
                         row["target_rank"] = int(self.target_rank[li, p])
                         row["target_prob"] = float(self.target_prob[li, p])
@@ -225,8 +232,13 @@ class LogitLens:
     # -- the verb ----------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def run(self, prompt: str, k: int = 5, target: str | int | None = None,
-            layers: str | int | Sequence[int] = "all") -> LensResult:
+    def run(
+        self,
+        prompt: str,
+        k: int = 5,
+        target: str | int | None = None,
+        layers: str | int | Sequence[int] = "all",
+    ) -> LensResult:
         """Read ``prompt`` at every layer and position.
 
         Args:
@@ -264,9 +276,15 @@ class LogitLens:
         tid = np.stack(top_ids)
         top_tokens = [[decode_tokens(lm.tokenizer, cell) for cell in row] for row in tid]
         return LensResult(
-            prompt=prompt, lens=self.name, model=lm.name, input_ids=np.asarray(ids),
-            input_tokens=decode_tokens(lm.tokenizer, ids), layers=np.asarray(chosen),
-            top_ids=tid, top_probs=np.stack(top_probs), top_tokens=top_tokens,
+            prompt=prompt,
+            lens=self.name,
+            model=lm.name,
+            input_ids=np.asarray(ids),
+            input_tokens=decode_tokens(lm.tokenizer, ids),
+            layers=np.asarray(chosen),
+            top_ids=tid,
+            top_probs=np.stack(top_probs),
+            top_tokens=top_tokens,
             entropy=np.stack(entropy),
             target=None if target_id is None else lm.tokenizer.decode([target_id]),
             target_id=target_id,
@@ -275,8 +293,13 @@ class LogitLens:
         )
 
 
-def logit_lens(lm: Any, prompt: str, k: int = 5, target: str | int | None = None,
-               layers: str | int | Sequence[int] = "all") -> LensResult:
+def logit_lens(
+    lm: Any,
+    prompt: str,
+    k: int = 5,
+    target: str | int | None = None,
+    layers: str | int | Sequence[int] = "all",
+) -> LensResult:
     """``LogitLens(lm).run(...)`` in one call."""
     return LogitLens(lm).run(prompt, k=k, target=target, layers=layers)
 

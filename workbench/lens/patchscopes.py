@@ -76,23 +76,34 @@ class Patchscope:
         >>> res.description                                                   # doctest: +SKIP
     """
 
-    def __init__(self, lm: Any, target_prompt: str = IDENTITY_PROMPT, placeholder: str = "?",
-                 target_position: int | None = None, stop: Sequence[str] = STOP_STRINGS) -> None:
+    def __init__(
+        self,
+        lm: Any,
+        target_prompt: str = IDENTITY_PROMPT,
+        placeholder: str = "?",
+        target_position: int | None = None,
+        stop: Sequence[str] = STOP_STRINGS,
+    ) -> None:
         require_decoder(lm, "Patchscope")
         self.lm = lm
         self.target_prompt = target_prompt
         self.target_ids = encode_prompt(lm, target_prompt)
         if target_position is None:
             target_position = _placeholder_position(lm, target_prompt, placeholder)
-        self.target_position = check_position(target_position, len(self.target_ids),
-                                              "target_position")
+        self.target_position = check_position(
+            target_position, len(self.target_ids), "target_position"
+        )
         self.stop = tuple(stop)
 
     # -- generation --------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def generate(self, ids: Sequence[int], max_new_tokens: int = 10,
-                 patch: tuple[int, int, torch.Tensor] | None = None) -> list[int]:
+    def generate(
+        self,
+        ids: Sequence[int],
+        max_new_tokens: int = 10,
+        patch: tuple[int, int, torch.Tensor] | None = None,
+    ) -> list[int]:
         """Greedy continuation of ``ids``; ``patch = (layer, position, state [d_model])`` replaces
         that residual state during the prompt's forward pass."""
         lm = self.lm
@@ -108,8 +119,11 @@ class Patchscope:
                 out_ids.append(nxt)
                 if nxt == eos or self._stopped(out_ids):
                     break
-                out = model(input_ids=torch.tensor([[nxt]], device=lm.device),
-                            past_key_values=out.past_key_values, use_cache=True)
+                out = model(
+                    input_ids=torch.tensor([[nxt]], device=lm.device),
+                    past_key_values=out.past_key_values,
+                    use_cache=True,
+                )
         return out_ids
 
     def _stopped(self, ids: list[int]) -> bool:
@@ -127,8 +141,14 @@ class Patchscope:
 
     # -- the verb ----------------------------------------------------------------------------------
 
-    def run(self, source: str, layer: int, position: int = -1, target_layer: int | None = None,
-            max_new_tokens: int = 10) -> PatchscopeResult:
+    def run(
+        self,
+        source: str,
+        layer: int,
+        position: int = -1,
+        target_layer: int | None = None,
+        max_new_tokens: int = 10,
+    ) -> PatchscopeResult:
         """Patch (``source``, ``layer``, ``position``) into the target prompt at ``target_layer``
         (default: the same layer) and generate.
 
@@ -150,20 +170,33 @@ class Patchscope:
         ids = encode_prompt(lm, source)
         pos = check_position(position, len(ids))
         state = hidden_states(lm, torch.tensor([ids]))[src_layer][0, pos]
-        gen = self.generate(self.target_ids, max_new_tokens,
-                            patch=(tgt_layer, self.target_position, state))
+        gen = self.generate(
+            self.target_ids, max_new_tokens, patch=(tgt_layer, self.target_position, state)
+        )
         text = lm.tokenizer.decode(gen)
         tokens = decode_tokens(lm.tokenizer, ids)
         return PatchscopeResult(
-            source=source, source_tokens=tokens, layer=src_layer, position=pos,
-            source_token=tokens[pos], target_prompt=self.target_prompt, target_layer=tgt_layer,
-            target_position=self.target_position, generated_ids=gen, text=text,
+            source=source,
+            source_tokens=tokens,
+            layer=src_layer,
+            position=pos,
+            source_token=tokens[pos],
+            target_prompt=self.target_prompt,
+            target_layer=tgt_layer,
+            target_position=self.target_position,
+            generated_ids=gen,
+            text=text,
             description=self._describe(text),
         )
 
-    def run_layers(self, source: str, layers: str | Sequence[int] = "all", position: int = -1,
-                   target_layer: int | None = None, max_new_tokens: int = 10
-                   ) -> list[PatchscopeResult]:
+    def run_layers(
+        self,
+        source: str,
+        layers: str | Sequence[int] = "all",
+        position: int = -1,
+        target_layer: int | None = None,
+        max_new_tokens: int = 10,
+    ) -> list[PatchscopeResult]:
         """:meth:`run` at each source layer (the last, non-residual layer is skipped for
         ``layers="all"``); ``target_layer`` None patches each into the same layer."""
         n = self.lm.n_layers

@@ -49,8 +49,22 @@ CHECKPOINT_JSON = "checkpoint.json"  # its sha256, written after it (the commit 
 FORMAT = "workbench.tuned_lens/1"
 
 #: Training options that must match to resume a checkpoint (``steps`` may grow).
-_RESUME_KEYS = ("layers", "init", "init_texts", "ridge", "batch_size", "max_length", "tokens_per_step", "lr", "warmup",
-                "weight_decay", "seed", "skip_first", "n_texts", "texts_sha256")
+_RESUME_KEYS = (
+    "layers",
+    "init",
+    "init_texts",
+    "ridge",
+    "batch_size",
+    "max_length",
+    "tokens_per_step",
+    "lr",
+    "warmup",
+    "weight_decay",
+    "seed",
+    "skip_first",
+    "n_texts",
+    "texts_sha256",
+)
 
 
 class LensCheckpointError(WorkbenchError, ValueError):
@@ -141,9 +155,13 @@ class TunedLens(LogitLens):
         return {
             "format": FORMAT,
             "workbench_version": __version__,
-            "model": {"spec": lm.name, "weights_fingerprint": lm.weights_fingerprint,
-                      "n_layers": lm.n_layers, "d_model": lm.d_model,
-                      "class": type(lm.model).__name__},
+            "model": {
+                "spec": lm.name,
+                "weights_fingerprint": lm.weights_fingerprint,
+                "n_layers": lm.n_layers,
+                "d_model": lm.d_model,
+                "class": type(lm.model).__name__,
+            },
             "layers": self.layers,
             "translator": "h + W h + b (W, b zero-initialised), float32",
             "training": None,
@@ -227,11 +245,22 @@ class TunedLens(LogitLens):
                 f"max_length={max_length}: steps must be >= 0, batch and tokens >= 1, max_length "
                 f">= skip_first + 2"
             )
-        options = {"layers": self.layers, "init": init, "init_texts": init_texts, "ridge": ridge,
-                   "batch_size": batch_size, "max_length": max_length,
-                   "tokens_per_step": tokens_per_step, "lr": lr, "warmup": warmup,
-                   "weight_decay": weight_decay, "seed": seed, "skip_first": skip_first,
-                   "n_texts": len(texts), "texts_sha256": _texts_sha256(texts)}
+        options = {
+            "layers": self.layers,
+            "init": init,
+            "init_texts": init_texts,
+            "ridge": ridge,
+            "batch_size": batch_size,
+            "max_length": max_length,
+            "tokens_per_step": tokens_per_step,
+            "lr": lr,
+            "warmup": warmup,
+            "weight_decay": weight_decay,
+            "seed": seed,
+            "skip_first": skip_first,
+            "n_texts": len(texts),
+            "texts_sha256": _texts_sha256(texts),
+        }
         params = list(self.translators.parameters())
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         folder = Path(out) if out is not None else None
@@ -280,23 +309,39 @@ class TunedLens(LogitLens):
                         bar.set_postfix(kl=f"{self.history_[-1]:.3f}")
                     done = step + 1
                     if folder is not None and (done % checkpoint_every == 0 or done == steps):
-                        self._checkpoint(folder / CHECKPOINT, opt, options, done,
-                                         seconds + time.perf_counter() - t0)
+                        self._checkpoint(
+                            folder / CHECKPOINT,
+                            opt,
+                            options,
+                            done,
+                            seconds + time.perf_counter() - t0,
+                        )
         finally:
             if bar is not None:
                 bar.close()
         seconds += time.perf_counter() - t0
-        self.config_["training"] = {**options, "steps": steps, "optimizer": "AdamW",
-                                    "seconds": round(seconds, 1),
-                                    "final_kl": self.history_[-1] if self.history_ else None,
-                                    "dataset": dataset}
+        self.config_["training"] = {
+            **options,
+            "steps": steps,
+            "optimizer": "AdamW",
+            "seconds": round(seconds, 1),
+            "final_kl": self.history_[-1] if self.history_ else None,
+            "dataset": dataset,
+        }
         if folder is not None:
             self.save(folder)
         return self
 
     @torch.no_grad()
-    def _fit_lstsq(self, texts: Sequence[str], batch_size: int, max_length: int, skip_first: int,
-                   ridge: float, progress: bool) -> None:
+    def _fit_lstsq(
+        self,
+        texts: Sequence[str],
+        batch_size: int,
+        max_length: int,
+        skip_first: int,
+        ridge: float,
+        progress: bool,
+    ) -> None:
         """Set translator ``l`` to the ridge regression ``h_l -> x_final`` (with intercept), where
         ``x_final`` is the final norm's input (the last block's output)."""
         lm, d = self.lm, self.lm.d_model
@@ -335,27 +380,43 @@ class TunedLens(LogitLens):
             lin.weight.copy_((sol[:d].T - eye).to(lin.weight))
             lin.bias.copy_(sol[d].to(lin.bias))
 
-    def _checkpoint(self, path: Path, opt: torch.optim.Optimizer, options: dict[str, Any],
-                    step: int, seconds: float) -> None:
-        tensors = {f"translators.{k}": v.detach().cpu().contiguous()
-                   for k, v in self.translators.state_dict().items()}
+    def _checkpoint(
+        self,
+        path: Path,
+        opt: torch.optim.Optimizer,
+        options: dict[str, Any],
+        step: int,
+        seconds: float,
+    ) -> None:
+        tensors = {
+            f"translators.{k}": v.detach().cpu().contiguous()
+            for k, v in self.translators.state_dict().items()
+        }
         state = opt.state_dict()
         for i, s in state["state"].items():
             for key, value in s.items():
                 tensors[f"optimizer.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-        meta = {"options": json.dumps(options), "step": str(step), "seconds": str(seconds),
-                "history": json.dumps(self.history_),
-                "param_groups": json.dumps(state["param_groups"]),
-                "weights_fingerprint": self.lm.weights_fingerprint}
+        meta = {
+            "options": json.dumps(options),
+            "step": str(step),
+            "seconds": str(seconds),
+            "history": json.dumps(self.history_),
+            "param_groups": json.dumps(state["param_groups"]),
+            "weights_fingerprint": self.lm.weights_fingerprint,
+        }
         info = save_tensors(path, tensors, metadata=meta)
         write_json(path.parent / CHECKPOINT_JSON, {"files": {path.name: info}})
 
-    def _resume(self, path: Path, opt: torch.optim.Optimizer, options: dict[str, Any]
-                ) -> tuple[int, float]:
+    def _resume(
+        self, path: Path, opt: torch.optim.Optimizer, options: dict[str, Any]
+    ) -> tuple[int, float]:
         fix = f"delete {path} to train from the start, or choose another --out folder"
         sidecar = path.parent / CHECKPOINT_JSON
-        info = (read_json(sidecar, "checkpoint record", fix).get("files", {}).get(path.name)
-                if sidecar.is_file() else None)
+        info = (
+            read_json(sidecar, "checkpoint record", fix).get("files", {}).get(path.name)
+            if sidecar.is_file()
+            else None
+        )
         tensors = load_tensors(path, info, fix=fix, framework="pt", what="tuned-lens checkpoint")
         meta = read_tensor_metadata(path, fix)
         _check_fingerprint(meta.get("weights_fingerprint"), self.lm, path)
@@ -367,8 +428,12 @@ class TunedLens(LogitLens):
                 "the same texts and options to resume, or choose another --out folder"
             )
         self.translators.load_state_dict(
-            {k.removeprefix("translators."): v.to(self.lm.device) for k, v in tensors.items()
-             if k.startswith("translators.")})
+            {
+                k.removeprefix("translators."): v.to(self.lm.device)
+                for k, v in tensors.items()
+                if k.startswith("translators.")
+            }
+        )
         state: dict[str, Any] = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
@@ -383,11 +448,14 @@ class TunedLens(LogitLens):
     def save(self, out: str | Path) -> Path:
         """Write ``tuned_lens.safetensors`` + ``config.json`` into ``out`` (atomically)."""
         folder = Path(out)
-        tensors = {f"translators.{k}": v.detach().cpu().contiguous()
-                   for k, v in self.translators.state_dict().items()}
+        tensors = {
+            f"translators.{k}": v.detach().cpu().contiguous()
+            for k, v in self.translators.state_dict().items()
+        }
         info = save_tensors(folder / WEIGHTS, tensors, metadata={"format": FORMAT})
-        write_json(folder / CONFIG, {**self.config_, "history": self.history_,
-                                     "files": {WEIGHTS: info}})
+        write_json(
+            folder / CONFIG, {**self.config_, "history": self.history_, "files": {WEIGHTS: info}}
+        )
         return folder
 
     @classmethod
@@ -405,13 +473,21 @@ class TunedLens(LogitLens):
             raise LensCheckpointError(
                 f"{folder / CONFIG} has format {config.get('format')!r}, expected {FORMAT!r}"
             )
-        _check_fingerprint(config["model"].get("weights_fingerprint"), lm, folder,
-                           config["model"].get("spec"))
+        _check_fingerprint(
+            config["model"].get("weights_fingerprint"), lm, folder, config["model"].get("spec")
+        )
         lens = cls(lm, layers=config["layers"])
-        tensors = load_tensors(folder / WEIGHTS, config.get("files", {}).get(WEIGHTS), fix=fix,
-                               framework="pt", device=str(lm.device), what="tuned lens")
-        lens.translators.load_state_dict({k.removeprefix("translators."): v
-                                          for k, v in tensors.items()})
+        tensors = load_tensors(
+            folder / WEIGHTS,
+            config.get("files", {}).get(WEIGHTS),
+            fix=fix,
+            framework="pt",
+            device=str(lm.device),
+            what="tuned lens",
+        )
+        lens.translators.load_state_dict(
+            {k.removeprefix("translators."): v for k, v in tensors.items()}
+        )
         lens.config_ = {k: v for k, v in config.items() if k not in ("history", "files")}
         lens.history_ = list(config.get("history", []))
         return lens
@@ -445,8 +521,9 @@ def _text_indices(n: int, step: int, batch_size: int, seed: int) -> list[int]:
     return out
 
 
-def _sample_tokens(mask: torch.Tensor, skip_first: int, k: int, seed: int, step: int
-                   ) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _sample_tokens(
+    mask: torch.Tensor, skip_first: int, k: int, seed: int, step: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(rows, positions)`` of up to ``k`` real tokens at positions ``>= skip_first``."""
     keep = mask.bool().clone()
     keep[:, :skip_first] = False
@@ -486,12 +563,16 @@ class LensReport:
 
     def to_markdown(self) -> str:
         """The table as Markdown: KL and perplexity per layer."""
-        cols = ["layer"] + [c for c in self.table.columns if c.startswith("kl_")] + [
-            c for c in self.table.columns if c.startswith("ppl_")]
+        cols = (
+            ["layer"]
+            + [c for c in self.table.columns if c.startswith("kl_")]
+            + [c for c in self.table.columns if c.startswith("ppl_")]
+        )
         lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
         for _, row in self.table.iterrows():
             cells = [str(int(row["layer"]))] + [
-                f"{row[c]:.3f}" if c.startswith("kl") else f"{row[c]:.4g}" for c in cols[1:]]
+                f"{row[c]:.3f}" if c.startswith("kl") else f"{row[c]:.4g}" for c in cols[1:]
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -531,11 +612,16 @@ def lens_report(
         raise EmptyDatasetError("no non-empty held-out texts to evaluate the lenses on")
     n = lm.n_layers
     extra: dict[str, TunedLens] = (
-        {} if tuned is None else {"tuned": tuned} if isinstance(tuned, TunedLens) else dict(tuned))
+        {} if tuned is None else {"tuned": tuned} if isinstance(tuned, TunedLens) else dict(tuned)
+    )
     for trained_lens in extra.values():
         if trained_lens.lm is not lm:
-            _check_fingerprint(trained_lens.lm.weights_fingerprint, lm, Path("the tuned lens"),
-                               trained_lens.lm.name)
+            _check_fingerprint(
+                trained_lens.lm.weights_fingerprint,
+                lm,
+                Path("the tuned lens"),
+                trained_lens.lm.name,
+            )
     if layers is None:
         trained = sorted({x for lens in extra.values() for x in lens.layers})
         chosen = trained + [n] if extra else list(range(n + 1))
@@ -585,9 +671,14 @@ def lens_report(
             rec[f"kl_{name}"] = kl[name, layer] / count
             rec[f"ppl_{name}"] = math.exp(ce[name, layer] / count)
         records.append(rec)
-    return LensReport(table=pd.DataFrame(records), n_texts=len(texts), n_tokens=count,
-                      ppl_model=math.exp(ce_model / count), skip_first=skip_first,
-                      seconds=time.perf_counter() - t0)
+    return LensReport(
+        table=pd.DataFrame(records),
+        n_texts=len(texts),
+        n_tokens=count,
+        ppl_model=math.exp(ce_model / count),
+        skip_first=skip_first,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 __all__ = ["LensCheckpointError", "LensReport", "TunedLens", "lens_report"]

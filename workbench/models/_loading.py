@@ -51,8 +51,9 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     except KeyError:
         from ..errors import OptionError, arg
 
-        raise OptionError(f"unknown {arg('dtype', '--dtype')} {dtype!r}: use one of "
-                          f"{sorted(_DTYPES)}") from None
+        raise OptionError(
+            f"unknown {arg('dtype', '--dtype')} {dtype!r}: use one of {sorted(_DTYPES)}"
+        ) from None
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -63,18 +64,25 @@ def check_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise OptionError(f"{flag} {device!r} is not a device: use 'cpu', 'cuda', 'cuda:1' or "
-                          "'mps'") from None
+        raise OptionError(
+            f"{flag} {device!r} is not a device: use 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise OptionError(f"{flag} {device!r}: CUDA is not available on this machine (torch "
-                              f"{torch.__version__}); use {arg('device=' + repr('cpu'), '--device cpu')}")
+            raise OptionError(
+                f"{flag} {device!r}: CUDA is not available on this machine (torch "
+                f"{torch.__version__}); use {arg('device=' + repr('cpu'), '--device cpu')}"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise OptionError(f"{flag} {device!r}: this machine has {torch.cuda.device_count()} "
-                              "CUDA device(s), numbered from 0")
+            raise OptionError(
+                f"{flag} {device!r}: this machine has {torch.cuda.device_count()} "
+                "CUDA device(s), numbered from 0"
+            )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise OptionError(f"{flag} {device!r}: MPS is not available on this machine; use "
-                          f"{arg('device=' + repr('cpu'), '--device cpu')}")
+        raise OptionError(
+            f"{flag} {device!r}: MPS is not available on this machine; use "
+            f"{arg('device=' + repr('cpu'), '--device cpu')}"
+        )
     return dev
 
 

@@ -9,8 +9,13 @@ from typing import Any
 import numpy as np
 
 
-def unit_direction(direction: Any, d_model: int | None = None, *, where: str = "direction",
-                   error: type[Exception] = ValueError) -> np.ndarray:
+def unit_direction(
+    direction: Any,
+    d_model: int | None = None,
+    *,
+    where: str = "direction",
+    error: type[Exception] = ValueError,
+) -> np.ndarray:
     """A unit ``[d_model]`` float64 vector.
 
     Args:
@@ -30,7 +35,8 @@ def unit_direction(direction: Any, d_model: int | None = None, *, where: str = "
         except (AttributeError, ValueError) as exc:
             raise error(
                 f"{type(direction).__name__} is not fitted or has no directions_: fit the probe "
-                f"first, or pass its direction (a [d_model] vector) as {where}") from exc
+                f"first, or pass its direction (a [d_model] vector) as {where}"
+            ) from exc
     if vec is None:
         raise error(f"{where} is None: pass a fitted probe or a [d_model] vector")
     if hasattr(vec, "detach"):

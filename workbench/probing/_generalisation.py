@@ -24,8 +24,9 @@ def _hooks(stores: Mapping[str, StoreLike], layers: Any) -> list[str]:
         per_store.append(names)
     common = [h for h in per_store[0] if all(h in names for names in per_store[1:])]
     if not common:
-        listing = "; ".join(f"{k}: {len(v)} hook points" for k, v in zip(stores, per_store,
-                                                                          strict=True))
+        listing = "; ".join(
+            f"{k}: {len(v)} hook points" for k, v in zip(stores, per_store, strict=True)
+        )
         raise ProbeTargetError(
             f"the stores share no hook point ({listing}): extract them with the same layers"
         )
@@ -81,8 +82,10 @@ def generalisation_matrix(
     if isinstance(probe, str):
         if probe in REGRESSION_PROBES or probe not in PROBES:
             valid = [p for p in PROBES if p not in REGRESSION_PROBES]
-            raise ValueError(f"probe {probe!r} cannot be scored by accuracy: choose a classifier "
-                             f"from {valid} or pass a scikit-learn classifier")
+            raise ValueError(
+                f"probe {probe!r} cannot be scored by accuracy: choose a classifier "
+                f"from {valid} or pass a scikit-learn classifier"
+            )
         estimator = PROBES[probe](C, 1.0, seed)
     else:
         estimator = probe
@@ -95,21 +98,37 @@ def generalisation_matrix(
     for name in names:
         result = (sweeps or {}).get(name)
         if result is None:
-            result = sweep(stores[name], target, probe=probe, hook_points=hooks, pooling=pooling,
-                           cv=cv, groups=groups, control=False, n_boot=0, C=C, seed=seed)
+            result = sweep(
+                stores[name],
+                target,
+                probe=probe,
+                hook_points=hooks,
+                pooling=pooling,
+                cv=cv,
+                groups=groups,
+                control=False,
+                n_boot=0,
+                C=C,
+                seed=seed,
+            )
         acc = result.curve("accuracy")
         acc = acc[acc.pooling == pooling]
-        diagonal.update({(name, h): float(v) for h, v in zip(acc.hook_point, acc.value,
-                                                             strict=True)})
+        diagonal.update(
+            {(name, h): float(v) for h, v in zip(acc.hook_point, acc.value, strict=True)}
+        )
         missing = [h for h in hooks if (name, h) not in diagonal]
         if missing:
-            raise ProbeTargetError(f"the sweep given for {name!r} has no accuracy at {missing[:3]}"
-                                   f" ({pooling}): pass sweeps of the same hook points")
+            raise ProbeTargetError(
+                f"the sweep given for {name!r} has no accuracy at {missing[:3]}"
+                f" ({pooling}): pass sweeps of the same hook points"
+            )
 
     records: list[dict[str, Any]] = []
     for hook in hooks:
-        X = {name: stores[name].get(pooling, hook_points=[hook])[:, 0].astype(np.float32)
-             for name in names}
+        X = {
+            name: stores[name].get(pooling, hook_points=[hook])[:, 0].astype(np.float32)
+            for name in names
+        }
         for train in names:
             model = None
             for test in names:
@@ -119,9 +138,17 @@ def generalisation_matrix(
                     if model is None:
                         model = clone(estimator).fit(X[train], labels[train])
                     accuracy = float(np.mean(model.predict(X[test]) == labels[test]))
-                records.append({"train": train, "test": test, "layer": layer_of.get(hook),
-                                "hook_point": hook, "accuracy": accuracy})
+                records.append(
+                    {
+                        "train": train,
+                        "test": test,
+                        "layer": layer_of.get(hook),
+                        "hook_point": hook,
+                        "accuracy": accuracy,
+                    }
+                )
     order = {(r["train"], r["test"]): i for i, r in enumerate(records[: len(names) ** 2])}
     records.sort(key=lambda r: order[(r["train"], r["test"])])  # stable: hooks stay in order
-    return pd.DataFrame.from_records(records, columns=["train", "test", "layer", "hook_point",
-                                                       "accuracy"])
+    return pd.DataFrame.from_records(
+        records, columns=["train", "test", "layer", "hook_point", "accuracy"]
+    )

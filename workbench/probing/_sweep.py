@@ -140,8 +140,14 @@ class SweepResult:
             files[PROBE_WEIGHTS] = save_tensors(folder / PROBE_WEIGHTS, tensors)
         write_json(
             folder / "probes.json",
-            {"config": self.config, "probes": index, "classes": self.classes, "best": self.best(),
-             "seconds": self.seconds, "files": files},
+            {
+                "config": self.config,
+                "probes": index,
+                "classes": self.classes,
+                "best": self.best(),
+                "seconds": self.seconds,
+                "files": files,
+            },
         )
 
     @classmethod
@@ -160,9 +166,11 @@ class SweepResult:
         folder = Path(folder)
         for name in ("probes.json", "results.csv"):
             if not (folder / name).is_file():
-                raise RunFolderError(f"{folder} has no {name}: pick a folder written by "
-                                     "SweepResult.save (runs/<name>/probes/<kind>), or rerun "
-                                     "the sweep")
+                raise RunFolderError(
+                    f"{folder} has no {name}: pick a folder written by "
+                    "SweepResult.save (runs/<name>/probes/<kind>), or rerun "
+                    "the sweep"
+                )
         tensors, meta = load_probe_weights(folder)
         weights: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         directions: dict[tuple[str, str], np.ndarray] = {}
@@ -173,9 +181,16 @@ class SweepResult:
             norms = np.linalg.norm(coef, axis=1, keepdims=True)
             directions[key] = coef / np.maximum(norms, 1e-12)
         mdl = pd.read_csv(folder / "mdl.csv") if (folder / "mdl.csv").is_file() else None
-        return cls(table=pd.read_csv(folder / "results.csv"), predictions={},
-                   directions=directions, weights=weights, mdl=mdl, config=meta["config"],
-                   seconds=float(meta.get("seconds", 0.0)), classes=list(meta["classes"]))
+        return cls(
+            table=pd.read_csv(folder / "results.csv"),
+            predictions={},
+            directions=directions,
+            weights=weights,
+            mdl=mdl,
+            config=meta["config"],
+            seconds=float(meta.get("seconds", 0.0)),
+            classes=list(meta["classes"]),
+        )
 
 
 PROBE_WEIGHTS = "probes.safetensors"
@@ -192,8 +207,9 @@ def load_probe_weights(folder: str | Path) -> tuple[dict[str, np.ndarray], dict[
     config = read_json(folder / "probes.json", "probe config", fix)
     if not config.get("probes"):  # probe kinds without linear weights save none
         return {}, config
-    tensors = load_tensors(folder / PROBE_WEIGHTS, config.get("files", {}).get(PROBE_WEIGHTS),
-                           fix=fix, what="probe")
+    tensors = load_tensors(
+        folder / PROBE_WEIGHTS, config.get("files", {}).get(PROBE_WEIGHTS), fix=fix, what="probe"
+    )
     return tensors, config
 
 

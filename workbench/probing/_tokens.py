@@ -27,8 +27,14 @@ class WordView:
     hook point, from the memory-mapped per-token arrays.
     """
 
-    def __init__(self, store: Any, strategy: str, token_index: list[tuple[int, np.ndarray, np.ndarray]],
-                 columns: dict[str, np.ndarray], n_dropped: int) -> None:
+    def __init__(
+        self,
+        store: Any,
+        strategy: str,
+        token_index: list[tuple[int, np.ndarray, np.ndarray]],
+        columns: dict[str, np.ndarray],
+        n_dropped: int,
+    ) -> None:
         self._store = store
         self.strategy = strategy
         self._index = token_index  # per shard: (shard position, token ids [m], word id of each [m])
@@ -71,7 +77,9 @@ class WordView:
 
     def column(self, name: str) -> np.ndarray:
         if name not in self._columns:
-            raise StoreSelectionError(f"word-level view has no column {name!r}; it has {self.columns}")
+            raise StoreSelectionError(
+                f"word-level view has no column {name!r}; it has {self.columns}"
+            )
         return self._columns[name]
 
     def hook_index(self, layers: Any, hook_points: Any) -> list[int]:
@@ -101,7 +109,9 @@ class WordView:
         counts = np.zeros(n_words, dtype=np.float32)
         filename = self._store.pooling("tokens").filename
         for shard_pos, token_ids, word_ids in self._index:
-            arr = self._store.shard_array(self._store.shards[shard_pos], filename)  # [hooks, tok, d]
+            arr = self._store.shard_array(
+                self._store.shards[shard_pos], filename
+            )  # [hooks, tok, d]
             order = np.argsort(token_ids, kind="stable")
             block = np.asarray(arr[hooks][:, token_ids[order]], dtype=np.float32)  # [h, m, d]
             np.add.at(out, word_ids[order], np.moveaxis(block, 0, 1))
@@ -175,5 +185,7 @@ def token_dataset(store: Any, word_column: str = "upos", strategy: str = "first"
                 for name, values in row["word_columns"].items():
                     columns[name].append(values[w])
                 word_id += 1
-        index.append((shard_pos, np.asarray(tok_ids, dtype=np.int64), np.asarray(w_ids, dtype=np.int64)))
+        index.append(
+            (shard_pos, np.asarray(tok_ids, dtype=np.int64), np.asarray(w_ids, dtype=np.int64))
+        )
     return WordView(store, strategy, index, {k: np.asarray(v) for k, v in columns.items()}, dropped)

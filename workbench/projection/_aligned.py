@@ -122,7 +122,8 @@ class AlignedProjection(BaseEstimator):
         """
         if self.align not in ALIGN:
             raise ProjectionInputError(
-                f"{arg('align=', '--align ')}{self.align!r}: use one of {list(ALIGN)}")
+                f"{arg('align=', '--align ')}{self.align!r}: use one of {list(ALIGN)}"
+            )
         layers = _layer_sequence(X)
         n_layers = len(layers)
         if n_layers < 1:

@@ -336,8 +336,10 @@ class UMAPProjection(_NeighbourEmbedding):
             raise ProjectionInputError(f"n_neighbors={k}: UMAP needs n_neighbors >= 2")
         return k + 1, (
             f"UMAP with n_neighbors={k} needs more rows than neighbours: pass "
-            + arg("n_neighbors below the number of rows, or more rows",
-                  "more rows (raise or drop --limit)")
+            + arg(
+                "n_neighbors below the number of rows, or more rows",
+                "more rows (raise or drop --limit)",
+            )
         )
 
     def _n_interp(self) -> int:
@@ -457,8 +459,10 @@ class TSNEProjection(_NeighbourEmbedding):
         need = int(np.floor(self.perplexity)) + 1
         return need, (
             f"t-SNE with perplexity={self.perplexity} needs more rows than the perplexity: pass "
-            + arg("a smaller perplexity (5-50 is usual), or more rows",
-                  "more rows (raise or drop --limit)")
+            + arg(
+                "a smaller perplexity (5-50 is usual), or more rows",
+                "more rows (raise or drop --limit)",
+            )
         )
 
     def _embed(self, Z: np.ndarray, init: Any) -> np.ndarray:

@@ -98,8 +98,10 @@ def save_projection(
     arrays: dict[str, np.ndarray] = {}
     desc = _state(est, "", arrays)
     files = {ARRAYS: save_tensors(folder / ARRAYS, arrays)}
-    write_json(folder / CONFIG, {"workbench_version": __version__, "estimator": desc,
-                                 "meta": meta or {}, "files": files})
+    write_json(
+        folder / CONFIG,
+        {"workbench_version": __version__, "estimator": desc, "meta": meta or {}, "files": files},
+    )
     return folder
 
 
@@ -115,8 +117,9 @@ def load_projection(path: str | os.PathLike[str]) -> Any:
         )
     fix = "fit and save the projection again (save_projection)"
     config = read_json(folder / CONFIG, "projection config", fix)
-    arrays = load_tensors(folder / ARRAYS, config.get("files", {}).get(ARRAYS), fix=fix,
-                          what="projection")
+    arrays = load_tensors(
+        folder / ARRAYS, config.get("files", {}).get(ARRAYS), fix=fix, what="projection"
+    )
     return _restore(config["estimator"], arrays)
 
 
@@ -164,8 +167,16 @@ class _StoreLayers:
         return np.asarray(x, dtype=np.float32)
 
 
-def projection_key(store: StoreLike, pooling: str, hooks: list[str], rows: np.ndarray,
-                   method: str, n_components: int, align: str, params: dict[str, Any]) -> str:
+def projection_key(
+    store: StoreLike,
+    pooling: str,
+    hooks: list[str],
+    rows: np.ndarray,
+    method: str,
+    n_components: int,
+    align: str,
+    params: dict[str, Any],
+) -> str:
     """sha256 of what determines the projection: the store's identity and completeness, the
     rows, hook points, pooling, method and parameters, and the workbench version."""
     m = store.manifest
@@ -263,13 +274,29 @@ def project_store(
             warnings.warn(f"refitting a damaged cached projection: {exc}", stacklevel=2)
     cached = est is not None
     if est is None:
-        est = AlignedProjection(method, n_components, align=align, reference=reference,
-                                params=params, random_state=random_state)
+        est = AlignedProjection(
+            method,
+            n_components,
+            align=align,
+            reference=reference,
+            params=params,
+            random_state=random_state,
+        )
         est.fit(_StoreLayers(store, pooling, hooks, idx), progress=progress, callback=callback)
-        save_projection(est, folder, meta={
-            "store": str(store.path), "pooling": pooling, "hook_points": hooks,
-            "layers": layer_ids, "rows": idx.tolist() if len(idx) <= 10_000 else len(idx),
-            "method": method, "params": params, "key": key})
+        save_projection(
+            est,
+            folder,
+            meta={
+                "store": str(store.path),
+                "pooling": pooling,
+                "hook_points": hooks,
+                "layers": layer_ids,
+                "rows": idx.tolist() if len(idx) <= 10_000 else len(idx),
+                "method": method,
+                "params": params,
+                "key": key,
+            },
+        )
     return StoreProjection(
         embeddings=est.embeddings_,
         hook_points=hooks,

@@ -16,5 +16,11 @@ from .tokens import attribution_heatmap, logit_lens_grid, visible_token
 
 __all__ = ["embedding_heatmap", "embedding_layer_curves", "png_available", "write_figure"]
 __all__ += ["generalisation_heatmap", "latlon_map", "latlon_scatter", "layer_curves"]
-__all__ += ["attribution_heatmap", "inversion_table", "layer_projection_slider",
-            "logit_lens_grid", "projection_scatter", "visible_token"]
+__all__ += [
+    "attribution_heatmap",
+    "inversion_table",
+    "layer_projection_slider",
+    "logit_lens_grid",
+    "projection_scatter",
+    "visible_token",
+]

@@ -47,34 +47,54 @@ def embedding_heatmap(
     needed = ["layer", "pooling", "postprocess", metric]
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise KeyError(f"columns {missing} are not in the results; its columns are {list(df.columns)}")
-    posts = list(dict.fromkeys(df["postprocess"])) if postprocess is None else (
-        [postprocess] if isinstance(postprocess, str) else list(postprocess))
+        raise KeyError(
+            f"columns {missing} are not in the results; its columns are {list(df.columns)}"
+        )
+    posts = (
+        list(dict.fromkeys(df["postprocess"]))
+        if postprocess is None
+        else ([postprocess] if isinstance(postprocess, str) else list(postprocess))
+    )
     unknown = [p for p in posts if p not in set(df["postprocess"])]
     if unknown:
-        raise KeyError(f"post-processing {unknown} is not in the results: it has "
-                       f"{sorted(set(df['postprocess']))}")
+        raise KeyError(
+            f"post-processing {unknown} is not in the results: it has "
+            f"{sorted(set(df['postprocess']))}"
+        )
     poolings = list(dict.fromkeys(df["pooling"]))
     layers = sorted(set(int(v) for v in df["layer"]))
     sub = df[df["postprocess"].isin(posts)]
     zmin, zmax = float(sub[metric].min()), float(sub[metric].max())
-    fig = make_subplots(rows=1, cols=len(posts), subplot_titles=posts, shared_yaxes=True,
-                        horizontal_spacing=0.02)
+    fig = make_subplots(
+        rows=1, cols=len(posts), subplot_titles=posts, shared_yaxes=True, horizontal_spacing=0.02
+    )
     for i, post in enumerate(posts, start=1):
-        table = (sub[sub["postprocess"] == post]
-                 .pivot_table(index="layer", columns="pooling", values=metric, aggfunc="first")
-                 .reindex(index=layers, columns=poolings))
+        table = (
+            sub[sub["postprocess"] == post]
+            .pivot_table(index="layer", columns="pooling", values=metric, aggfunc="first")
+            .reindex(index=layers, columns=poolings)
+        )
         z = table.to_numpy()
         fig.add_trace(
             go.Heatmap(
-                z=z, x=[_short(p) for p in poolings], y=layers, zmin=zmin, zmax=zmax,
-                colorscale="Viridis", showscale=i == len(posts), colorbar={"title": metric},
-                text=[[f"{v:.1f}" if v == v else "" for v in row] for row in z] if annotate else None,
-                texttemplate="%{text}" if annotate else None, textfont={"size": 8},
+                z=z,
+                x=[_short(p) for p in poolings],
+                y=layers,
+                zmin=zmin,
+                zmax=zmax,
+                colorscale="Viridis",
+                showscale=i == len(posts),
+                colorbar={"title": metric},
+                text=[[f"{v:.1f}" if v == v else "" for v in row] for row in z]
+                if annotate
+                else None,
+                texttemplate="%{text}" if annotate else None,
+                textfont={"size": 8},
                 hovertemplate=f"layer %{{y}}<br>pooling %{{x}}<br>{post}<br>{metric} %{{z:.3f}}"
-                              "<extra></extra>",
+                "<extra></extra>",
             ),
-            row=1, col=i,
+            row=1,
+            col=i,
         )
     fig.update_yaxes(autorange="reversed", title_text="layer", row=1, col=1)
     fig.update_yaxes(autorange="reversed")
@@ -85,10 +105,15 @@ def embedding_heatmap(
             title += f" — {df['model'].iloc[0]} on {df['task'].iloc[0]}"
         if len(valid):
             best = valid.loc[valid[metric].idxmax()]
-            title += (f"<br><sup>best {best[metric]:.2f}: layer {int(best['layer'])}, "
-                      f"{_short(best['pooling'])}, {best['postprocess']}</sup>")
-    fig.update_layout(title=title, height=max(400, 22 * len(layers) + 160),
-                      width=max(500, 90 * len(poolings) * len(posts) + 200))
+            title += (
+                f"<br><sup>best {best[metric]:.2f}: layer {int(best['layer'])}, "
+                f"{_short(best['pooling'])}, {best['postprocess']}</sup>"
+            )
+    fig.update_layout(
+        title=title,
+        height=max(400, 22 * len(layers) + 160),
+        width=max(500, 90 * len(poolings) * len(posts) + 200),
+    )
     return fig
 
 
@@ -120,7 +145,9 @@ def embedding_layer_curves(
     go, _ = require_plotly()
     missing = [c for c in ("layer", "pooling", "postprocess", metric) if c not in df.columns]
     if missing:
-        raise KeyError(f"columns {missing} are not in the results; its columns are {list(df.columns)}")
+        raise KeyError(
+            f"columns {missing} are not in the results; its columns are {list(df.columns)}"
+        )
     from ..intervals import metric_interval
 
     fig = go.Figure()
@@ -131,18 +158,35 @@ def embedding_layer_curves(
         if n_items:
             bounds = np.array([metric_interval(metric, v, int(n_items)) for v in y])
             if np.isfinite(bounds).any():
-                error = {"type": "data", "symmetric": False, "array": bounds[:, 1] - y,
-                         "arrayminus": y - bounds[:, 0], "thickness": 1}
-        fig.add_trace(go.Scatter(x=rows["layer"], y=y, mode="lines+markers",
-                                 name=f"{_short(pooling)} ({post})", error_y=error,
-                                 line={"dash": "solid" if post == "none" else "dot"}))
+                error = {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": bounds[:, 1] - y,
+                    "arrayminus": y - bounds[:, 0],
+                    "thickness": 1,
+                }
+        fig.add_trace(
+            go.Scatter(
+                x=rows["layer"],
+                y=y,
+                mode="lines+markers",
+                name=f"{_short(pooling)} ({post})",
+                error_y=error,
+                line={"dash": "solid" if post == "none" else "dot"},
+            )
+        )
     if reference is not None:
         name, value = reference
-        fig.add_hline(y=value, line_dash="dash", line_color="black",
-                      annotation_text=f"{name} {value:.1f}")
+        fig.add_hline(
+            y=value, line_dash="dash", line_color="black", annotation_text=f"{name} {value:.1f}"
+        )
     note = f" (95% intervals, n = {int(n_items)})" if n_items else ""
-    fig.update_layout(title=title or f"{metric} by layer{note}", xaxis_title="layer",
-                      yaxis_title=metric, template="plotly_white")
+    fig.update_layout(
+        title=title or f"{metric} by layer{note}",
+        xaxis_title="layer",
+        yaxis_title=metric,
+        template="plotly_white",
+    )
     return fig
 
 

@@ -29,8 +29,10 @@ def png_available() -> tuple[bool, str]:
     except ImportError:
         return False, "kaleido is not installed (pip install 'workbench[viz]')"
     if _browser() is None:
-        return False, ("no Chromium found (apt-get install -y chromium, or set BROWSER_PATH to a "
-                       "Chrome/Chromium executable)")
+        return False, (
+            "no Chromium found (apt-get install -y chromium, or set BROWSER_PATH to a "
+            "Chrome/Chromium executable)"
+        )
     return True, ""
 
 
@@ -53,6 +55,8 @@ def write_figure(fig: Any, path: str | os.PathLike[str], *, png: bool = True) ->
             fig.write_image(base.with_suffix(".png"), scale=2)
             written.append(base.with_suffix(".png"))
         except Exception as exc:  # kaleido/Chromium failures are environment problems
-            warnings.warn(f"PNG skipped: kaleido could not render ({exc}); the HTML figure was "
-                          "written", stacklevel=2)
+            warnings.warn(
+                f"PNG skipped: kaleido could not render ({exc}); the HTML figure was written",
+                stacklevel=2,
+            )
     return written

@@ -9,8 +9,7 @@ from ._embedding import require_plotly
 COLUMNS = ("method", "text", "cosine", "bleu", "token_f1")
 
 
-def inversion_table(results: Any, *, reference: str | None = None, title: str | None = None
-                    ) -> Any:
+def inversion_table(results: Any, *, reference: str | None = None, title: str | None = None) -> Any:
     """Inversions side by side.
 
     Args:
@@ -32,8 +31,9 @@ def inversion_table(results: Any, *, reference: str | None = None, title: str | 
     present = list(dict.fromkeys(k for r in rows for k in r))
     missing = [c for c in COLUMNS if c not in present]
     if missing:
-        raise KeyError(f"inversion results lack columns {missing}; they have {present} (need "
-                       f"{list(COLUMNS)})")
+        raise KeyError(
+            f"inversion results lack columns {missing}; they have {present} (need {list(COLUMNS)})"
+        )
     columns = list(COLUMNS) + [c for c in present if c not in COLUMNS]
 
     def fmt(v: Any) -> str:
@@ -43,15 +43,25 @@ def inversion_table(results: Any, *, reference: str | None = None, title: str | 
 
     cells = [[fmt(r.get(c)) for r in rows] for c in columns]
     if reference is not None:
-        cells = [[("original" if c == "method" else reference if c == "text" else "")] + col
-                 for c, col in zip(columns, cells, strict=True)]
+        cells = [
+            [("original" if c == "method" else reference if c == "text" else "")] + col
+            for c, col in zip(columns, cells, strict=True)
+        ]
     widths = [3 if c == "text" else 1 for c in columns]
-    fig = go.Figure(go.Table(
-        columnwidth=widths,
-        header={"values": [f"<b>{c}</b>" for c in columns], "align": "left",
-                "fill_color": "#e8eef7"},
-        cells={"values": cells, "align": "left", "height": 26},
-    ))
-    fig.update_layout(title=title or "inversions", template="plotly_white",
-                      height=min(1200, 120 + 40 * (len(rows) + (reference is not None))))
+    fig = go.Figure(
+        go.Table(
+            columnwidth=widths,
+            header={
+                "values": [f"<b>{c}</b>" for c in columns],
+                "align": "left",
+                "fill_color": "#e8eef7",
+            },
+            cells={"values": cells, "align": "left", "height": 26},
+        )
+    )
+    fig.update_layout(
+        title=title or "inversions",
+        template="plotly_white",
+        height=min(1200, 120 + 40 * (len(rows) + (reference is not None))),
+    )
     return fig

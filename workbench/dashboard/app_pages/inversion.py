@@ -19,13 +19,16 @@ if missing_api("The Inversion page", "workbench.inversion.guided"):
     st.stop()
 root = runs_dir()
 
-EMBEDDERS = {"minilm-l6 (sentence-transformers, native pooling)": ("minilm-l6", -1, "native"),
-             "smollm2-135m, last layer, mean pooling": ("smollm2-135m", -1, "mean"),
-             "smollm2-135m, layer 15, mean pooling": ("smollm2-135m", 15, "mean")}
+EMBEDDERS = {
+    "minilm-l6 (sentence-transformers, native pooling)": ("minilm-l6", -1, "native"),
+    "smollm2-135m, last layer, mean pooling": ("smollm2-135m", -1, "mean"),
+    "smollm2-135m, layer 15, mean pooling": ("smollm2-135m", 15, "mean"),
+}
 trained = _cache.inverters(str(root))
 
-text = st.text_area("Text to embed and invert", "A man is playing a guitar on stage.",
-                    height=70, key="inv_text")
+text = st.text_area(
+    "Text to embed and invert", "A man is playing a guitar on stage.", height=70, key="inv_text"
+)
 stores = [s for s in _cache.scan(root)["stores"] if s["status"] == "complete"]
 if stores:
     with st.expander("or pick an item from a store"):
@@ -35,27 +38,45 @@ if stores:
         texts = _cache.column(path, mtime, "text")
         item = st.number_input("Row", 0, len(texts) - 1, 0, key="inv_row")
         st.caption(texts[int(item)])
-        st.button("Use this item", key="inv_use", on_click=st.session_state.update,
-                  kwargs={"inv_text": texts[int(item)]})
+        st.button(
+            "Use this item",
+            key="inv_use",
+            on_click=st.session_state.update,
+            kwargs={"inv_text": texts[int(item)]},
+        )
 
 c1, c2 = st.columns([3, 2])
 choice = c1.selectbox("Embedder", list(EMBEDDERS), key="inv_embedder")
-noise = c2.slider("Noise scale (defence)", 0.0, 0.3, 0.0, 0.01, key="inv_noise",
-                  help="the embedding is unit-normalised and N(0, scale^2) noise is added to "
-                       "each dimension before inversion (vec2text's defence)")
+noise = c2.slider(
+    "Noise scale (defence)",
+    0.0,
+    0.3,
+    0.0,
+    0.01,
+    key="inv_noise",
+    help="the embedding is unit-normalised and N(0, scale^2) noise is added to "
+    "each dimension before inversion (vec2text's defence)",
+)
 spec, layer, pooling = EMBEDDERS[choice]
 emb_name = _data.embedder_name(spec, layer, pooling)
 matching = [t for t in trained if t["embedder"] == emb_name]
 methods = ["guided"] + [f"trained: {t['inverter']}" for t in matching]
 if matching:
     methods.append(f"hybrid: {matching[0]['inverter']}")
-chosen = st.multiselect("Inverters", methods, default=methods[:2], key="inv_methods",
-                        help="trained inverters are listed when one under the runs folder was "
-                             "trained for this embedder")
+chosen = st.multiselect(
+    "Inverters",
+    methods,
+    default=methods[:2],
+    key="inv_methods",
+    help="trained inverters are listed when one under the runs folder was "
+    "trained for this embedder",
+)
 if not matching:
-    st.caption(f"No trained inverter for {spec} under `{root}` (train one with "
-               "`workbench.inversion.trained.SoftPrefixInverter.fit`); guided decoding needs "
-               "no training.")
+    st.caption(
+        f"No trained inverter for {spec} under `{root}` (train one with "
+        "`workbench.inversion.trained.SoftPrefixInverter.fit`); guided decoding needs "
+        "no training."
+    )
 go = st.button("Embed and invert", type="primary", key="inv_go")
 
 if go and text.strip() and chosen:
@@ -74,8 +95,16 @@ if go and text.strip() and chosen:
         for method in chosen:
             st.write(f"{method} ...")
             if method == "guided":
-                inv = GuidedInverter(lm, emb, beam_width=2, top_k=4, keywords=6, max_tokens=20,
-                                     rewrite_rounds=0, prior_words=3000)
+                inv = GuidedInverter(
+                    lm,
+                    emb,
+                    beam_width=2,
+                    top_k=4,
+                    keywords=6,
+                    max_tokens=20,
+                    rewrite_rounds=0,
+                    prior_words=3000,
+                )
                 hyp = inv.invert(target).text
             else:
                 from workbench.inversion.trained import SoftPrefixInverter
@@ -88,34 +117,54 @@ if go and text.strip() and chosen:
                 else:
                     from workbench.inversion.correction import HybridInverter
 
-                    hyp = HybridInverter(soft, GuidedInverter(lm, emb, rewrite_rounds=0,
-                                                              prior_words=3000)).invert(target).text
+                    hyp = (
+                        HybridInverter(
+                            soft, GuidedInverter(lm, emb, rewrite_rounds=0, prior_words=3000)
+                        )
+                        .invert(target)
+                        .text
+                    )
             h_vec = emb.embed([hyp if hyp.strip() else "."])[0]
-            rows.append({"method": method, "text": hyp,
-                         "cosine": float(h_vec @ clean[0] / (np.linalg.norm(h_vec)
-                                                             * np.linalg.norm(clean[0]))),
-                         "bleu": sentence_bleu(text, hyp), "token_f1": token_f1(text, hyp)})
+            rows.append(
+                {
+                    "method": method,
+                    "text": hyp,
+                    "cosine": float(
+                        h_vec @ clean[0] / (np.linalg.norm(h_vec) * np.linalg.norm(clean[0]))
+                    ),
+                    "bleu": sentence_bleu(text, hyp),
+                    "token_f1": token_f1(text, hyp),
+                }
+            )
         status.update(label=f"{len(rows)} inversions at noise {noise:.2f}", state="complete")
     if rows:
         st.session_state["inv_last"] = (text, noise, cos_noisy, rows)
         history = st.session_state.setdefault("inv_history", [])
-        history.extend({"reference": text, "noise": noise, "cosine(noisy, clean)": cos_noisy, **r}
-                       for r in rows)
+        history.extend(
+            {"reference": text, "noise": noise, "cosine(noisy, clean)": cos_noisy, **r}
+            for r in rows
+        )
 
 if "inv_last" in st.session_state:
     from workbench.viz import inversion_table
 
     ref, level, cos_noisy, rows = st.session_state["inv_last"]
-    st.plotly_chart(inversion_table(rows, reference=ref,
-                                    title=f"noise {level:.2f}: the noisy vector keeps cosine "
-                                          f"{cos_noisy:.3f} to the clean one"),
-                    key="inv_table")
+    st.plotly_chart(
+        inversion_table(
+            rows,
+            reference=ref,
+            title=f"noise {level:.2f}: the noisy vector keeps cosine "
+            f"{cos_noisy:.3f} to the clean one",
+        ),
+        key="inv_table",
+    )
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     hist = pd.DataFrame(st.session_state.get("inv_history", []))
     hist = hist[hist["reference"] == ref]
     if hist["noise"].nunique() > 1:
-        st.caption("Leakage/defence trade-off for this text: reconstruction quality against the "
-                   "noise scale (move the slider and invert again to add points)")
-        curve = hist.groupby("noise")[["bleu", "token_f1", "cosine",
-                                       "cosine(noisy, clean)"]].mean()
+        st.caption(
+            "Leakage/defence trade-off for this text: reconstruction quality against the "
+            "noise scale (move the slider and invert again to add points)"
+        )
+        curve = hist.groupby("noise")[["bleu", "token_f1", "cosine", "cosine(noisy, clean)"]].mean()
         st.line_chart(curve, x_label="noise scale", height=260)
