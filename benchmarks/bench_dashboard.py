@@ -45,6 +45,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from workbench.dashboard.testing import CHROMIUM_ARGS, chromium_path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -257,7 +259,6 @@ def main() -> None:
     if args.scatter:
         scatter_main(args)
         return
-    import shutil
     import tempfile
 
     from playwright.sync_api import sync_playwright
@@ -265,7 +266,7 @@ def main() -> None:
     from workbench.dashboard.testing import wait_for_drawn  # noqa: F401 - fail early
 
     root = build(args.root, args.rows)
-    exe = os.environ.get("WORKBENCH_CHROMIUM") or shutil.which("chromium")
+    exe = chromium_path()
     if exe is None:
         sys.exit("no chromium: apt-get install chromium or set WORKBENCH_CHROMIUM")
     load_before = os.getloadavg()
@@ -286,15 +287,7 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=exe,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    "--disable-quic",
-                ],
+                args=CHROMIUM_ARGS,
             )
             for name, (url, figs) in pages.items():  # fills Streamlit's caches
                 cold[name] = time_page(browser, url, figs, args.criterion)
@@ -352,12 +345,11 @@ def _rounds(
 
 def scatter_main(args: Any) -> None:
     """``--scatter``: the scatter at each size against the floor, in the same rounds."""
-    import shutil
     import tempfile
 
     from playwright.sync_api import sync_playwright
 
-    exe = os.environ.get("WORKBENCH_CHROMIUM") or shutil.which("chromium")
+    exe = chromium_path()
     if exe is None:
         sys.exit("no chromium: apt-get install chromium or set WORKBENCH_CHROMIUM")
     sizes = [int(v) for v in args.scatter.split(",")]
@@ -375,15 +367,7 @@ def scatter_main(args: Any) -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=exe,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    "--disable-quic",
-                ],
+                args=CHROMIUM_ARGS,
             )
             cold, times = _rounds(browser, pages, args.repeats, args.criterion)
             browser.close()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from workbench.dashboard.testing import CHROMIUM_ARGS, chromium_path
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("WORKBENCH_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
@@ -180,26 +182,6 @@ def served_app(tiny_runs: Path):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def chromium_path() -> str | None:
-    """``$WORKBENCH_CHROMIUM`` or the system ``chromium`` (Debian's package)."""
-    return (
-        os.environ.get("WORKBENCH_CHROMIUM")
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
-
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 @pytest.fixture(scope="module")

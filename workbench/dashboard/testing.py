@@ -10,7 +10,31 @@ Examples:
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any
+
+#: Chromium flags for headless runs on a machine with no network beyond loopback (without the
+#: background-networking flags Chromium keeps trying to reach Google's hosts).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def chromium_path() -> str | None:
+    """``$WORKBENCH_CHROMIUM`` or the system ``chromium`` (Debian's package), if any."""
+    return (
+        os.environ.get("WORKBENCH_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+
 
 RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
