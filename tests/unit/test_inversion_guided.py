@@ -42,7 +42,7 @@ def test_guided_beats_unguided_start(tiny_llama, embedder):
         max_tokens=8,
         rewrite_rounds=1,
         prior_words=2000,
-        polish=False,
+        polish="none",
     )
     res = g.invert(target)
     start = float(cosine_to(embedder.embed([_greedy(tiny_llama, 8) or "."]), target)[0])
@@ -92,12 +92,30 @@ def test_budget_trace_and_exact_rescoring(tiny_llama, embedder, dtype):
         assert c == pytest.approx(float(cosine_to(embedder.embed([text]), target)[0]), abs=1e-5)
 
 
-def test_polish_deletes_words_that_lower_the_cosine(tiny_llama, embedder):
+@pytest.mark.parametrize("polish", ["delete", "edit"])
+def test_polish_deletes_words_that_lower_the_cosine(tiny_llama, embedder, polish):
     target = embedder.embed([TEXT])[0]
-    g = GuidedInverter(tiny_llama, embedder, max_tokens=4, prior_words=500, budget=None)
+    g = GuidedInverter(
+        tiny_llama, embedder, max_tokens=4, prior_words=500, budget=None, polish=polish
+    )
     res = g.invert(target, seed=TEXT + " banana", rounds=0)
     assert res.text == TEXT and res.cosine == pytest.approx(1.0, abs=1e-5)
     assert [h[1] for h in res.history] == [TEXT + " banana", TEXT]
+
+
+def test_edit_polish_puts_back_a_missing_word(tiny_llama, embedder):
+    """A word of the target missing from the hypothesis comes back by insertion or substitution
+    when it is among the words closest to the target (the tiny BERT's WordPiece vocabulary
+    holds every word of TEXT)."""
+    target = embedder.embed([TEXT])[0]
+    g = GuidedInverter(
+        tiny_llama, embedder, max_tokens=4, prior_words=500, budget=None, edit_words=2000
+    )
+    assert "paris" in g.prior.words  # from the embedder's vocabulary
+    seed = TEXT.replace("paris ", "")
+    res = g.invert(target, seed=seed, rounds=0)
+    assert res.cosine > float(cosine_to(embedder.embed([seed]), target)[0])
+    assert res.text == TEXT
 
 
 def test_keyword_prior_helps(tiny_llama, embedder):
@@ -128,7 +146,7 @@ def test_correction_is_monotone_and_seeded(tiny_llama, embedder):
         keywords=4,
         max_tokens=6,
         prior_words=2000,
-        polish=False,
+        polish="none",
     )
     res = GuidedCorrector(g, steps=2).correct(target, "a dog")
     assert res.history[0][1] == "a dog" and len(res.history) == 3

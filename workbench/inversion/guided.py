@@ -81,16 +81,26 @@ def _prompt_ids(tokenizer: Any, message: str) -> list[int]:
 
 
 class KeywordPrior:
-    """Embeddings of the LLM vocabulary's whole-word tokens under an embedder.
+    """Embeddings of the LLM vocabulary's whole-word tokens under an embedder, and of the
+    whole words of ``extra_tokenizer``'s WordPiece vocabulary (e.g. the embedder's own) and
+    ``extra_words`` (e.g. common English words that are several tokens).
 
     Attributes:
-        token_ids: ``[w]`` LLM token ids of the words (tokens that start a word).
+        token_ids: ``[w]`` LLM token ids of the words (tokens that start a word; -1 for a word
+            from ``extra_tokenizer`` that is no single LLM token).
         words: ``[w]`` the words.
         vectors: ``[w, dim]`` their embeddings, unit norm.
     """
 
     def __init__(
-        self, lm: Any, embedder: Embedder, *, max_words: int = 30000, cache: bool = True
+        self,
+        lm: Any,
+        embedder: Embedder,
+        *,
+        max_words: int = 30000,
+        cache: bool = True,
+        extra_tokenizer: Any = None,
+        extra_words: Sequence[str] = (),
     ) -> None:
         tok = lm.tokenizer
         ids, words = [], []
@@ -112,6 +122,17 @@ class KeywordPrior:
                 words.append(word)
             if len(ids) >= max_words:
                 break
+        more = [
+            *(_whole_words(extra_tokenizer) if extra_tokenizer is not None else []),
+            *extra_words,
+        ]
+        if more:  # more whole words (no LLM token id: -1)
+            known = set(words)
+            for word in more:
+                if word not in known:
+                    known.add(word)
+                    ids.append(-1)
+                    words.append(word)
         self.token_ids = np.array(ids, dtype=np.int64)
         self.words = words
         key = hashlib.sha256(
@@ -129,13 +150,50 @@ class KeywordPrior:
                 atomic_write(path, lambda f: np.save(f, vec.astype(np.float32), allow_pickle=False))
         self.vectors = vec.astype(np.float32)
 
-    def top(self, target: np.ndarray, k: int) -> np.ndarray:
-        """LLM token ids of the ``k`` words closest to ``target`` ``[dim]``."""
-        if k <= 0 or not len(self.token_ids):
-            return np.zeros(0, dtype=np.int64)
+    def _closest(self, target: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the ``k`` words closest to ``target`` ``[dim]`` (among ``mask``), best first."""
         sims = self.vectors @ (target / max(float(np.linalg.norm(target)), 1e-12))
-        k = min(k, len(sims))
-        return self.token_ids[np.argpartition(-sims, k - 1)[:k]]
+        if mask is not None:
+            sims = np.where(mask, sims, -np.inf)
+        k = min(k, int(np.isfinite(sims).sum()))
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        idx = np.argpartition(-sims, k - 1)[:k]
+        return idx[np.argsort(-sims[idx])]
+
+    def top(self, target: np.ndarray, k: int) -> np.ndarray:
+        """LLM token ids of the ``k`` single-token words closest to ``target`` ``[dim]``."""
+        return self.token_ids[self._closest(target, k, self.token_ids >= 0)]
+
+    def top_words(self, target: np.ndarray, k: int) -> list[str]:
+        """The ``k`` words closest to ``target`` ``[dim]``, best first."""
+        return [self.words[i] for i in self._closest(target, k)]
+
+
+def common_words(n: int) -> list[str]:
+    """The ``n`` most frequent lower-case English words by ``wordfreq`` (none when it is not
+    installed: ``pip install workbench[inversion]``)."""
+    if n <= 0:
+        return []
+    try:
+        import wordfreq
+    except ImportError:
+        return []
+    return [w for w in wordfreq.top_n_list("en", n) if re.fullmatch(r"[a-z]{2,}", w)]
+
+
+def _whole_words(tokenizer: Any) -> list[str]:
+    """Whole alphabetic words of a WordPiece vocabulary (BERT-style: continuations start with
+    ``##``), in id order; none for byte-level BPE or SentencePiece vocabularies, whose words the
+    LLM's own list already covers."""
+    vocab = tokenizer.get_vocab()
+    if any(p.startswith(("Ġ", "▁")) for p in vocab) or not any(p.startswith("##") for p in vocab):
+        return []
+    return [
+        p
+        for p, _ in sorted(vocab.items(), key=lambda kv: kv[1])
+        if re.fullmatch(r"[A-Za-z][a-z]+|[A-Z]{2,}", p) and len(p) >= 2
+    ]
 
 
 class GuidedInverter:
@@ -161,7 +219,12 @@ class GuidedInverter:
         budget: CPU seconds (this process) per inversion: the search stops when they are spent,
             mid-round if need be, keeping the best text found (None: no limit).
         patience: a decode stops after this many steps without a better text.
-        polish: end with word deletions while they raise the cosine.
+        polish: the last step, while it raises the cosine: ``delete`` (drop one word at a
+            time), ``edit`` (also substitute and insert the ``edit_words`` words closest to the
+            target, from :attr:`prior`) or ``none``.
+        polish_share: the share of ``budget`` kept for the polish.
+        edit_words: words tried at every position by the ``edit`` polish.
+        common_words: frequent English words (``wordfreq``) added to the polish's vocabulary.
         search_dtype: ``auto`` (bfloat16 where the hardware has it, for a :class:`ModelEmbedder`
             and the LLM), ``float32`` (off) or ``bfloat16``.
 
@@ -186,7 +249,10 @@ class GuidedInverter:
         select: str = "cosine",
         budget: float | None = 30.0,
         patience: int = 8,
-        polish: bool = True,
+        polish: str = "edit",
+        polish_share: float = 0.25,
+        edit_words: int = 8,
+        common_words: int = 50000,
         search_dtype: str = "auto",
     ) -> None:
         if lm.kind != "decoder":
@@ -212,16 +278,30 @@ class GuidedInverter:
         self.rewrite_rounds = rewrite_rounds
         self.rewrite_top_k = rewrite_top_k if rewrite_top_k is not None else top_k
         self.prior_words, self.select = prior_words, select
+        if polish not in ("none", "delete", "edit"):
+            raise ValueError(f"polish={polish!r}: use none, delete or edit")
         self.budget, self.patience, self.polish = budget, patience, polish
+        self.polish_share, self.edit_words = polish_share, edit_words
+        self.common_words = common_words
         self.search_dtype = search_dtype
         self._prior: KeywordPrior | None = None
         self._fast: tuple[Any, Embedder] | None = None
 
     @property
     def prior(self) -> KeywordPrior:
-        """The keyword prior over the LLM's vocabulary, built on first use."""
+        """The keyword prior, built on first use: the LLM's whole-word tokens (proposed during
+        decoding), and for the ``edit`` polish also the whole words of the embedder's tokenizer
+        where it has its own WordPiece vocabulary and the ``common_words`` most frequent English
+        words (``wordfreq``, when installed), which reach words of several LLM tokens."""
         if self._prior is None:
-            self._prior = KeywordPrior(self.lm, self.embedder, max_words=self.prior_words)
+            extra = getattr(getattr(self.embedder, "lm", None), "tokenizer", None)
+            self._prior = KeywordPrior(
+                self.lm,
+                self.embedder,
+                max_words=self.prior_words,
+                extra_tokenizer=extra,
+                extra_words=common_words(self.common_words),
+            )
         return self._prior
 
     def _search_models(self) -> tuple[Any, Embedder]:
@@ -283,46 +363,83 @@ class GuidedInverter:
             history.append((r, best[0], best[1]))
             trace.append((spent(), best[0], best[1]))
 
-        # the search stops at 95% of the budget; the word-deletion polish may use the rest
-        deadline = None if budget is None else c0 + 0.95 * budget
+        end = None if budget is None else c0 + budget
+        share = self.polish_share if self.polish != "none" else 0.0
+
+        def round_deadline() -> float | None:
+            """Rounds leave the polish its share of what remains of the budget."""
+            if end is None:
+                return None
+            now = time.process_time()
+            return now + (1 - share) * max(0.0, end - now)
+
         # every text re-scored so far; each round rewrites the best one not rewritten yet, so a
         # round that finds nothing better does not repeat itself
         if seed is not None and seed.strip():
             pool = self._exact([seed], tgt)
         else:
-            pool = self._exact(self.decode(tgt, WRITE_PROMPT, self.top_k, deadline=deadline), tgt)
+            first = self.decode(tgt, WRITE_PROMPT, self.top_k, deadline=round_deadline())
+            pool = self._exact(first, tgt)
         best = max(pool.items(), key=lambda kv: kv[1])
         record(0, best)
         rewritten: set[str] = set()
-        for r in range(1, rounds + 1):
-            fresh = [kv for kv in pool.items() if kv[0] not in rewritten]
-            if not fresh or (deadline is not None and time.process_time() >= deadline):
+        r = 0
+        while True:  # blocks of rounds, each followed by a polish, while the budget lasts
+            deadline = round_deadline()
+            while r < rounds:
+                fresh = [kv for kv in pool.items() if kv[0] not in rewritten]
+                if not fresh or (deadline is not None and time.process_time() >= deadline):
+                    break
+                r += 1
+                source = max(fresh, key=lambda kv: kv[1])[0]
+                rewritten.add(source)
+                prompt = REWRITE_PROMPT.format(text=source)
+                pool.update(
+                    self._exact(
+                        self.decode(tgt, prompt, self.rewrite_top_k, deadline=deadline), tgt
+                    )
+                )
+                best = max(pool.items(), key=lambda kv: kv[1])
+                record(r, best)
+            if self.polish != "none":
+                polished = self._polish(best, tgt, end)
+                if polished[1] > best[1]:
+                    best = polished
+                    pool[best[0]] = best[1]
+                    record(r, best)
+            more = r < rounds and any(t not in rewritten for t in pool)
+            if not more or end is None or end - time.process_time() < 0.05 * (budget or 0.0):
                 break
-            source = max(fresh, key=lambda kv: kv[1])[0]
-            rewritten.add(source)
-            prompt = REWRITE_PROMPT.format(text=source)
-            found = self._exact(
-                self.decode(tgt, prompt, self.rewrite_top_k, deadline=deadline), tgt
-            )
-            pool.update(found)
-            best = max(pool.items(), key=lambda kv: kv[1])
-            record(r, best)
-        if self.polish:
-            polished = self._polish(best, tgt, None if budget is None else c0 + budget)
-            if polished[1] > best[1]:
-                best = polished
-                record(len(history), best)
         return InversionResult(best[0], best[1], history, time.time() - t0, trace)
 
     def _polish(
         self, best: tuple[str, float], target: np.ndarray, deadline: float | None = None
     ) -> tuple[str, float]:
-        """Delete words, one at a time, while a deletion raises the (exact) cosine (and CPU
-        time is left before ``deadline``, a ``time.process_time()`` value)."""
+        """Word edits, the best one at a time, while one raises the cosine (and CPU time is left
+        before ``deadline``, a ``time.process_time()`` value): deletions, and for ``edit`` the
+        substitution or insertion of the words closest to the target. The search's scorer ranks
+        the edits; the embedder itself re-scores the best few and decides."""
+        _, scorer = self._search_models()
         words = best[0].split()
-        while len(words) > 1 and (deadline is None or time.process_time() < deadline):
+        vocab: list[str] = []
+        if self.polish == "edit" and self.edit_words > 0:
+            vocab = self.prior.top_words(target, self.edit_words)
+        pass_cost = 0.0  # CPU seconds of the last pass: one that would overrun is not started
+        while len(words) > 1:
+            now = time.process_time()
+            if deadline is not None and now + pass_cost >= deadline:
+                break
             cands = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
-            text, cos = max(self._exact(cands, target).items(), key=lambda kv: kv[1])
+            for w in vocab:
+                for i in range(len(words) + 1):
+                    cands.append(" ".join([*words[:i], w, *words[i:]]))
+                    if i < len(words) and words[i] != w:
+                        cands.append(" ".join([*words[:i], w, *words[i + 1 :]]))
+            cands = list(dict.fromkeys(cands))
+            approx = cosine_to(scorer.embed(cands), target)
+            top = [cands[j] for j in np.argsort(-approx)[:4]]
+            text, cos = max(self._exact(top, target).items(), key=lambda kv: kv[1])
+            pass_cost = time.process_time() - now
             if cos <= best[1]:
                 break
             best, words = (text, cos), text.split()
@@ -361,8 +478,10 @@ class GuidedInverter:
         found: dict[str, float] = {}  # text -> key (score or cosine) of texts offered as answers
         seen: dict[str, float] = {}  # text -> the scorer's cosine
         best_key, stale = -np.inf, 0
+        step_cost = 0.0  # CPU seconds of the last step: a step that would overrun is not started
         for _ in range(self.max_tokens):
-            if deadline is not None and time.process_time() >= deadline and found:
+            now = time.process_time()
+            if deadline is not None and now + step_cost >= deadline and found:
                 break
             top = torch.topk(logp, min(top_k, logp.shape[-1]), dim=-1).indices.cpu().numpy()
             cands: list[tuple[int, int, str, float]] = []  # beam, token, text, logprob sum
@@ -414,11 +533,10 @@ class GuidedInverter:
             step = torch.tensor([[c[2]] for c in chosen], device=device)
             length = prompt.shape[1] + len(beams[0])
             att = torch.ones(len(chosen), length, dtype=torch.long, device=device)
-            out = lm.model(
-                input_ids=step, attention_mask=att, use_cache=True, **{cache_arg: cache}
-            )
+            out = lm.model(input_ids=step, attention_mask=att, use_cache=True, **{cache_arg: cache})
             cache = out[cache_arg]
             logp = torch.log_softmax(out.logits[:, -1].float(), -1)
+            step_cost = time.process_time() - now
         ranked = sorted(found, key=lambda x: -found[x])
         return ranked[:keep] or [tok.decode(beams[0], skip_special_tokens=True).strip() or "."]
 
