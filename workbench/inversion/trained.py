@@ -89,7 +89,7 @@ class InverterConfig:
     max_tokens: int = 48
     seed: int = 0
     grad_accum: int = 1
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
