@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_inversion_trained import TEXTS  # the same eight sentences
 
 from workbench.data import load_dataset, parse_hf_spec
 from workbench.errors import DatasetNotFoundError, UnknownDatasetError, WorkbenchError
@@ -16,16 +17,6 @@ from workbench.inversion.correction import HYPOTHESES_FILE, TrainedCorrector, ca
 from workbench.inversion.embedders import ModelEmbedder
 from workbench.inversion.trained import InverterConfig, SoftPrefixInverter, read_eval_log
 
-TEXTS = [
-    "the cat sat on the mat",
-    "a dog barked loudly",
-    "paris is in france",
-    "the city of london",
-    "numbers like twelve",
-    "she reads a book",
-    "rain falls in spain",
-    "he plays the guitar",
-]
 HELD = ["a bird sings", "the sun is hot"]
 SMALL = InverterConfig(prefix_length=2, hidden=16, batch_size=2, lr=3e-3, max_tokens=12)
 TIMING = {"seconds_per_step", "eval_seconds"}
