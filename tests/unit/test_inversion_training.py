@@ -74,6 +74,12 @@ def test_resume_equals_uninterrupted_with_eval_log(tiny_llama, embedder, tmp_pat
     assert a[0]["train_loss"] is None  # before training
     if cls is TrainedCorrector:
         assert {"draft_bleu", "draft_token_f1", "draft_cosine"} <= record.keys()
+    # a damaged log keeps the records before the damage, with a warning
+    (tmp_path / "a" / "eval.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in a[:2]) + '{"step": 4, "bl'
+    )
+    with pytest.warns(UserWarning, match="damaged after record 2"):
+        assert read_eval_log(tmp_path / "a") == a[:2]
     # grad_accum: each optimizer step reads batch_size * grad_accum rows
     assert len(full._batch_indices(0, len(TEXTS))) == 4
 
@@ -167,3 +173,7 @@ def test_cli_train_txt_bf16_eval_and_hypotheses(tiny_llama, tiny_bert, tmp_path)
         app, ["invert", "train", *common[:-4], "--eval-size", "6", "--out", str(tmp_path / "x")]
     )
     assert isinstance(r.exception, WorkbenchError) and "--eval-every 0" in str(r.exception)
+    r = CliRunner().invoke(
+        app, ["invert", "train", *common, "--out", str(tmp_path / "y"), "--stream"]
+    )
+    assert isinstance(r.exception, WorkbenchError) and "hf: datasets only" in str(r.exception)

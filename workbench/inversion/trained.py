@@ -780,4 +780,15 @@ def read_eval_log(path: str | Path) -> list[dict[str, Any]]:
         p = p / EVAL_FILE
     if not p.exists():
         return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    records = []
+    for line in p.read_text().splitlines():
+        try:
+            records.append(dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            warnings.warn(
+                f"{p} is damaged after record {len(records)}: the records after it are dropped "
+                "(a resumed run writes them again from its checkpoint on)",
+                stacklevel=2,
+            )
+            break
+    return records
