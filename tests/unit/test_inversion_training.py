@@ -177,3 +177,17 @@ def test_cli_train_txt_bf16_eval_and_hypotheses(tiny_llama, tiny_bert, tmp_path)
         app, ["invert", "train", *common, "--out", str(tmp_path / "y"), "--stream"]
     )
     assert isinstance(r.exception, WorkbenchError) and "hf: datasets only" in str(r.exception)
+
+
+def test_corrector_batched_eval_equals_one_by_one(tiny_llama, embedder):
+    # held-out corrections decode left-padded drafts of different lengths together: the same
+    # greedy texts as correcting each draft alone
+    corr = TrainedCorrector(tiny_llama, embedder, SMALL)
+    texts, drafts = ["the cat sat on the mat today", "a dog"], ["cat mat the on sat big", "dog"]
+    corr._eval_drafts = drafts
+    vectors = embedder.embed(texts)
+    alone = [
+        corr.propose(v, d, num_return=1, max_new_tokens=6)[0]
+        for v, d in zip(vectors, drafts, strict=True)
+    ]
+    assert corr._eval_hypotheses(texts, vectors, 6) == alone
