@@ -268,11 +268,7 @@ def train(
         max_tokens=max_tokens,
         seed=seed,
         grad_accum=grad_accum,
-        precision=precision
-        if precision != "auto"
-        else "bf16"
-        if dev.startswith("cuda")
-        else "fp32",
+        precision=_precision(precision, dev),
     )
     err.print(
         f"training a {kind} on {len(train_texts)} texts ({len(held)} held out), {emb.name} -> "
@@ -311,6 +307,13 @@ def train(
             f"held-out at step {r['step']}: BLEU {r['bleu']:.2f}, token F1 {r['token_f1']:.3f}, "
             f"cosine {r['cosine']:.3f} ({len(log)} records in {out}/eval.jsonl)"
         )
+
+
+def _precision(precision: str, device: str) -> str:
+    """--precision auto: bf16 autocast on CUDA, fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.startswith("cuda") else "fp32"
 
 
 def _training_texts(
