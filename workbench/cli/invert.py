@@ -170,7 +170,8 @@ def train(
     data: Annotated[
         str,
         typer.Option(
-            help="training texts: a data file (.txt/.csv/.jsonl/.conllu ...) or a built-in dataset"
+            help="training texts: a .txt file with one text per line, a data file "
+            "(.csv/.jsonl/.parquet/.conllu ...), hf:NAME[:CONFIG][:SPLIT] or a built-in dataset"
         ),
     ],
     out: Annotated[Path, typer.Option(help="checkpoint folder (rerun the command to resume)")],
@@ -187,7 +188,13 @@ def train(
     pooling: Annotated[str | None, typer.Option(help="pooling of the embedder")] = None,
     model: Annotated[str, typer.Option(help="decoder LLM")] = "smollm2-135m",
     steps: Annotated[int, typer.Option(help="total optimizer steps")] = 1000,
-    batch_size: Annotated[int, typer.Option(help="texts per step")] = 16,
+    batch_size: Annotated[int, typer.Option(help="texts per micro-batch")] = 16,
+    grad_accum: Annotated[
+        int, typer.Option(help="micro-batches per optimizer step (batch-size x this texts)")
+    ] = 1,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), bf16 (autocast) or fp32")
+    ] = "auto",
     prefix_length: Annotated[int, typer.Option(help="soft-prompt vectors")] = 8,
     hidden: Annotated[int, typer.Option(help="MLP hidden width")] = 1024,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank (0: LLM frozen)")] = 0,
@@ -200,18 +207,39 @@ def train(
     ] = 48,
     limit: Annotated[int | None, typer.Option(help="use the first N texts")] = None,
     text_column: Annotated[str | None, typer.Option(help="text column of a table")] = None,
+    stream: Annotated[
+        bool, typer.Option(help="hf: data read as a stream, only the first --limit rows")
+    ] = False,
+    eval_size: Annotated[
+        int, typer.Option(help="texts held out (seeded draw) and decoded for eval.jsonl")
+    ] = 64,
+    eval_every: Annotated[
+        int, typer.Option(help="steps between held-out evaluations (0: none)")
+    ] = 200,
+    hypotheses: Annotated[
+        str | None,
+        typer.Option(
+            help="corrector drafts: a trained inverter folder or 'guided' (made once for every "
+            "text, cached in --out), or a .txt with one hypothesis per text; default: "
+            "corrupted copies"
+        ),
+    ] = None,
+    real_fraction: Annotated[
+        float, typer.Option(help="share of rows trained on their real hypothesis")
+    ] = 1.0,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 50,
     max_minutes: Annotated[
         float | None, typer.Option(help="stop (checkpointed) after this")
     ] = None,
-    seed: Annotated[int, typer.Option(help="initialisation and data order")] = 0,
+    seed: Annotated[int, typer.Option(help="initialisation, data order and held-out draw")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: cuda if present)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
     """Train a soft-prefix inverter (embedding -> MLP -> soft prompt -> LLM) or, with --kind
     corrector, a vec2text-style corrector (target, hypothesis and difference embeddings -> soft
     prompt, then the hypothesis as text), with the LM loss; interrupted runs resume from the
-    last checkpoint when the command is run again."""
+    last checkpoint when the command is run again. Progress shows steps/s, ETA and the loss;
+    held-out BLEU, token F1 and cosine go to OUT/eval.jsonl."""
     from ..errors import WorkbenchError
     from ..inversion.correction import TrainedCorrector
     from ..inversion.embedders import ModelEmbedder
@@ -222,8 +250,13 @@ def train(
     classes = {"inverter": SoftPrefixInverter, "corrector": TrainedCorrector}
     if kind not in classes:
         raise WorkbenchError(f"unknown --kind {kind!r}: use inverter or corrector")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise WorkbenchError(f"unknown --precision {precision!r}: use auto, bf16 or fp32")
+    if hypotheses is not None and kind != "corrector":
+        raise WorkbenchError("--hypotheses are drafts for a corrector: add --kind corrector")
     dev = _device(device)
-    texts = _texts(data, limit, text_column)
+    texts = _training_texts(data, limit, text_column, stream)
+    train_texts, held = _held_out_split(texts, eval_size if eval_every > 0 else 0, seed)
     emb = ModelEmbedder(load_model(embedder, device=dev), layer=layer, pooling=pooling)
     lm = load_model(model, device=dev)
     config = InverterConfig(
@@ -234,21 +267,138 @@ def train(
         batch_size=batch_size,
         max_tokens=max_tokens,
         seed=seed,
+        grad_accum=grad_accum,
+        precision=_precision(precision, dev),
     )
-    err.print(f"training a {kind} on {len(texts)} texts, {emb.name} -> {lm.name} on {dev}")
+    err.print(
+        f"training a {kind} on {len(train_texts)} texts ({len(held)} held out), {emb.name} -> "
+        f"{lm.name} on {dev}, {config.precision}, {batch_size} x {grad_accum} texts a step"
+    )
     inv = classes[kind](lm, emb, config)
+    fit_options: dict[str, Any] = {}
+    if hypotheses is not None:
+        drafts = _hypotheses(hypotheses, [*train_texts, *held], out, lm, emb, max_tokens)
+        fit_options = {
+            "drafts": drafts[: len(train_texts)],
+            "held_out_drafts": drafts[len(train_texts) :],
+            "real_fraction": real_fraction,
+        }
     inv.fit(
-        texts,
+        train_texts,
         out,
         steps,
         checkpoint_every=checkpoint_every,
         max_seconds=None if max_minutes is None else 60 * max_minutes,
+        held_out=held,
+        eval_every=eval_every,
+        **fit_options,
     )
     last = inv.losses_[-10:]
     err.print(
         f"step {inv.step_}/{steps}; mean loss of the last {len(last)} steps "
         f"{sum(last) / max(1, len(last)):.3f}; checkpoint in {out}"
     )
+    from ..inversion.trained import read_eval_log
+
+    log = read_eval_log(out)
+    if log:
+        r = log[-1]
+        err.print(
+            f"held-out at step {r['step']}: BLEU {r['bleu']:.2f}, token F1 {r['token_f1']:.3f}, "
+            f"cosine {r['cosine']:.3f} ({len(log)} records in {out}/eval.jsonl)"
+        )
+
+
+def _precision(precision: str, device: str) -> str:
+    """--precision auto: bf16 autocast on CUDA, fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.startswith("cuda") else "fp32"
+
+
+def _training_texts(
+    data: str, limit: int | None, text_column: str | None, stream: bool
+) -> list[str]:
+    """Texts of --data: a .txt file whose first line has no tab is one text per line (else a
+    table), everything else through ``workbench.data.load_dataset``."""
+    from ..data import load_dataset
+    from ..errors import WorkbenchError
+
+    path = Path(data)
+    if stream and not data.startswith("hf:"):
+        raise WorkbenchError("--stream reads hf: datasets only: drop it, or pass --data hf:NAME")
+    if path.suffix == ".txt" and path.is_file() and text_column is None:
+        with path.open(encoding="utf-8") as f:
+            first = f.readline()
+        if "\t" not in first:
+            lines = [t.strip() for t in path.read_text(encoding="utf-8").splitlines()]
+            return [t for t in lines if t][:limit]
+    options: dict[str, Any] = {"streaming": True} if stream else {}
+    ds = load_dataset(data, limit=limit, text_column=text_column, **options)
+    return [t for t in ds.texts if t.strip()]
+
+
+def _held_out_split(texts: list[str], n: int, seed: int) -> tuple[list[str], list[str]]:
+    """(training texts, ``n`` held-out texts drawn with ``seed``); the order of each is kept."""
+    import numpy as np
+
+    from ..errors import WorkbenchError
+
+    if n <= 0:
+        return texts, []
+    if n * 2 > len(texts):
+        raise WorkbenchError(
+            f"{len(texts)} texts are too few to hold out --eval-size {n} for evaluation: pass a "
+            f"smaller --eval-size (at most {len(texts) // 2}) or --eval-every 0"
+        )
+    held = set(np.random.default_rng([seed, 7]).permutation(len(texts))[:n].tolist())
+    return (
+        [t for i, t in enumerate(texts) if i not in held],
+        [t for i, t in enumerate(texts) if i in held],
+    )
+
+
+def _hypotheses(
+    source: str, texts: list[str], out: Path, lm: Any, emb: Any, max_tokens: int
+) -> list[str]:
+    """Real drafts for the corrector: a .txt (one per text), or made by a trained inverter
+    folder or guided decoding and cached in ``out/hypotheses.jsonl``."""
+    from ..artifacts import file_sha256
+    from ..errors import WorkbenchError
+    from ..inversion.correction import HYPOTHESES_FILE, cached_hypotheses
+    from ..inversion.guided import GuidedInverter
+    from ..inversion.trained import CONFIG_FILE, SoftPrefixInverter
+
+    path = Path(source)
+    if path.suffix == ".txt" and path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if len(lines) != len(texts):
+            raise WorkbenchError(
+                f"{path} has {len(lines)} lines for {len(texts)} texts: write one hypothesis "
+                "per --data text, in order (--hypotheses)"
+            )
+        return [t.strip() or "." for t in lines]
+    make: Any
+    if source == "guided":
+        guided = GuidedInverter(lm, emb)
+        tag = f"guided:{lm.weights_fingerprint}:{emb.fingerprint}"
+
+        def make(part: list[str]) -> list[str]:
+            return [r.text for r in guided.invert_many(emb.embed(part))]
+
+    elif (path / CONFIG_FILE).is_file():
+        base = SoftPrefixInverter.load(path, lm, emb)
+        tag = f"inverter:{file_sha256(path / CONFIG_FILE)}"
+
+        def make(part: list[str]) -> list[str]:
+            return base.invert(emb.embed(part), max_new_tokens=max_tokens)
+
+    else:
+        raise WorkbenchError(
+            f"--hypotheses {source!r} is neither a trained inverter folder (with {CONFIG_FILE}), "
+            "'guided', nor a .txt file: pass one of those"
+        )
+    return cached_hypotheses(texts, out / HYPOTHESES_FILE, make, source=tag)
 
 
 @app.command("leakage")
