@@ -8,6 +8,11 @@ names stay importable from here as before."""
 from .correction import GuidedCorrector, HybridInverter, TrainedCorrector  # noqa: E402, F401, I001
 from .embedders import (  # noqa: E402, F401
     Embedder,
+    EmbedderSpec,
+    EmbedderSpecError,
+    SentenceTransformerEmbedder,
+    load_proposer,
+    parse_embedder_spec,
     EmbeddingInputError,
     ModelEmbedder,
     load_embedder,
