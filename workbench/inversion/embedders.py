@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -229,10 +230,10 @@ def parse_embedder_spec(
                 "to pool one of its layers"
             )
         return EmbedderSpec(name, sentence_transformers=True)
-    parts = text.split(":")
+    model, *parts = re.split(r":(?=\s*[A-Za-z_]\w*\s*=)", text)  # values may hold ':' (pos:-2)
     opts: dict[str, str] = {}
-    while len(parts) > 1 and "=" in parts[-1]:
-        key, _, value = parts.pop().partition("=")
+    for part in parts:
+        key, _, value = part.partition("=")
         key = key.strip()
         if key not in SPEC_KEYS:
             raise EmbedderSpecError(
@@ -240,7 +241,7 @@ def parse_embedder_spec(
                 f"{', '.join(SPEC_KEYS)} ({fix})"
             )
         opts[key] = value.strip()
-    model = ":".join(parts).strip()
+    model = model.strip()
     if not model:
         raise EmbedderSpecError(f"embedder spec {spec!r} names no model: {fix}")
     parsed_layer: int | None = None
