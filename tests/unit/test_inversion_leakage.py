@@ -182,3 +182,40 @@ def test_report_json_roundtrip(tiny_llama, tmp_path):
     rep = _run(tiny_llama, noise=[0.0])
     data = json.loads(json.dumps(rep.to_dict()))
     assert "text_hashes" not in data["meta"] and data["rows"][0]["layer"] == 1
+
+
+def test_cli_over_a_store_writes_report_and_figure(tiny_llama, tmp_path, capsys):
+    import workbench
+    from workbench.cli.main import main
+
+    workbench.extract(
+        tiny_llama, TEXTS, layers=[1, -1], pooling="mean", out=tmp_path / "s", progress=False
+    )
+    args = ["invert", "leakage", "--store", tmp_path / "s", "--model", tiny_llama.source,
+            "--layers", "1,-1", "--n", "3", "--noise", "0,0.5", "--n-boot", "50",
+            "--guided", "beam_width=2,top_k=2,keywords=2,max_tokens=4,prior_words=300",
+            "--out", tmp_path / "o"]  # fmt: skip
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+        raise SystemExit(0)
+    assert not info.value.code, capsys.readouterr().err
+    assert len(read_jsonl(tmp_path / "o" / ITEMS)) == 3 * 3
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [r["layer"] for r in report["rows"]] == [1, 3] and report["rows"][0]["n"] == 3
+    png = (tmp_path / "o" / "leakage.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    with pytest.raises(SystemExit) as info:
+        main(["invert", "leakage", "--model", str(tiny_llama.source)])
+    assert info.value.code == 2 and "--data FILE or an activation store as --store DIR" in (
+        capsys.readouterr().err
+    )
+
+
+def test_leakage_figure_draws_bands(tiny_llama):
+    from workbench.viz import leakage_figure
+
+    rep = _run(tiny_llama)
+    fig = leakage_figure(rep.rows, rep.defence, title="tiny")
+    left, right = fig.axes
+    assert len(left.collections) >= 3 and len(right.collections) >= 4  # one CI band per line
+    assert [t.get_text() for t in left.get_legend().get_texts()][:2] == ["token_f1", "cosine"]
