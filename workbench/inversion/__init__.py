@@ -18,7 +18,7 @@ from .embedders import (  # noqa: E402, F401
     load_embedder,
 )
 from .guided import GuidedInverter, InversionResult  # noqa: E402, F401
-from .leakage import LeakageReport, leakage_report  # noqa: E402, F401
+from .leakage import LeakageMismatchError, LeakageReport, leakage_report  # noqa: E402, F401
 from .metrics import evaluate as evaluate_inversion  # noqa: E402, F401
 from .trained import (  # noqa: E402, F401
     CheckpointMismatchError,
