@@ -484,6 +484,35 @@ def test_inversion_page_guided_and_noise(app) -> None:
     assert at.get("vega_lite_chart")  # the defence curve over two noise levels
 
 
+def test_inversion_page_any_embedder_and_proposer(tmp_path: Path, monkeypatch) -> None:
+    """The embedder is a model + layer + pooling (here MiniLM's layer 3, mean-pooled, not its
+    native output) or an st: model; the proposer any decoder; an encoder proposer and a bad spec
+    are one-line errors. (An empty runs folder: the page needs no store.)"""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at = _open(at, "inversion")
+    at.text_area(key="inv_text").set_value("The city of Paris is in France.")
+    at.text_input(key="inv_emb_model").set_value("minilm-l6")
+    at.number_input(key="inv_layer").set_value(3)
+    at.selectbox(key="inv_pooling").set_value("mean")
+    at.multiselect(key="inv_methods").set_value(["guided"])
+    at.button(key="inv_go").click().run()
+    _ok(at)
+    table = next(d.value for d in at.dataframe if "token_f1" in d.value)
+    assert list(table["method"]) == ["guided"] and -1 <= table["cosine"].iloc[0] <= 1
+    assert any("minilm-l6:layer=3:pooling=mean" in str(m.value) for m in at.markdown)
+    at.text_input(key="inv_proposer").set_value("minilm-l6")
+    at.button(key="inv_go").click().run()
+    assert any("is an encoder and cannot propose text" in e.value for e in at.error)
+    at.text_input(key="inv_proposer").set_value("smollm2-135m")
+    at.text_input(key="inv_emb_model").set_value("st:")
+    at.run()
+    assert any("names no model after 'st:'" in e.value for e in at.error)
+
+
 def _deltas_guarded(at) -> None:
     """Every map states its convergence delta; one over 5% comes with the warning banner."""
     import re

@@ -22,6 +22,16 @@ console = Console()
 err = Console(stderr=True)
 
 
+EMBEDDER_HELP = (
+    "the embedder whose vectors are inverted: MODEL[:layer=N][:pooling=P] (any load_model model, "
+    "e.g. minilm-l6 or smollm2-135m:layer=12:pooling=mean) or st:NAME_OR_PATH (run by "
+    "sentence-transformers)"
+)
+LAYER_HELP = "layer of the embedder (hidden_states index; default the last)"
+POOLING_HELP = "pooling of the embedder: native (default for sentence encoders), mean, last, ..."
+MODEL_HELP = "decoder LLM that proposes the text (any load_model decoder)"
+
+
 def _threads(threads: int | None) -> None:
     from ..settings import set_threads
 
@@ -49,14 +59,10 @@ def run(
             help="a .npy file with an embedding [dim] or [n, dim] to invert instead of TEXT"
         ),
     ] = None,
-    embedder: Annotated[
-        str, typer.Option(help="model whose embeddings are inverted")
-    ] = "minilm-l6",
-    layer: Annotated[int, typer.Option(help="layer of the embedder (hidden_states index)")] = -1,
-    pooling: Annotated[
-        str | None, typer.Option(help="native (default for sentence encoders), mean, last, ...")
-    ] = None,
-    model: Annotated[str, typer.Option(help="decoder LLM that writes the text")] = "smollm2-135m",
+    embedder: Annotated[str, typer.Option(help=EMBEDDER_HELP)] = "minilm-l6",
+    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
+    pooling: Annotated[str | None, typer.Option(help=POOLING_HELP)] = None,
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "smollm2-135m",
     method: Annotated[str, typer.Option(help="guided, trained or hybrid")] = "guided",
     checkpoint: Annotated[
         Path | None, typer.Option(help="trained inverter folder (trained, hybrid)")
@@ -83,9 +89,8 @@ def run(
 
     from ..errors import WorkbenchError
     from ..inversion.correction import TrainedCorrector
-    from ..inversion.embedders import ModelEmbedder, check_embeddings, cosine_to
+    from ..inversion.embedders import check_embeddings, cosine_to, load_embedder, load_proposer
     from ..inversion.metrics import bag_of_words, evaluate
-    from ..models import load_model
 
     _threads(threads)
     if (text is None) == (vector is None):
@@ -93,8 +98,8 @@ def run(
     if method not in ("guided", "trained", "hybrid"):
         raise WorkbenchError(f"unknown method {method!r}: use guided, trained or hybrid")
     dev = _device(device)
-    emb = ModelEmbedder(load_model(embedder, device=dev), layer=layer, pooling=pooling)
-    lm = load_model(model, device=dev)
+    lm = load_proposer(model, device=dev)
+    emb = load_embedder(embedder, layer, pooling, device=dev)
     if text is not None:
         if not text.strip():
             raise WorkbenchError("TEXT is empty: there is nothing to embed; pass a sentence")
@@ -181,12 +186,10 @@ def train(
             help="inverter (embedding -> text) or corrector (target and hypothesis -> better text)"
         ),
     ] = "inverter",
-    embedder: Annotated[
-        str, typer.Option(help="model whose embeddings are inverted")
-    ] = "minilm-l6",
-    layer: Annotated[int, typer.Option(help="layer of the embedder")] = -1,
-    pooling: Annotated[str | None, typer.Option(help="pooling of the embedder")] = None,
-    model: Annotated[str, typer.Option(help="decoder LLM")] = "smollm2-135m",
+    embedder: Annotated[str, typer.Option(help=EMBEDDER_HELP)] = "minilm-l6",
+    layer: Annotated[int | None, typer.Option(help=LAYER_HELP)] = None,
+    pooling: Annotated[str | None, typer.Option(help=POOLING_HELP)] = None,
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "smollm2-135m",
     steps: Annotated[int, typer.Option(help="total optimizer steps")] = 1000,
     batch_size: Annotated[int, typer.Option(help="texts per micro-batch")] = 16,
     grad_accum: Annotated[
@@ -242,9 +245,8 @@ def train(
     held-out BLEU, token F1 and cosine go to OUT/eval.jsonl."""
     from ..errors import WorkbenchError
     from ..inversion.correction import TrainedCorrector
-    from ..inversion.embedders import ModelEmbedder
+    from ..inversion.embedders import load_embedder, load_proposer
     from ..inversion.trained import InverterConfig, SoftPrefixInverter
-    from ..models import load_model
 
     _threads(threads)
     classes = {"inverter": SoftPrefixInverter, "corrector": TrainedCorrector}
@@ -257,8 +259,8 @@ def train(
     dev = _device(device)
     texts = _training_texts(data, limit, text_column, stream)
     train_texts, held = _held_out_split(texts, eval_size if eval_every > 0 else 0, seed)
-    emb = ModelEmbedder(load_model(embedder, device=dev), layer=layer, pooling=pooling)
-    lm = load_model(model, device=dev)
+    lm = load_proposer(model, device=dev)
+    emb = load_embedder(embedder, layer, pooling, device=dev)
     config = InverterConfig(
         prefix_length=prefix_length,
         hidden=hidden,
@@ -403,44 +405,118 @@ def _hypotheses(
 
 @app.command("leakage")
 def leakage(
-    data: Annotated[str, typer.Option(help="source texts: a data file or a built-in dataset")],
+    data: Annotated[
+        str | None,
+        typer.Option(help="source texts: a data file or a built-in dataset (or give --store)"),
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="an activation store extracted from --model: its texts and pooled vectors are "
+            "read instead of embedding --data (UD PROPN words are the entities when it has them)"
+        ),
+    ] = None,
     model: Annotated[
-        str, typer.Option(help="decoder LLM whose hidden states are inverted")
+        str, typer.Option(help="decoder LLM whose hidden states are inverted (and proposes)")
     ] = "smollm2-135m",
     layers: Annotated[str, typer.Option(help="'0,15,-1', '10:20' or 'all'")] = "-1",
     pooling: Annotated[str, typer.Option(help="mean,last,...")] = "mean",
-    n: Annotated[int, typer.Option(help="texts to invert")] = 10,
+    n: Annotated[int | None, typer.Option(help="texts to invert (the first N)")] = 10,
     noise: Annotated[
         str, typer.Option(help="noise scales of the defence curve")
     ] = "0,0.01,0.05,0.1",
-    out: Annotated[Path | None, typer.Option(help="write leakage.json and leakage.md here")] = None,
+    defence_layer: Annotated[
+        int | None, typer.Option(help="layer of the defence curve (default: the first)")
+    ] = None,
+    defence_pooling: Annotated[
+        str | None, typer.Option(help="pooling of the defence curve (default: the first)")
+    ] = None,
+    guided: Annotated[
+        str | None,
+        typer.Option(
+            help="GuidedInverter options over the quick defaults, e.g. "
+            "'max_tokens=12,beam_width=3' (see workbench.inversion.leakage.QUICK_GUIDED)"
+        ),
+    ] = None,
+    n_boot: Annotated[int, typer.Option(help="bootstrap resamples of the 95% intervals")] = 1000,
+    seed: Annotated[int, typer.Option(help="seed of the noise and the bootstrap")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder for items.jsonl (written as items finish: rerun to resume), "
+            "report.json, report.md and leakage.png"
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: cuda if present)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
-    """Per layer and pooling: invert the pooled hidden states of the texts and report BLEU, token
-    F1, cosine (with the bag-of-words anchor) and named-entity recovery; then a Gaussian-noise
-    defence curve (BLEU and recall@k vs noise)."""
+    """Per layer and pooling: invert the pooled hidden states of the texts (or of a store) and
+    report BLEU, token F1, cosine (with the bag-of-words anchor) and named-entity recall with
+    bootstrap 95% intervals; then a Gaussian-noise defence curve (reconstruction and recall@k vs
+    noise). With --out, results are written as they come and a rerun resumes."""
     from ..artifacts import write_json
-    from ..inversion.leakage import leakage_report
-    from ..models import load_model
+    from ..errors import WorkbenchError
+    from ..inversion.embedders import load_proposer
+    from ..inversion.leakage import leakage_report, propn_entities
 
     _threads(threads)
-    lm = load_model(model, device=_device(device))
-    texts = _texts(data, n)
+    if (data is None) == (store is None):
+        raise WorkbenchError("give the texts as --data FILE or an activation store as --store DIR")
+    lm = load_proposer(model, device=_device(device))
+    texts, entities = None, None
+    if data is not None:
+        from ..data import load_dataset
+
+        ds = load_dataset(data, limit=n)
+        keep = [i for i, t in enumerate(ds.texts) if t.strip()]
+        texts = [ds.texts[i] for i in keep]
+        found = propn_entities(ds)
+        entities = None if found is None else [found[i] for i in keep]
     report = leakage_report(
         lm,
         texts,
+        store=store,
+        rows=None if store is None or n is None else slice(0, n),
         layers=layers,
         poolings=pooling.split(","),
+        entities=entities,
         noise=[float(x) for x in noise.split(",")],
+        defence_layer=defence_layer,
+        defence_pooling=defence_pooling,
+        guided=_options(guided),
+        out=out,
+        n_boot=n_boot,
+        seed=seed,
     )
     md = report.to_markdown()
     console.print(md)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(
-            out / "leakage.json",
-            {"rows": report.rows, "defence": report.defence, "examples": report.examples},
-        )
-        (out / "leakage.md").write_text(md)
-        err.print(f"wrote {out}/leakage.json and leakage.md")
+        from ..viz.leakage import leakage_figure
+
+        write_json(out / "report.json", report.to_dict())
+        (out / "report.md").write_text(md)
+        leakage_figure(report.rows, report.defence, out / "leakage.png", title=lm.name)
+        err.print(f"wrote {out}/report.json, report.md and leakage.png")
+
+
+def _options(text: str | None) -> dict[str, Any]:
+    """``'max_tokens=12,beam_width=3'`` -> ``{"max_tokens": 12, "beam_width": 3}`` (numbers
+    parsed, the rest kept as strings)."""
+    from ..errors import WorkbenchError
+
+    opts: dict[str, Any] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise WorkbenchError(f"--guided {text!r}: write key=value pairs, e.g. max_tokens=12")
+        for cast in (int, float):
+            try:
+                opts[key.strip()] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            opts[key.strip()] = value.strip()
+    return opts

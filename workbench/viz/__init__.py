@@ -10,6 +10,7 @@ Examples:
 from ._embedding import embedding_heatmap, embedding_layer_curves
 from ._io import png_available, write_figure
 from .inversion import inversion_table
+from .leakage import leakage_figure
 from .probing import generalisation_heatmap, latlon_map, latlon_scatter, layer_curves
 from .projection import layer_projection_slider, projection_scatter
 from .tokens import attribution_heatmap, logit_lens_grid, visible_token
@@ -19,6 +20,7 @@ __all__ += ["generalisation_heatmap", "latlon_map", "latlon_scatter", "layer_cur
 __all__ += [
     "attribution_heatmap",
     "inversion_table",
+    "leakage_figure",
     "layer_projection_slider",
     "logit_lens_grid",
     "projection_scatter",
