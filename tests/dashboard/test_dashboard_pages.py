@@ -569,3 +569,35 @@ def test_attribution_raises_steps_until_converged(app) -> None:
         )
         assert half.relative_delta >= 0.05
     assert direct.relative_delta < 0.05 or steps == 256
+
+
+def test_projection_webgl_renderer_sends_the_same_points(app, tiny_runs: Path) -> None:
+    """``?renderer=webgl``: the WebGL component gets every row once (int32 ids), coordinates
+    that are the plotly figure's scaled by one factor and shifted, and the selection."""
+    at = _open(app, "projection")
+    plotly_fig = _figures(at)[0]
+    ref = {
+        int(r): (x, y)
+        for tr in plotly_fig["data"]
+        for r, x, y in zip(_array(tr["customdata"]), _array(tr["x"]), _array(tr["y"]), strict=True)
+    }
+    at.session_state["proj_selection"] = [2, 11]
+    at.query_params["renderer"] = "webgl"  # as a shared link would (the view from the URL)
+    at.run()
+    _ok(at)
+    assert at.session_state["proj_renderer"] == "webgl"
+    (comp,) = at.get("component_instance")
+    args = json.loads(comp.proto.json_args)
+    raw = {a.key: a.bytes for a in comp.proto.special_args}
+    ids = np.frombuffer(raw["ids"], dtype=np.int32)
+    xy = np.frombuffer(raw["xy"], dtype=np.float32).reshape(-1, 2)
+    assert sorted(ids.tolist()) == list(range(80))
+    assert np.abs(xy).max() <= 1.0
+    want = np.asarray([ref[int(r)] for r in ids])
+    scale = np.ptp(xy, axis=0) / np.ptp(want, axis=0)
+    assert scale[0] == pytest.approx(scale[1], rel=1e-5)  # one scale: the aspect is kept
+    np.testing.assert_allclose((want - want.mean(0)) * scale, xy - xy.mean(0), atol=1e-5)
+    assert sorted(ids[args["selected"]].tolist()) == [2, 11]
+    codes = np.frombuffer(raw["z"], dtype=np.float32)
+    label = _store_labels(tiny_runs)
+    assert [args["labels"][int(c)] for c in codes] == [str(label[r]) for r in ids]
