@@ -134,16 +134,20 @@ import plotly.graph_objects as go
 import streamlit as st
 
 st.title("floor")
-st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[0, 1, 0])))
+if st.query_params.get("bare") != "1":
+    st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[0, 1, 0])))
 """
 
 
 def serve_floor(folder: Path, port: int) -> subprocess.Popen:
-    """The reference app: Streamlit and one three-point plotly figure."""
+    """The reference app: Streamlit and one three-point plotly figure (``?bare=1``: no
+    figure, Streamlit alone, the floor of a page that loads no plotly.js)."""
     return _serve_script(folder / "floor_app.py", FLOOR_APP, port)
 
 
-def _serve_script(app: Path, source: str, port: int) -> subprocess.Popen:
+def _serve_script(
+    app: Path, source: str, port: int, extra_path: str | None = None
+) -> subprocess.Popen:
     """``streamlit run`` of ``source`` (written to ``app``), headless on 127.0.0.1:``port``,
     with this checkout importable."""
     app.parent.mkdir(parents=True, exist_ok=True)
@@ -154,41 +158,92 @@ def _serve_script(app: Path, source: str, port: int) -> subprocess.Popen:
         "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
         "--server.fileWatcherType", "none",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    paths = [str(Path(__file__).resolve().parents[1]), *([extra_path] if extra_path else [])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     return _wait_healthy(proc, port)
 
 
 SCATTER_APP = """
+import os
+import sys
+
 import numpy as np
 import streamlit as st
 
-from workbench.viz import projection_scatter
-
 n = int(st.query_params.get("n", "10000"))
+renderer = st.query_params.get("r", "plotly")
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 2, n)
 xy = rng.normal(size=(n, 2)) + 3.0 * labels[:, None]
 texts = [f"The city of Place {i:06d} is in Country {i % 97:02d}, row {i}."[:60] for i in range(n)]
 hover = texts if st.query_params.get("text", "1") == "1" else None  # text=0: "row N" only
-fig = projection_scatter(xy, labels, hover=hover, size=4 if n > 20_000 else 5)
-fig.update_layout(height=560)
-st.title(f"scatter of {n} points")
-st.plotly_chart(fig, key="scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
+st.title(f"scatter of {n} points ({renderer})")
+if renderer == "plotly":  # the Projection page's figure before issue 14
+    from workbench.viz import projection_scatter
+
+    fig = projection_scatter(xy, labels, hover=hover, size=4 if n > 20_000 else 5)
+    fig.update_layout(height=560)
+    st.plotly_chart(fig, key="scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
+elif renderer == "plotly_ids":  # float32 typed arrays, the hover is the row id
+    import plotly.graph_objects as go
+
+    fig = go.Figure([
+        go.Scattergl(
+            x=xy[labels == k, 0].astype(np.float32), y=xy[labels == k, 1].astype(np.float32),
+            customdata=np.flatnonzero(labels == k).astype(np.int32), mode="markers",
+            name=f"label {k}", marker={"size": 4 if n > 20_000 else 5},
+            hovertemplate="row %{customdata}<extra>%{fullData.name}</extra>",
+        )
+        for k in (0, 1)
+    ])
+    fig.update_layout(height=560, template="plotly_white")
+    st.plotly_chart(fig, key="scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
+elif renderer == "webgl":  # regl-scatterplot in a component (workbench.dashboard._scatter)
+    from workbench.dashboard._scatter import webgl_scatter
+
+    webgl_scatter(xy, labels, hover=hover, key="scatter", point_size=3 if n > 20_000 else 4)
+elif renderer == "atlas":  # Embedding Atlas's Streamlit component
+    import pandas as pd
+    from embedding_atlas.streamlit import embedding_atlas
+
+    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "text": texts, "label": labels.astype(str)})
+    embedding_atlas(df, x="x", y="y", text="text", key="scatter")
 """
 
 
-def serve_scatter(folder: Path, port: int) -> subprocess.Popen:
-    """The Projection page's scatter alone (``SCATTER_APP``), N points from ``?n=``."""
-    return _serve_script(folder / "scatter_app.py", SCATTER_APP, port)
+def serve_scatter(folder: Path, port: int, extra_path: str | None = None) -> subprocess.Popen:
+    """The Projection page's scatter alone (``SCATTER_APP``): N points from ``?n=``, the
+    renderer from ``?r=`` (``plotly``, ``plotly_ids``, ``webgl``, ``atlas``); ``extra_path``
+    is put on the app's ``PYTHONPATH`` (where ``embedding-atlas`` is installed)."""
+    return _serve_script(folder / "scatter_app.py", SCATTER_APP, port, extra_path)
 
 
-def time_page(browser, url: str, figures: int, criterion: str = "drawn") -> float:
+#: the element each renderer draws into (a plotly chart, or a component's iframe)
+RENDERER_ELEMENT = {
+    "plotly": '[data-testid="stPlotlyChart"]',
+    "plotly_ids": '[data-testid="stPlotlyChart"]',
+    "webgl": "iframe",
+    "atlas": "iframe",
+}
+
+
+def time_page(
+    browser,
+    url: str,
+    figures: int,
+    criterion: str = "drawn",
+    element: str | None = None,
+    min_pixels: int = 2_000,
+) -> float:
     """Seconds from navigation until ``figures`` (at least) plotly figures are drawn and the
-    script is idle, in a new page of a fresh browser context."""
+    script is idle, in a new page of a fresh browser context. ``criterion="pixels"``: until
+    ``element`` shows ``min_pixels`` coloured pixels (``wait_for_pixels``: points drawn by any
+    renderer) and the script is idle."""
     from workbench.dashboard.testing import (
         exceptions,
         wait_for_drawn,
+        wait_for_pixels,
         wait_for_plots,
         wait_for_script,
     )
@@ -197,7 +252,10 @@ def time_page(browser, url: str, figures: int, criterion: str = "drawn") -> floa
     try:
         t0 = time.perf_counter()
         page.goto(url)
-        if criterion == "svg":
+        if criterion == "pixels":
+            wait_for_pixels(page, element or "body", min_pixels, timeout_ms=300_000)
+            wait_for_script(page, timeout_ms=300_000, start_ms=0)
+        elif criterion == "svg":
             wait_for_plots(page, figures, timeout_ms=300_000)
             wait_for_script(page, timeout_ms=300_000, start_ms=0)
         else:
@@ -253,6 +311,17 @@ def main() -> None:
         "--no-text",
         action="store_true",
         help="with --scatter: also time each size with 'row N' hovers (no texts)",
+    )
+    ap.add_argument(
+        "--renderers",
+        default="plotly,plotly_ids,webgl",
+        help="with --scatter: which renderers (plotly, plotly_ids, webgl, atlas)",
+    )
+    ap.add_argument(
+        "--atlas-path",
+        default=None,
+        help="with --scatter: a folder to put on the app's PYTHONPATH where embedding-atlas "
+        "is installed (pip install --target)",
     )
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("DASHBOARD.json"))
     args = ap.parse_args()
@@ -330,21 +399,27 @@ def main() -> None:
 
 
 def _rounds(
-    browser: Any, pages: dict[str, tuple[str, int]], repeats: int, criterion: str
+    browser: Any, pages: dict[str, tuple[str, str, int]], repeats: int
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """A warm-up visit per page, then ``repeats`` interleaved rounds (first page rotated)."""
-    cold = {name: time_page(browser, url, figs, criterion) for name, (url, figs) in pages.items()}
+    """A warm-up visit per page, then ``repeats`` interleaved rounds (first page rotated);
+    ``pages``: name -> (url, the element that draws, its coloured pixels when drawn)."""
+
+    def visit(name: str) -> float:
+        url, element, pixels = pages[name]
+        return time_page(browser, url, 1, "pixels", element, pixels)
+
+    cold = {name: visit(name) for name in pages}
     times: dict[str, list[float]] = {name: [] for name in pages}
     for r in range(repeats):
         order = list(pages)[r % len(pages) :] + list(pages)[: r % len(pages)]
         for name in order:
-            url, figs = pages[name]
-            times[name].append(time_page(browser, url, figs, criterion))
+            times[name].append(visit(name))
     return cold, times
 
 
 def scatter_main(args: Any) -> None:
-    """``--scatter``: the scatter at each size against the floor, in the same rounds."""
+    """``--scatter``: each renderer at each size against the floor, in the same rounds, until
+    the points are on screen (coloured pixels in the renderer's element)."""
     import tempfile
 
     from playwright.sync_api import sync_playwright
@@ -353,23 +428,32 @@ def scatter_main(args: Any) -> None:
     if exe is None:
         sys.exit("no chromium: apt-get install chromium or set WORKBENCH_CHROMIUM")
     sizes = [int(v) for v in args.scatter.split(",")]
+    renderers = args.renderers.split(",")
+    unknown = sorted(set(renderers) - set(RENDERER_ELEMENT))
+    if unknown:
+        sys.exit(f"--renderers {unknown}: use some of {sorted(RENDERER_ELEMENT)}")
     tmp = tempfile.TemporaryDirectory()
     load_before = os.getloadavg()
-    procs = [serve_floor(Path(tmp.name), args.port + 1), serve_scatter(Path(tmp.name), args.port)]
-    pages = {"floor": (f"http://127.0.0.1:{args.port + 1}/", 1)}
-    pages |= {f"scatter_{n}": (f"http://127.0.0.1:{args.port}/?n={n}", 1) for n in sizes}
-    if args.no_text:  # the same sizes with "row N" hovers instead of the texts
-        pages |= {
-            f"scatter_{n}_no_text": (f"http://127.0.0.1:{args.port}/?n={n}&text=0", 1)
-            for n in sizes
-        }
+    procs = [serve_floor(Path(tmp.name), args.port + 1)]
+    procs.append(serve_scatter(Path(tmp.name), args.port, args.atlas_path))
+    base = f"http://127.0.0.1:{args.port}/"
+    # the floor's three-point line draws a few hundred coloured pixels; a scatter thousands
+    floor_url = f"http://127.0.0.1:{args.port + 1}/"
+    pages = {"floor": (floor_url, RENDERER_ELEMENT["plotly"], 200)}
+    pages["bare"] = (f"{floor_url}?bare=1", "h1", 0)  # Streamlit alone: its title shown
+    for r in renderers:
+        for n in sizes:
+            pages[f"{r}_{n}"] = (f"{base}?n={n}&r={r}", RENDERER_ELEMENT[r], 2_000)
+            if args.no_text:  # "row N" hovers instead of the texts
+                pages[f"{r}_{n}_no_text"] = (
+                    f"{base}?n={n}&r={r}&text=0",
+                    RENDERER_ELEMENT[r],
+                    2_000,
+                )
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=exe,
-                args=CHROMIUM_ARGS,
-            )
-            cold, times = _rounds(browser, pages, args.repeats, args.criterion)
+            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+            cold, times = _rounds(browser, pages, args.repeats)
             browser.close()
     finally:
         for proc in procs:
@@ -378,9 +462,10 @@ def scatter_main(args: Any) -> None:
         tmp.cleanup()
     load_after = os.getloadavg()
     results = {name: _stats(cold[name], times[name]) for name in pages}
-    floor = results["floor"]["median_s"]
+    floor, bare = results["floor"]["median_s"], results["bare"]["median_s"]
     for name, r in results.items():
         extra = "" if name == "floor" else f", {r['median_s'] - floor:+.2f} s over the floor"
+        extra += "" if name == "bare" else f" ({r['median_s'] - bare:+.2f} s over bare)"
         print(
             f"{name:>14}: first visit {r['first_visit_s']:.2f} s, then median "
             f"{r['median_s']:.2f} s (min {r['min_s']:.2f}, max {r['max_s']:.2f}) over "
@@ -391,10 +476,21 @@ def scatter_main(args: Any) -> None:
     record = {
         "sizes": sizes,
         "repeats": args.repeats,
-        "criterion": args.criterion,
+        "criterion": "pixels: the renderer's element shows coloured points (wait_for_pixels)",
         "pages": results,
         "over_floor_s": {name: round(r["median_s"] - floor, 3) for name, r in results.items()},
-        "renderer": "plotly scattergl (WebGL), one trace per label",
+        "over_bare_s": {name: round(r["median_s"] - bare, 3) for name, r in results.items()},
+        "references": {
+            "floor": "one-line Streamlit app with a 3-point plotly figure (the issue's floor)",
+            "bare": "the same app without the figure: Streamlit alone, no plotly.js",
+        },
+        "renderers": {
+            "plotly": "plotly scattergl, one trace per label, 60-character hover texts",
+            "plotly_ids": "plotly scattergl, float32 typed arrays, hover = row id",
+            "webgl": "regl-scatterplot 1.16 in a Streamlit component (workbench.dashboard."
+            "_scatter), bytes transport",
+            "atlas": "embedding-atlas's Streamlit component",
+        },
         "targets_over_floor_s": {"10000": 2.0, "100000": 4.0},
         "cpu_count": os.cpu_count(),
         "threads": 1,

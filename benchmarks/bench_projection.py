@@ -10,6 +10,11 @@ an hour of extraction on this machine).
     python benchmarks/bench_projection.py --rows 10000 --methods pca,umap,tsne
     python benchmarks/bench_projection.py --rows 10000 --methods tsne,tsne_sklearn  # openTSNE
                                                                 # vs scikit-learn Barnes-Hut
+    python benchmarks/bench_projection.py --rows 10000 --methods tsne,tsne_grid2,tsne_sklearn
+
+``tsne_grid2`` is ``TSNEProjection(ints_in_interval=2)`` (a coarser FFT grid). t-SNE rows also
+report the map's quality, untimed: trustworthiness and 10-NN preservation against the 576-d
+rows.
 
 ``tsne_sklearn`` is what a user would otherwise write (and what ``TSNEProjection`` ran before
 it moved to openTSNE): the same PCA-50 pre-reduction, then ``sklearn.manifold.TSNE``
@@ -44,6 +49,25 @@ def make_data(n: int, seed: int = 0):
     return X
 
 
+def _quality(X, Y, k: int = 10) -> dict:
+    """How well the 2-D map keeps the neighbourhoods of the 576-d rows (not timed):
+    scikit-learn's trustworthiness, and the share of each row's k nearest neighbours in X
+    that are among its k nearest in the map (kNN preservation); both exact, k = 10."""
+    import numpy as np
+    from sklearn.manifold import trustworthiness
+    from sklearn.neighbors import NearestNeighbors
+
+    near = [
+        NearestNeighbors(n_neighbors=k + 1).fit(A).kneighbors(A, return_distance=False)[:, 1:]
+        for A in (X, Y)
+    ]
+    kept = np.mean([len(set(a) & set(b)) / k for a, b in zip(*near, strict=True)])
+    return {
+        "trustworthiness_10": round(float(trustworthiness(X, Y, n_neighbors=k)), 4),
+        "knn10_preserved": round(float(kept), 4),
+    }
+
+
 def one(method: str, n: int) -> dict:
     import torch
 
@@ -70,17 +94,21 @@ def one(method: str, n: int) -> dict:
             n_jobs=1,
         ).fit_transform(Z)
     else:
-        est = make_projection(method, 2)
+        params = {"ints_in_interval": 2.0} if method == "tsne_grid2" else {}
+        est = make_projection(method.removesuffix("_grid2"), 2, **params)
         t, cpu = time.perf_counter(), time.process_time()
         Y = est.fit_transform(X)
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the quality
+    quality = _quality(X, Y) if method.startswith("tsne") else {}
     return {
+        **quality,
         "method": method,
         "rows": n,
         "d_model": D_MODEL,
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": round(peak),
         "rss_after_data_mb": round(rss_data),
         "shape": list(Y.shape),
         "threads": os.environ.get("OMP_NUM_THREADS"),
@@ -105,8 +133,8 @@ def main() -> None:
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     print(
-        "| method | rows | d_model | wall s | CPU s | peak RSS (MB) |\n"
-        "| --- | --- | --- | --- | --- | --- |"
+        "| method | rows | d_model | wall s | CPU s | peak RSS (MB) | trustworthiness | "
+        "10-NN kept |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
     )
     for n in [int(r) for r in args.rows.split(",")]:
         for method in args.methods.split(","):
@@ -124,7 +152,8 @@ def main() -> None:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             print(
                 f"| {method} | {n} | {D_MODEL} | {r['seconds']} | {r['cpu_seconds']} | "
-                f"{r['peak_rss_mb']} |",
+                f"{r['peak_rss_mb']} | {r.get('trustworthiness_10', '')} | "
+                f"{r.get('knn10_preserved', '')} |",
                 flush=True,
             )
             if args.out:

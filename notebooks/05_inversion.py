@@ -214,9 +214,13 @@ report = leakage_report(lm, texts, layers=(6,) if FAST else (6, 15, -1), pooling
 print(report.to_markdown())
 defence = pd.DataFrame(report.defence)
 fig = go.Figure()
-for column in [c for c in defence.columns if c.startswith("recall@")] + ["token_f1"]:
+for column in [c for c in defence.columns
+               if c.startswith("recall@") and not c.endswith(("_low", "_high"))] + ["token_f1"]:
     fig.add_trace(go.Scatter(x=defence["noise"], y=defence[column], mode="lines+markers",
-                             name=column))
+                             name=column,
+                             error_y={"type": "data", "symmetric": False,  # 95% bootstrap CI
+                                      "array": defence[f"{column}_high"] - defence[column],
+                                      "arrayminus": defence[column] - defence[f"{column}_low"]}))
 fig.update_layout(title="noise defence: retrieval vs reconstruction", xaxis_title="noise scale",
                   template="plotly_white")
 fig

@@ -22,7 +22,7 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,48 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """``obj`` as indented JSON, written atomically."""
     text = json.dumps(obj, indent=2, default=str)
     atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def append_jsonl(path: str | os.PathLike[str], records: Sequence[dict[str, Any]]) -> None:
+    """Append ``records`` to ``path`` as JSON lines, then flush and fsync: a record is on disk
+    once this returns, and a kill mid-write leaves at most one torn last line (which
+    :func:`read_jsonl` drops). Hold the folder's ``FolderLock`` while writing."""
+    path = Path(path)
+    make_dirs(path.parent)
+    text = "".join(json.dumps(r, default=str) + "\n" for r in records)
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise output_error(exc, path) from None
+
+
+def read_jsonl(path: str | os.PathLike[str], repair: bool = False) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file written by :func:`append_jsonl` (``[]`` when it does not
+    exist). A torn last line (a writer killed mid-append) is dropped, and with ``repair`` cut
+    from the file so the next append starts on a clean line; a bad line elsewhere raises
+    ``ArtifactCorruptError``."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    *lines, tail = raw.split(b"\n")  # every complete record ends in a newline; tail is torn
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise ArtifactCorruptError(
+                f"{path} line {i + 1} is not JSON: the file is damaged; delete it to start over"
+            ) from None
+    if repair and tail:
+        with open(path, "r+b") as f:
+            f.truncate(len(raw) - len(tail))
+    return records
 
 
 def read_json(path: str | os.PathLike[str], what: str = "file", fix: str = "") -> Any:
@@ -349,6 +391,7 @@ def is_temp(path: Path) -> bool:
 
 __all__ = [
     "FolderLock",
+    "append_jsonl",
     "atomic_write",
     "file_info",
     "file_sha256",
@@ -357,6 +400,7 @@ __all__ = [
     "make_dirs",
     "output_error",
     "read_json",
+    "read_jsonl",
     "read_tensor_metadata",
     "save_tensors",
     "verify_file",

@@ -169,8 +169,16 @@ def test_projection_click_selects_exactly_that_row(page, served_app, artifacts) 
 
     _open(page, served_app, "projection")
     wait_for_drawn(page, 1)
-    pts = np.asarray(page.evaluate(POINTS_JS))
-    # the most isolated point, so the click cannot land on a neighbour
+    _click_isolated_point(page, np.asarray(page.evaluate(POINTS_JS)))
+    _clean(page, "Projection after a click")
+    _shot(page, artifacts, "projection_click")
+
+
+def _click_isolated_point(page, pts) -> None:
+    """Click the most isolated of ``pts`` ``[n, 3]`` (page x, y, row), so the click cannot land
+    on a neighbour; the page must then show exactly that row selected and open."""
+    import numpy as np
+
     d = np.hypot(pts[:, None, 0] - pts[None, :, 0], pts[:, None, 1] - pts[None, :, 1])
     np.fill_diagonal(d, np.inf)
     x, y, row = pts[int(np.argmax(d.min(axis=1)))]
@@ -185,8 +193,6 @@ def test_projection_click_selects_exactly_that_row(page, served_app, artifacts) 
     table = page.locator('[data-testid="stDataFrame"]').first
     assert table.is_visible()
     assert page.get_by_label("Row (or click a point above)").input_value() == str(int(row))
-    _clean(page, "Projection after a click")
-    _shot(page, artifacts, "projection_click")
 
 
 def _edge_distance(corners, points):
@@ -202,16 +208,32 @@ def _edge_distance(corners, points):
 
 def test_projection_lasso_selects_the_points_inside(page, served_app, artifacts) -> None:
     import numpy as np
-    from matplotlib.path import Path as Polygon
 
     _open(page, served_app, "projection")
     wait_for_drawn(page, 1)
     page.locator(
         '[data-testid="stPlotlyChart"] .modebar-btn[data-title="Lasso Select"]'
     ).first.click()
-    pts = np.asarray(page.evaluate(POINTS_JS))
-    # a lasso around the middle of the cloud: an octagon, at least 80 px tall, scaled so that no
-    # point lies within 6 px of its edges (the browser's lasso path is sampled from mouse moves)
+    inside = _draw_lasso(page, np.asarray(page.evaluate(POINTS_JS)))
+    page.get_by_role("heading", name=f"Selection: {len(inside)} items", exact=True).wait_for()
+    wait_for_script(page)
+    rows = page.evaluate("""() => {
+      const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+      const ring = gd._fullData.find(t => t.name === 'selection');
+      return ring ? Array.from(ring.customdata, Number) : [];
+    }""")
+    assert set(rows) == inside
+    _clean(page, "Projection after a lasso")
+    _shot(page, artifacts, "projection_lasso")
+
+
+def _draw_lasso(page, pts) -> set[int]:
+    """Drag a lasso around the middle of ``pts`` ``[n, 3]`` (page x, y, row): an octagon, at
+    least 80 px tall, scaled so that no point lies within 6 px of its edges (the browser's
+    lasso path is sampled from mouse moves). Returns the rows inside; waits for the rerun."""
+    import numpy as np
+    from matplotlib.path import Path as Polygon
+
     cx, cy = np.median(pts[:, 0]), np.median(pts[:, 1])
     rx = max((np.percentile(pts[:, 0], 80) - np.percentile(pts[:, 0], 20)) / 2, 40.0)
     ry = max((np.percentile(pts[:, 1], 80) - np.percentile(pts[:, 1], 20)) / 2, 40.0)
@@ -230,13 +252,37 @@ def test_projection_lasso_selects_the_points_inside(page, served_app, artifacts)
         page.mouse.move(*corner, steps=6)
     page.mouse.up()
     wait_for_script(page)
+    return inside
+
+
+def _open_webgl(page, url: str):
+    """The Projection page with the WebGL scatter (``?renderer=webgl``), drawn; returns the
+    component's frame and the page position of each point with its row ``[n, 3]``."""
+    import numpy as np
+
+    page.goto(f"{url}/projection?renderer=webgl")
+    page.get_by_role("heading", name="Projection", exact=True).first.wait_for()
+    wait_for_script(page)
+    frame = page.frame_locator("iframe").first
+    frame.locator("body[data-drawn]").wait_for(state="attached")
+    box = page.locator("iframe").first.bounding_box()
+    pts = np.asarray(frame.locator("body").evaluate("() => window.__scatter.points()"))
+    return frame, pts + [box["x"], box["y"], 0]
+
+
+def test_webgl_scatter_click_selects_exactly_that_row(page, served_app, artifacts) -> None:
+    _frame, pts = _open_webgl(page, served_app)
+    _click_isolated_point(page, pts)
+    _clean(page, "Projection (WebGL) after a click")
+    _shot(page, artifacts, "projection_webgl_click")
+
+
+def test_webgl_scatter_lasso_selects_the_points_inside(page, served_app, artifacts) -> None:
+    frame, pts = _open_webgl(page, served_app)
+    frame.get_by_role("button", name="Lasso").click()
+    inside = _draw_lasso(page, pts)
     page.get_by_role("heading", name=f"Selection: {len(inside)} items", exact=True).wait_for()
     wait_for_script(page)
-    rows = page.evaluate("""() => {
-      const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-      const ring = gd._fullData.find(t => t.name === 'selection');
-      return ring ? Array.from(ring.customdata, Number) : [];
-    }""")
-    assert set(rows) == inside
-    _clean(page, "Projection after a lasso")
-    _shot(page, artifacts, "projection_lasso")
+    assert set(frame.locator("body").evaluate("() => window.__scatter.selected()")) == inside
+    _clean(page, "Projection (WebGL) after a lasso")
+    _shot(page, artifacts, "projection_webgl_lasso")

@@ -484,6 +484,35 @@ def test_inversion_page_guided_and_noise(app) -> None:
     assert at.get("vega_lite_chart")  # the defence curve over two noise levels
 
 
+def test_inversion_page_any_embedder_and_proposer(tmp_path: Path, monkeypatch) -> None:
+    """The embedder is a model + layer + pooling (here MiniLM's layer 3, mean-pooled, not its
+    native output) or an st: model; the proposer any decoder; an encoder proposer and a bad spec
+    are one-line errors. (An empty runs folder: the page needs no store.)"""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at = _open(at, "inversion")
+    at.text_area(key="inv_text").set_value("The city of Paris is in France.")
+    at.text_input(key="inv_emb_model").set_value("minilm-l6")
+    at.number_input(key="inv_layer").set_value(3)
+    at.selectbox(key="inv_pooling").set_value("mean")
+    at.multiselect(key="inv_methods").set_value(["guided"])
+    at.button(key="inv_go").click().run()
+    _ok(at)
+    table = next(d.value for d in at.dataframe if "token_f1" in d.value)
+    assert list(table["method"]) == ["guided"] and -1 <= table["cosine"].iloc[0] <= 1
+    assert any("minilm-l6:layer=3:pooling=mean" in str(m.value) for m in at.markdown)
+    at.text_input(key="inv_proposer").set_value("minilm-l6")
+    at.button(key="inv_go").click().run()
+    assert any("is an encoder and cannot propose text" in e.value for e in at.error)
+    at.text_input(key="inv_proposer").set_value("smollm2-135m")
+    at.text_input(key="inv_emb_model").set_value("st:")
+    at.run()
+    assert any("names no model after 'st:'" in e.value for e in at.error)
+
+
 def _deltas_guarded(at) -> None:
     """Every map states its convergence delta; one over 5% comes with the warning banner."""
     import re
@@ -540,3 +569,35 @@ def test_attribution_raises_steps_until_converged(app) -> None:
         )
         assert half.relative_delta >= 0.05
     assert direct.relative_delta < 0.05 or steps == 256
+
+
+def test_projection_webgl_renderer_sends_the_same_points(app, tiny_runs: Path) -> None:
+    """``?renderer=webgl``: the WebGL component gets every row once (int32 ids), coordinates
+    that are the plotly figure's scaled by one factor and shifted, and the selection."""
+    at = _open(app, "projection")
+    plotly_fig = _figures(at)[0]
+    ref = {
+        int(r): (x, y)
+        for tr in plotly_fig["data"]
+        for r, x, y in zip(_array(tr["customdata"]), _array(tr["x"]), _array(tr["y"]), strict=True)
+    }
+    at.session_state["proj_selection"] = [2, 11]
+    at.query_params["renderer"] = "webgl"  # as a shared link would (the view from the URL)
+    at.run()
+    _ok(at)
+    assert at.session_state["proj_renderer"] == "webgl"
+    (comp,) = at.get("component_instance")
+    args = json.loads(comp.proto.json_args)
+    raw = {a.key: a.bytes for a in comp.proto.special_args}
+    ids = np.frombuffer(raw["ids"], dtype=np.int32)
+    xy = np.frombuffer(raw["xy"], dtype=np.float32).reshape(-1, 2)
+    assert sorted(ids.tolist()) == list(range(80))
+    assert np.abs(xy).max() <= 1.0
+    want = np.asarray([ref[int(r)] for r in ids])
+    scale = np.ptp(xy, axis=0) / np.ptp(want, axis=0)
+    assert scale[0] == pytest.approx(scale[1], rel=1e-5)  # one scale: the aspect is kept
+    np.testing.assert_allclose((want - want.mean(0)) * scale, xy - xy.mean(0), atol=1e-5)
+    assert sorted(ids[args["selected"]].tolist()) == [2, 11]
+    codes = np.frombuffer(raw["z"], dtype=np.float32)
+    label = _store_labels(tiny_runs)
+    assert [args["labels"][int(c)] for c in codes] == [str(label[r]) for r in ids]

@@ -36,3 +36,19 @@ def test_guided_inverts_minilm(smollm2, minilm):
         assert res.cosine > baseline + 0.3, (res.text, res.cosine, baseline)
         assert anchor > 0.7  # why cosine alone misleads: sorted words already score high
         assert token_f1(text, res.text) > 0.0, res.text
+
+
+def test_sentence_transformers_embedder_matches_native_pooling(minilm):
+    """``st:minilm-l6`` runs the sentence-transformers library; the ModelEmbedder's native
+    pooling reimplements it, so both give the same vectors (an independent reference)."""
+    pytest.importorskip("sentence_transformers")
+    import numpy as np
+
+    from workbench.inversion.embedders import SentenceTransformerEmbedder, load_embedder
+
+    st = load_embedder("st:minilm-l6")
+    assert isinstance(st, SentenceTransformerEmbedder) and st.dim == 384
+    np.testing.assert_allclose(
+        st.embed(SENTENCES), ModelEmbedder(minilm).embed(SENTENCES), atol=1e-5
+    )
+    assert st.fingerprint != ModelEmbedder(minilm).fingerprint  # another embedder, another key

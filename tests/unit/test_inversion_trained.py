@@ -200,6 +200,8 @@ def test_cli_run_and_train(tiny_llama, tiny_bert, tmp_path):
             "8",
             "--prefix-length",
             "1",
+            "--eval-every",
+            "0",
         ],
     )
     assert r.exit_code == 0, r.output
@@ -250,6 +252,8 @@ def test_cli_run_and_train(tiny_llama, tiny_bert, tmp_path):
             "8",
             "--prefix-length",
             "1",
+            "--eval-every",
+            "0",
         ],
     )
     assert r.exit_code == 0, r.output
@@ -336,5 +340,7 @@ def test_long_training_texts_warn_once_with_token_counts(tiny_llama, embedder, t
                 "1",
                 "--max-tokens",
                 "4",
+                "--eval-every",
+                "0",
             ]
         )

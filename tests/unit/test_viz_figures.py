@@ -236,3 +236,21 @@ def test_embedding_layer_curves_draws_one_line_per_pooling_and_postprocess():
     assert fig.layout.shapes and fig.layout.shapes[0].y0 == 77.1
     with pytest.raises(KeyError, match="accuracy"):
         embedding_layer_curves(df, "accuracy")
+
+
+def test_point_colours_match_projection_scatter() -> None:
+    from workbench.viz import point_colours, projection_scatter
+
+    labels = ["b", "a", "b", "c"]
+    fig = projection_scatter(np.zeros((4, 2)), labels)
+    enc = point_colours(labels, 4)
+    assert enc.kind == "categorical" and enc.values.tolist() == [0, 1, 0, 2]
+    # the same colour per label as the plotly traces
+    assert {tr.name: tr.marker.color for tr in fig.data} == {
+        lab: enc.palette[int(code)] for lab, code in zip(labels, enc.values, strict=True)
+    }
+    scores = np.array([-2.0, 0.5, 1.0, np.nan])
+    enc = point_colours(scores, 4, color_midpoint=0.0)
+    # symmetric around the midpoint: -2 at the bottom, 0 in the middle, +2 at the top
+    np.testing.assert_allclose(enc.values[:3], [0.0, 0.625, 0.75])
+    assert enc.values[3] == 0.5  # not scored: the midpoint's colour

@@ -60,11 +60,15 @@ def inverters(root: str) -> list[dict[str, Any]]:
 
 
 @st.cache_resource(show_spinner="loading the embedder ...", max_entries=4)
-def embedder(spec: str, layer: int, pooling: str) -> Any:
-    """A ``ModelEmbedder`` on the cached model."""
-    from ..inversion.embedders import ModelEmbedder
+def embedder(spec: str) -> Any:
+    """The embedder of a spec string (``minilm-l6``, ``smollm2-135m:layer=12:pooling=mean``,
+    ``st:NAME``), on the cached model."""
+    from ..inversion.embedders import load_embedder, parse_embedder_spec
 
-    return ModelEmbedder(model(spec), layer=layer, pooling=pooling)
+    parsed = parse_embedder_spec(spec)
+    if parsed.sentence_transformers:
+        return load_embedder(spec)
+    return load_embedder(model(parsed.model), parsed.layer, parsed.pooling)
 
 
 def scan(root: Path) -> dict[str, list[dict[str, Any]]]:

@@ -430,10 +430,13 @@ def find_inverters(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def embedder_name(spec: str, layer: int, pooling: str) -> str:
+def embedder_name(spec: str, layer: int, pooling: str | None) -> str:
     """The ``ModelEmbedder.name`` of a bundled model's layer and pooling without loading it
-    (``"minilm-l6", -1, "native"`` -> ``"minilm-l6:L6:native"``)."""
+    (``"minilm-l6", -1, "native"`` -> ``"minilm-l6:L6:native"``); pooling None is the model's
+    default (native for a sentence encoder, else mean)."""
     from ..models import bundled_models
 
-    n = {m.name: m.n_layers for m in bundled_models()}.get(spec)
-    return f"{spec}:L{layer % (n + 1) if n is not None else layer}:{pooling}"
+    known = {m.name: m for m in bundled_models()}.get(spec)
+    if pooling is None:
+        pooling = "native" if known is not None and known.kind == "encoder" else "mean"
+    return f"{spec}:L{layer % (known.n_layers + 1) if known is not None else layer}:{pooling}"

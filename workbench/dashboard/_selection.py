@@ -27,6 +27,7 @@ URL_KEYS = {
     "method": "proj_method",
     "layer": "proj_layer",
     "colour": "proj_colour",
+    "renderer": "proj_renderer",
 }
 """Query parameter -> widget key; ``rows`` (the selection) and ``item`` are handled apart."""
 

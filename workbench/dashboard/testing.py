@@ -101,3 +101,38 @@ def alerts(page: Any) -> list[str]:
 def slider(page: Any, label: str) -> Any:
     """The range input of the slider (or select slider) labelled ``label``."""
     return page.locator(f'input[type="range"][aria-label="{label}"]')
+
+
+def coloured_pixels(page: Any, selector: str) -> int:
+    """How many pixels of the first element matching ``selector`` are coloured (the spread of
+    the RGB channels is at least 60: points in a palette colour, not text, axes or white), from
+    a screenshot: what the user sees, whatever draws it (SVG, a WebGL canvas, an iframe)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    png = page.locator(selector).first.screenshot(animations="allow", timeout=30_000)
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    return int(((rgb.max(axis=2) - rgb.min(axis=2)) >= 60).sum())
+
+
+def wait_for_pixels(
+    page: Any, selector: str, min_pixels: int = 2_000, timeout_ms: float = 60_000
+) -> int:
+    """Poll ``coloured_pixels`` until at least ``min_pixels`` are coloured (the points are on
+    screen); returns the count. Each poll is a screenshot (tens of milliseconds)."""
+    import time
+
+    end = time.monotonic() + timeout_ms / 1000
+    count = 0
+    while time.monotonic() < end:
+        if page.locator(selector).count():
+            count = coloured_pixels(page, selector)
+            if count >= min_pixels:
+                return count
+        time.sleep(0.05)
+    raise TimeoutError(
+        f"{selector}: {count} coloured pixels after {timeout_ms / 1000:.0f} s, fewer than "
+        f"{min_pixels}: the points were not drawn"
+    )

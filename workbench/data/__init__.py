@@ -24,12 +24,13 @@ from ._align import WordStrategy, align_word_labels, word_token_index
 from ._builtin import builtin_builder, builtin_datasets
 from ._conllu import read_conllu
 from ._dataset import TextDataset
-from ._tables import TABLE_FORMATS, check_limit, read_hf, read_table
+from ._tables import TABLE_FORMATS, check_limit, parse_hf_spec, read_hf, read_table
 
 __all__ = [
     "TextDataset",
     "load_dataset",
     "read_table",
+    "parse_hf_spec",
     "read_conllu",
     "builtin_datasets",
     "align_word_labels",
@@ -54,8 +55,8 @@ def load_dataset(
     Args:
         spec: a built-in name (see :func:`builtin_datasets`; it wins over a file of that name,
             write ``./cities`` for the file), a path (``.csv``, ``.tsv``, ``.txt``, ``.jsonl``,
-            ``.ndjson``, ``.parquet``, ``.conllu``) or ``hf:NAME[:SPLIT]`` (split default
-            ``train``; needs ``pip install 'workbench[hf]'``).
+            ``.ndjson``, ``.parquet``, ``.conllu``) or ``hf:NAME[:CONFIG][:SPLIT]`` (split
+            default ``train``; see :func:`parse_hf_spec`; needs ``pip install 'workbench[hf]'``).
         text_column: the text column of a table; default the first of ``text``, ``statement``,
             ``sentence``, ``sentence_A``. Built-ins and CoNLL-U have fixed texts.
         label_columns: columns to keep; ``None`` keeps all.
@@ -63,7 +64,7 @@ def load_dataset(
         seed: seed of the built-in recipes (ignored for files).
         **kwargs: options of the loader: ``n``/``pairs``/``test_fraction`` for built-ins,
             ``name``/``drop_empty`` for tables, ``name`` for CoNLL-U, ``datasets.load_dataset``
-            options for ``hf:``.
+            options for ``hf:`` (``streaming=True`` reads only the first ``limit`` rows).
 
     Raises:
         UnknownDatasetError: ``spec`` is none of the above (the message lists what is valid).
@@ -93,8 +94,8 @@ def load_dataset(
     what = f"{path} has an unsupported extension" if path.exists() else f"{str(spec)!r} is not"
     raise UnknownDatasetError(
         f"{what}: a dataset spec is a built-in name ({', '.join(builtin_datasets())}), a file "
-        f"ending in {', '.join([*TABLE_FORMATS, '.conllu'])}, or hf:NAME[:SPLIT] for a Hugging "
-        "Face dataset"
+        f"ending in {', '.join([*TABLE_FORMATS, '.conllu'])}, or hf:NAME[:CONFIG][:SPLIT] for a "
+        "Hugging Face dataset"
     )
 
 

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
@@ -357,6 +358,35 @@ def read_table(
     )
 
 
+_SPLIT = re.compile(r"^(train|test|validation|valid|dev|eval)\b|\[")
+_OUTSIDE_BRACKETS = re.compile(r":(?![^\[]*\])")
+
+
+def parse_hf_spec(spec: str) -> tuple[str, str | None, str]:
+    """``NAME[:CONFIG][:SPLIT]`` (what follows ``hf:``) -> ``(name, config, split)``.
+
+    One part after the name is the split when it reads like one (``train``, ``test``,
+    ``validation``, ``dev``, or a slice such as ``train[:1000]``), else the configuration; two
+    parts are the configuration (may be empty) and the split. The split defaults to ``train``.
+
+    Examples:
+        >>> parse_hf_spec("wikitext:wikitext-103-raw-v1:validation")
+        ('wikitext', 'wikitext-103-raw-v1', 'validation')
+        >>> parse_hf_spec("imdb:test[:100]")
+        ('imdb', None, 'test[:100]')
+    """
+    parts = _OUTSIDE_BRACKETS.split(spec)
+    if not parts[0] or len(parts) > 3:
+        raise UnknownDatasetError(
+            f"hf:{spec} is not a Hugging Face dataset spec: write hf:NAME, hf:NAME:SPLIT, "
+            "hf:NAME:CONFIG or hf:NAME:CONFIG:SPLIT"
+        )
+    if len(parts) == 2:
+        parts = [parts[0], "", parts[1]] if _SPLIT.search(parts[1]) else [*parts, ""]
+    name, config, split = [*parts, "", ""][:3]
+    return name, config or None, split or "train"
+
+
 def read_hf(
     spec: str,
     text_column: str | None = None,
@@ -364,32 +394,52 @@ def read_hf(
     *,
     limit: int | None = None,
     drop_empty: bool = False,
+    streaming: bool = False,
     **load_options: Any,
 ) -> TextDataset:
-    """Load ``NAME[:SPLIT]`` (split default ``train``) with Hugging Face ``datasets``.
+    """Load ``NAME[:CONFIG][:SPLIT]`` (see :func:`parse_hf_spec`) with Hugging Face ``datasets``.
 
-    ``load_options`` go to ``datasets.load_dataset`` (e.g. ``name=`` for a configuration).
+    ``streaming=True`` reads rows as they arrive and stops after ``limit`` (nothing else is
+    downloaded); ``load_options`` go to ``datasets.load_dataset`` (e.g. ``revision=``).
+
+    Raises:
+        DatasetNotFoundError: the dataset cannot be loaded (offline and not cached, unknown
+            name, configuration or split); one line naming the fix.
     """
     check_limit(limit)
-    hub_name, _, split = spec.partition(":")
-    split = split or "train"
+    hub_name, config, split = parse_hf_spec(spec)
     hf = require("datasets", "hf")
+    where = f"{hub_name!r} (configuration {config!r}, split {split!r})"
     try:
-        ds = hf.load_dataset(hub_name, split=split, **load_options)
+        ds = hf.load_dataset(hub_name, config, split=split, streaming=streaming, **load_options)
+        if streaming:
+            rows = list(ds if limit is None else ds.take(limit))
+            columns = {k: [r.get(k) for r in rows] for k in (rows[0] if rows else {})}
+        else:
+            if limit is not None:
+                ds = ds.select(range(min(limit, len(ds))))
+            columns = ds.to_dict()
     except Exception as err:  # network, cache and unknown-name errors all mean "not available"
+        why = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        offline = any(
+            os.environ.get(v, "").lower() in ("1", "true", "yes")
+            for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        )
+        fix = (
+            "offline (HF_HUB_OFFLINE=1) only cached datasets load: run once online to cache it, "
+            "or save it as .txt/.csv/.jsonl/.parquet and pass that file"
+            if offline
+            else "check the name, configuration and split on huggingface.co/datasets (or "
+            "save the data as .txt/.csv/.jsonl/.parquet and pass that file)"
+        )
         raise DatasetNotFoundError(
-            f"could not load Hugging Face dataset {hub_name!r} (split {split!r}): "
-            f"{type(err).__name__}: {err}. Offline (HF_HUB_OFFLINE=1 or no network) only cached "
-            "datasets load: fetch it once online, or save it as .csv/.jsonl/.parquet and load "
-            "that file"
+            f"could not load Hugging Face dataset {where}: {why}; {fix}"
         ) from err
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
     return dataset_from_columns(
-        ds.to_dict(),
+        columns,
         text_column=text_column,
         label_columns=label_columns,
         name=hub_name.rsplit("/", 1)[-1],
-        source=f"hf:{hub_name}:{split}",
+        source=f"hf:{hub_name}:{split}" if config is None else f"hf:{hub_name}:{config}:{split}",
         drop_empty=drop_empty,
     )

@@ -8,12 +8,17 @@ names stay importable from here as before."""
 from .correction import GuidedCorrector, HybridInverter, TrainedCorrector  # noqa: E402, F401, I001
 from .embedders import (  # noqa: E402, F401
     Embedder,
+    EmbedderSpec,
+    EmbedderSpecError,
+    SentenceTransformerEmbedder,
+    load_proposer,
+    parse_embedder_spec,
     EmbeddingInputError,
     ModelEmbedder,
     load_embedder,
 )
 from .guided import GuidedInverter, InversionResult  # noqa: E402, F401
-from .leakage import LeakageReport, leakage_report  # noqa: E402, F401
+from .leakage import LeakageMismatchError, LeakageReport, leakage_report  # noqa: E402, F401
 from .metrics import evaluate as evaluate_inversion  # noqa: E402, F401
 from .trained import (  # noqa: E402, F401
     CheckpointMismatchError,

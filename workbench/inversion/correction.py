@@ -7,8 +7,9 @@ only when its cosine to the target is higher; the text and cosine after every st
   embedding, the hypothesis' embedding and their difference, then the hypothesis as text
   (``Draft: <hypothesis>``), and the LLM trained with the LM loss to write the target text.
   Its training drafts are corrupted copies of the training texts (words dropped, replaced and
-  swapped), or hypotheses of a base inverter when given: generating those for a whole corpus
-  is what vec2text does, and costs an inverter run per text.
+  swapped), or real hypotheses when given (vec2text's recipe): a base inverter's or guided
+  decoding's texts for the whole corpus, made once by :func:`cached_hypotheses` and cached
+  in the checkpoint folder (an inverter run per text, resumable).
 - :class:`GuidedCorrector` refines by guided decoding seeded with the hypothesis ("rewrite this
   sentence: <hypothesis>", candidates scored by cosine to the target); no training.
 - :class:`HybridInverter` lets a trained soft-prefix inverter propose (beam search, several
@@ -18,20 +19,88 @@ only when its cosine to the target is higher; the text and cosine after every st
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..artifacts import atomic_write
 from .embedders import Embedder, check_embeddings, cosine_to
 from .guided import GuidedInverter, InversionResult
-from .trained import InverterConfig, SoftPrefixInverter, SoftPromptModel
+from .trained import EVAL_BATCH, InverterConfig, SoftPrefixInverter, SoftPromptModel
 
 #: The hypothesis as the corrector reads it, between the soft prompt and the corrected text.
 DRAFT_TEMPLATE = "Draft: {draft}\n"
+#: Real hypotheses for corrector training, cached in its checkpoint folder.
+HYPOTHESES_FILE = "hypotheses.jsonl"
+
+
+def cached_hypotheses(
+    texts: Sequence[str],
+    path: str | Path,
+    make: Callable[[list[str]], list[str]],
+    *,
+    source: str,
+    chunk: int = 64,
+    progress: bool = True,
+) -> list[str]:
+    """One hypothesis per text, ``make(texts[a:b])`` chunk by chunk, cached in the JSONL
+    ``path``: a key line (the corpus' sha256 and ``source``), then one line per text, appended
+    and fsynced as they come. A rerun reads what is there (a torn last line is dropped) and makes
+    only the missing ones; a file of another corpus or ``source`` is started over. An empty
+    hypothesis is stored as ``"."``.
+
+    Args:
+        texts: the corpus ``[n]``.
+        path: the cache file (e.g. ``<checkpoint>/hypotheses.jsonl``).
+        make: texts -> as many hypotheses (a base inverter run on their embeddings).
+        source: what ``make`` is (an inverter checkpoint's sha256, ``guided:<fingerprints>``).
+        chunk: texts per call of ``make`` (and per fsync).
+        progress: show a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    texts, path = list(texts), Path(path)
+    key = {
+        "corpus": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
+        "source": source,
+        "n": len(texts),
+    }
+    done: list[str] = []
+    lines = path.read_text().splitlines() if path.exists() else []
+    try:
+        ours = bool(lines) and json.loads(lines[0]) == {"key": key}
+    except json.JSONDecodeError:
+        ours = False
+    if ours:
+        for line in lines[1 : len(texts) + 1]:
+            try:
+                done.append(str(json.loads(line)["text"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                break  # a torn last line: made again
+    if not ours or len(lines) != len(done) + 1:
+        head = "".join(json.dumps(x) + "\n" for x in [{"key": key}, *({"text": t} for t in done)])
+        atomic_write(path, lambda f: f.write(head), mode="w")
+    with (
+        path.open("a") as f,
+        tqdm(total=len(texts), initial=len(done), disable=not progress, desc="hypotheses") as bar,
+    ):
+        for a in range(len(done), len(texts), chunk):
+            part = texts[a : a + chunk]
+            made = [h.strip() or "." for h in make(part)]
+            if len(made) != len(part):
+                raise ValueError(f"{len(made)} hypotheses for {len(part)} texts: make one per text")
+            f.write("".join(json.dumps({"text": h}) + "\n" for h in made))
+            f.flush()
+            os.fsync(f.fileno())
+            done += made
+            bar.update(len(part))
+    return done
 
 
 def corrupt_text(
@@ -84,6 +153,8 @@ class TrainedCorrector(SoftPromptModel):
     def __init__(self, lm: Any, embedder: Embedder, config: InverterConfig | None = None) -> None:
         super().__init__(lm, embedder, config)
         self._drafts: list[str] | None = None
+        self._real_fraction = 1.0
+        self._eval_drafts: list[str] | None = None
         self._vocabulary: list[str] = []
 
     def _input_dim(self) -> int:
@@ -102,19 +173,41 @@ class TrainedCorrector(SoftPromptModel):
         steps: int,
         *,
         drafts: Sequence[str] | None = None,
+        real_fraction: float = 1.0,
+        held_out_drafts: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> TrainedCorrector:
-        """Train like :meth:`SoftPromptModel.fit`. ``drafts`` (one per text, e.g. a base
-        inverter's hypotheses) are used for half of the rows of every batch; the others get
-        :func:`corrupt_text` copies (a function of the seed and the step, so a resumed run sees
-        the same drafts)."""
+        """Train like :meth:`SoftPromptModel.fit`.
+
+        Args:
+            texts: training corpus (the texts the corrector learns to write).
+            out: checkpoint folder (resumed when it holds this run).
+            steps: total optimizer steps.
+            drafts: real hypotheses, one per text (a base inverter's or guided decoding's, see
+                :func:`cached_hypotheses`); without them every draft is a
+                :func:`corrupt_text` copy (a function of the seed and the step, so a resumed
+                run sees the same drafts).
+            real_fraction: with ``drafts``, the share of rows that get their real draft (the
+                others a corrupted copy); 1.0 is vec2text's recipe.
+            held_out_drafts: drafts of the ``held_out`` texts for the evaluation (default:
+                seeded corrupted copies); each is corrected once, greedily.
+            **kwargs: :meth:`SoftPromptModel.fit`'s.
+        """
         texts = list(texts)
-        if drafts is not None and len(drafts) != len(texts):
-            raise ValueError(
-                f"{len(drafts)} drafts for {len(texts)} texts: pass one draft per "
-                "text, or none to train on corrupted copies"
-            )
+        for given, want, what in (
+            (drafts, texts, "texts"),
+            (held_out_drafts, kwargs.get("held_out") or [], "held-out texts"),
+        ):
+            if given is not None and len(given) != len(want):
+                raise ValueError(
+                    f"{len(given)} drafts for {len(want)} {what}: pass one draft per "
+                    "text, or none to train on corrupted copies"
+                )
+        if not 0.0 <= real_fraction <= 1.0:
+            raise ValueError(f"real_fraction is {real_fraction}: pass a share from 0 to 1")
         self._drafts = None if drafts is None else list(drafts)
+        self._real_fraction = real_fraction
+        self._eval_drafts = None if held_out_drafts is None else list(held_out_drafts)
         self._vocabulary = sorted({w for t in texts for w in t.split()})
         return super().fit(texts, out, steps, **kwargs)
 
@@ -122,7 +215,73 @@ class TrainedCorrector(SoftPromptModel):
         h = hashlib.sha256(super()._corpus_fingerprint(texts).encode())
         if self._drafts is not None:
             h.update("\x00".join(self._drafts).encode())
+            if self._real_fraction != 0.5:  # 0.5 was the only mix before real_fraction
+                h.update(f"real_fraction={self._real_fraction}".encode())
         return h.hexdigest()
+
+    def _held_out_drafts(self, texts: list[str]) -> list[str]:
+        if self._eval_drafts is not None and len(self._eval_drafts) == len(texts):
+            return self._eval_drafts
+        rng = np.random.default_rng([self.config.seed, 2**31])  # never a training step's
+        vocab = self._vocabulary or sorted({w for t in texts for w in t.split()})
+        return [corrupt_text(t, rng, vocab) for t in texts]
+
+    def evaluate_held_out(
+        self, texts: list[str], vectors: np.ndarray, *, max_new_tokens: int = 40
+    ) -> dict[str, float]:
+        """:meth:`SoftPromptModel.evaluate_held_out` of one greedy correction of each held-out
+        draft, with the drafts' own ``draft_bleu``, ``draft_token_f1`` and ``draft_cosine``."""
+        from .metrics import evaluate
+
+        res = super().evaluate_held_out(texts, vectors, max_new_tokens=max_new_tokens)
+        before = evaluate(texts, self._held_out_drafts(texts), self.embedder, targets=vectors)
+        res.update({f"draft_{k}": before[k] for k in ("bleu", "token_f1", "cosine")})
+        return res
+
+    def _eval_hypotheses(
+        self, texts: list[str], vectors: np.ndarray, max_new_tokens: int
+    ) -> list[str]:
+        drafts = self._held_out_drafts(texts)
+        out: list[str] = []
+        for a in range(0, len(texts), EVAL_BATCH):
+            chunk = drafts[a : a + EVAL_BATCH]
+            head, mask = self._correction_inputs(
+                vectors[a : a + EVAL_BATCH], chunk, self.embedder.embed(chunk)
+            )
+            out += self._generate(
+                head, mask=mask, num_beams=1, num_return=1, max_new_tokens=max_new_tokens
+            )
+        return out
+
+    def _correction_inputs(
+        self, targets: np.ndarray, drafts: list[str], draft_vectors: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input embeddings ``[b, p, d_model]`` (soft prompt, BOS, ``Draft: ...``; left-padded)
+        and their attention mask ``[b, p]`` for correcting ``drafts`` towards ``targets``."""
+        tgt = check_embeddings(targets, self.embedder)
+        hyp = check_embeddings(draft_vectors, self.embedder)
+        head = self._head(self.prefix(self.features(tgt, hyp).to(self.device)).to(self.lm.dtype))
+        emb = self.model.get_input_embeddings()
+        rows = [
+            torch.cat(
+                [
+                    head[i],
+                    emb(
+                        torch.tensor(
+                            self._context_ids(DRAFT_TEMPLATE.format(draft=d)), device=self.device
+                        )
+                    ).to(head.dtype),
+                ]
+            )
+            for i, d in enumerate(drafts)
+        ]
+        width = max(len(r) for r in rows)
+        inputs = head.new_zeros(len(rows), width, head.shape[-1])
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
+        for i, r in enumerate(rows):
+            inputs[i, width - len(r) :] = r
+            mask[i, width - len(r) :] = 1
+        return inputs, mask
 
     def _batch_loss(
         self, step: int, idx: np.ndarray, texts: list[str], vectors: np.ndarray
@@ -130,7 +289,7 @@ class TrainedCorrector(SoftPromptModel):
         rng = np.random.default_rng([self.config.seed, step, 1])
         drafts = [
             self._drafts[i]
-            if self._drafts is not None and rng.random() < 0.5
+            if self._drafts is not None and rng.random() < self._real_fraction
             else corrupt_text(texts[i], rng, self._vocabulary)
             for i in idx
         ]
@@ -153,17 +312,9 @@ class TrainedCorrector(SoftPromptModel):
     ) -> list[str]:
         """``num_return`` corrections of ``hypothesis`` towards ``target`` ``[dim]`` (beam
         search, best first); ``hypothesis_vector`` ``[dim]``: its embedding, when known."""
-        tgt = check_embeddings(target, self.embedder)
         if hypothesis_vector is None:
             hypothesis_vector = self.embedder.embed([hypothesis or "."])
-        hyp = check_embeddings(hypothesis_vector, self.embedder)
-        prefix = self.prefix(self.features(tgt, hyp).to(self.device)).to(self.lm.dtype)
-        ctx = torch.tensor(
-            [self._context_ids(DRAFT_TEMPLATE.format(draft=hypothesis))], device=self.device
-        )
-        head = torch.cat(
-            [self._head(prefix), self.model.get_input_embeddings()(ctx).to(prefix.dtype)], dim=1
-        )
+        head, _ = self._correction_inputs(target, [hypothesis], hypothesis_vector)
         return self._generate(
             head, num_beams=num_return, num_return=num_return, max_new_tokens=max_new_tokens
         )

@@ -3,16 +3,23 @@ small MLP to ``m`` soft-prompt vectors in the LLM's input space, and the LLM is 
 LM loss to continue them with the text. The LLM stays frozen, or is adapted with LoRA (``peft``).
 
 Checkpoints are ``inverter.safetensors`` (MLP and LoRA weights), ``optimizer.safetensors`` and
-``inverter.json`` (config, step, losses, the embedder's and the LLM's fingerprints, the sha256 of
-both weight files), written atomically, the JSON last. Training resumes from the last checkpoint
-and reaches the same weights as an uninterrupted run (the data order is a function of the seed
-and the step).
+``inverter.json`` (config, step, losses, seconds per step, the embedder's and the LLM's
+fingerprints, the sha256 of both weight files), written atomically, the JSON last. Training
+resumes from the last checkpoint and reaches the same weights as an uninterrupted run (the data
+order is a function of the seed and the step; nothing else draws random numbers).
+
+Training runs on the LLM's device, in fp32 or under bf16 autocast (``precision="bf16"``; the
+trained weights and the optimizer stay fp32), ``batch_size`` texts per micro-batch and
+``grad_accum`` micro-batches per optimizer step. With ``held_out`` texts, every ``eval_every``
+steps the model decodes them greedily and BLEU, token F1 and cosine go to ``eval.jsonl`` in the
+checkpoint folder with the mean loss and seconds per step since the previous record.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -41,6 +48,9 @@ CONFIG_FILE = "inverter.json"
 WEIGHTS_FILE = "inverter.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 EMBEDDINGS_FILE = "train_embeddings.npy"
+EVAL_FILE = "eval.jsonl"
+EVAL_BATCH = 32  # held-out texts decoded together
+PRECISIONS = ("fp32", "bf16")
 
 
 class CheckpointMismatchError(WorkbenchError, ValueError):
@@ -62,9 +72,12 @@ class InverterConfig:
             projections.
         lora_alpha: LoRA scaling.
         lr: AdamW learning rate.
-        batch_size: texts per step.
+        batch_size: texts per micro-batch.
         max_tokens: texts are truncated to this many tokens in training.
         seed: initialisation and data order.
+        grad_accum: micro-batches per optimizer step (``batch_size * grad_accum`` texts a step).
+        precision: ``fp32``, or ``bf16`` (``torch.autocast`` on the model's device type: CUDA
+            or CPU).
     """
 
     prefix_length: int = 8
@@ -75,6 +88,21 @@ class InverterConfig:
     batch_size: int = 16
     max_tokens: int = 48
     seed: int = 0
+    grad_accum: int = 1
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise WorkbenchError(
+                f"unknown precision {self.precision!r}: use "
+                + arg("precision='fp32' or 'bf16'", "--precision fp32 or bf16")
+            )
+        for name in ("batch_size", "grad_accum", "prefix_length", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise WorkbenchError(
+                    f"{name} is {getattr(self, name)}: pass "
+                    + arg(f"{name}=1 or more", f"--{name.replace('_', '-')} 1 or more")
+                )
 
 
 class PrefixMLP(nn.Module):
@@ -160,6 +188,7 @@ class SoftPromptModel:
                 p.requires_grad_(True)
         self.step_ = 0
         self.losses_: list[float] = []
+        self.seconds_: list[float] = []  # wall seconds of each step
 
     def _input_dim(self) -> int:
         """Width of what the prefix MLP reads: the embedding."""
@@ -232,6 +261,7 @@ class SoftPromptModel:
                 "config": asdict(self.config),
                 "step": self.step_,
                 "losses": self.losses_,
+                "step_seconds": self.seconds_,
                 "files": files,
                 "optimizer_param_groups": groups,
                 **(extra or {}),
@@ -260,6 +290,7 @@ class SoftPromptModel:
         _check_identity(meta, inv.identity(), Path(path))
         inv._load_trainable(_read_tensors(Path(path), WEIGHTS_FILE, meta))
         inv.step_, inv.losses_ = int(meta["step"]), list(meta["losses"])
+        inv.seconds_ = list(meta.get("step_seconds", []))
         return inv
 
     # -- training ------------------------------------------------------------------------------
@@ -324,7 +355,9 @@ class SoftPromptModel:
         )
 
     def _batch_indices(self, step: int, n: int) -> np.ndarray:
-        bs = self.config.batch_size
+        """Rows of optimizer step ``step``: ``batch_size * grad_accum`` of a seeded permutation
+        per epoch (a function of the seed, the step and ``n`` only)."""
+        bs = self.config.batch_size * self.config.grad_accum
         flat = np.arange(step * bs, (step + 1) * bs)
         epochs, pos = flat // n, flat % n
         perms = {
@@ -344,6 +377,9 @@ class SoftPromptModel:
         max_seconds: float | None = None,
         progress: bool = True,
         stop_after: int | None = None,
+        held_out: Sequence[str] | None = None,
+        eval_every: int = 0,
+        eval_max_tokens: int = 40,
     ) -> Self:
         """Train for ``steps`` optimizer steps in total, checkpointing into ``out``.
 
@@ -356,7 +392,11 @@ class SoftPromptModel:
             resume: continue from a checkpoint of the same run in ``out`` (False: refuse one).
             max_seconds: stop (after checkpointing) when this much wall time has passed.
             stop_after: stop after this many steps of this call (simulates an interruption).
-            progress: show a progress bar.
+            progress: show a progress bar (steps/s, ETA and the loss).
+            held_out: texts not trained on, decoded greedily for ``eval.jsonl``.
+            eval_every: steps between evaluations of ``held_out`` (also at step 0 and at the
+                last step; 0: none).
+            eval_max_tokens: tokens decoded per held-out text.
 
         Raises:
             EmptyDatasetError: no texts, or empty texts (their rows are listed).
@@ -364,62 +404,73 @@ class SoftPromptModel:
         """
         from tqdm.auto import tqdm
 
-        texts = list(texts)
-        if not texts:
-            raise EmptyDatasetError("no training texts: pass a list of sentences")
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
-        if empty:
-            raise EmptyDatasetError(f"training texts at rows {empty[:10]} are empty: drop them")
+        texts = _check_texts(texts, "training")
+        held = _check_texts(held_out, "held-out") if held_out and eval_every > 0 else []
         self._warn_truncation(texts)
         out = Path(out)
         corpus = self._corpus_fingerprint(texts)
-        run = {"corpus_fingerprint": corpus, "n_texts": len(texts)}
+        run: dict[str, Any] = {"corpus_fingerprint": corpus, "n_texts": len(texts)}
+        if held:
+            run["held_out_fingerprint"] = self._corpus_fingerprint(held)
         opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=0.0)
         if (out / CONFIG_FILE).exists():
-            meta = read_checkpoint(out)
-            _check_identity(meta, self.identity(), out)
-            if (
-                not resume
-                or meta.get("corpus_fingerprint") != corpus
-                or meta["config"] != asdict(self.config)
-            ):
-                theirs = str(meta.get("corpus_fingerprint", "?"))[:12]
-                raise CheckpointMismatchError(
-                    f"{out} holds another training run (its corpus {theirs} / config "
-                    f"{meta['config']} vs this corpus {corpus[:12]} / config "
-                    f"{asdict(self.config)}); pass {arg('another out', 'another --out')} or "
-                    "delete it"
-                )
-            self._load_trainable(_read_tensors(out, WEIGHTS_FILE, meta))
-            self.step_, self.losses_ = int(meta["step"]), list(meta["losses"])
-            if OPTIMIZER_FILE in meta["files"]:
-                state = _read_tensors(out, OPTIMIZER_FILE, meta)
-                sd = {"state": {}, "param_groups": meta["optimizer_param_groups"]}
-                for key, v in state.items():
-                    i, name = key.split(".", 1)
-                    sd["state"].setdefault(int(i), {})[name] = (
-                        v.to(self.device) if name != "step" else v
-                    )
-                opt.load_state_dict(sd)
+            self._resume(out, opt, run, resume)
         vectors = self._train_vectors(texts, out, corpus)
+        log = EvalLog(out / EVAL_FILE, keep_until=self.step_)
+        held_vectors = check_embeddings(self.embedder.embed(held), self.embedder) if held else None
         start, done = time.time(), 0
-        bar = tqdm(total=steps, initial=self.step_, disable=not progress, desc="train inverter")
+
+        def evaluate() -> None:
+            assert held_vectors is not None
+            self.prefix.eval()
+            t0 = time.time()
+            metrics = self.evaluate_held_out(held, held_vectors, max_new_tokens=eval_max_tokens)
+            since = slice(log.last_step(), None)
+            log.append(
+                {
+                    "step": self.step_,
+                    "train_loss": _mean(self.losses_[since]),
+                    "seconds_per_step": _mean(self.seconds_[since]),
+                    "eval_seconds": round(time.time() - t0, 3),
+                    "n_held_out": len(held),
+                    **{k: round(v, 6) for k, v in metrics.items()},
+                }
+            )
+            self.prefix.train()
+
+        micro = self.config.grad_accum
+        bar = tqdm(
+            total=steps,
+            initial=self.step_,
+            disable=not progress,
+            desc=f"train {self.KIND}",
+            unit="step",
+        )
         self.prefix.train()
         try:
+            if held and self.step_ == 0 and steps > 0:
+                evaluate()
             while self.step_ < steps:
+                t0 = time.time()
                 idx = self._batch_indices(self.step_, len(texts))
-                loss = self._batch_loss(self.step_, idx, texts, vectors)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                value = 0.0
+                for j, rows in enumerate(np.array_split(idx, micro)):
+                    with self.autocast():
+                        loss = self._batch_loss(self.step_ * micro + j, rows, texts, vectors)
+                    (loss / micro).backward()
+                    value += float(loss.detach()) / micro
                 opt.step()
                 self.step_ += 1
                 done += 1
-                value = float(loss.detach())
                 self.losses_.append(round(value, 6))
+                self.seconds_.append(round(time.time() - t0, 4))
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}")
                 timeout = max_seconds is not None and time.time() - start > max_seconds
                 stop = stop_after is not None and done >= stop_after
+                if held and (self.step_ % eval_every == 0 or self.step_ == steps):
+                    evaluate()
                 if self.step_ % checkpoint_every == 0 or self.step_ == steps or timeout or stop:
                     self.save(out, opt, run)
                 if timeout or stop:
@@ -428,6 +479,64 @@ class SoftPromptModel:
             bar.close()
             self.prefix.eval()
         return self
+
+    def autocast(self) -> Any:
+        """``torch.autocast`` to bf16 on the model's device type under ``precision="bf16"``;
+        a no-op context under fp32."""
+        return torch.autocast(
+            device_type=torch.device(self.device).type,
+            dtype=torch.bfloat16,
+            enabled=self.config.precision == "bf16",
+        )
+
+    def _resume(
+        self, out: Path, opt: torch.optim.Optimizer, run: dict[str, Any], resume: bool
+    ) -> None:
+        """Load the weights, optimizer state, step, losses and times of the run in ``out``;
+        refuse another run's checkpoint."""
+        meta = read_checkpoint(out)
+        _check_identity(meta, self.identity(), out)
+        theirs_config = {**asdict(InverterConfig()), **meta["config"]}
+        same = all(meta.get(k) == v for k, v in run.items() if k != "n_texts")
+        if not resume or not same or theirs_config != asdict(self.config):
+            theirs = str(meta.get("corpus_fingerprint", "?"))[:12]
+            raise CheckpointMismatchError(
+                f"{out} holds another training run (its corpus {theirs} / config "
+                f"{theirs_config} vs this corpus {run['corpus_fingerprint'][:12]} / config "
+                f"{asdict(self.config)}); pass {arg('another out', 'another --out')} or "
+                "delete it"
+            )
+        self._load_trainable(_read_tensors(out, WEIGHTS_FILE, meta))
+        self.step_, self.losses_ = int(meta["step"]), list(meta["losses"])
+        self.seconds_ = list(meta.get("step_seconds", [0.0] * self.step_))
+        if OPTIMIZER_FILE in meta["files"]:
+            state = _read_tensors(out, OPTIMIZER_FILE, meta)
+            sd: dict[str, Any] = {"state": {}, "param_groups": meta["optimizer_param_groups"]}
+            for key, v in state.items():
+                i, name = key.split(".", 1)
+                sd["state"].setdefault(int(i), {})[name] = (
+                    v.to(self.device) if name != "step" else v
+                )
+            opt.load_state_dict(sd)
+
+    def evaluate_held_out(
+        self, texts: list[str], vectors: np.ndarray, *, max_new_tokens: int = 40
+    ) -> dict[str, float]:
+        """BLEU, token F1, exact match and cosine of this model's greedy texts for ``texts``
+        (``vectors`` ``[n, dim]``: their embeddings), under the training precision."""
+        from .metrics import evaluate
+
+        with torch.inference_mode(), self.autocast():
+            hyps = self._eval_hypotheses(texts, vectors, max_new_tokens)
+        res = evaluate(texts, hyps, self.embedder, targets=vectors)
+        res.pop("cosine_bow_anchor", None)
+        return res
+
+    def _eval_hypotheses(
+        self, texts: list[str], vectors: np.ndarray, max_new_tokens: int
+    ) -> list[str]:
+        """One greedy text per held-out row (the subclass decides from what)."""
+        raise NotImplementedError
 
     def _warn_truncation(self, texts: list[str]) -> None:
         """Warn once, with the token counts, when training texts are longer than
@@ -451,7 +560,8 @@ class SoftPromptModel:
     def _batch_loss(
         self, step: int, idx: np.ndarray, texts: list[str], vectors: np.ndarray
     ) -> torch.Tensor:
-        """The loss of training step ``step`` on rows ``idx`` (a function of both only)."""
+        """The loss of micro-batch ``step`` (``optimizer step * grad_accum + j``) on rows
+        ``idx`` (a function of both only)."""
         return self.loss(torch.from_numpy(vectors[idx]), [texts[i] for i in idx])
 
     def _train_vectors(self, texts: list[str], out: Path, corpus: str) -> np.ndarray:
@@ -477,12 +587,21 @@ class SoftPromptModel:
     # -- inference -----------------------------------------------------------------------------
 
     def _generate(
-        self, head: torch.Tensor, *, num_beams: int, num_return: int, max_new_tokens: int
+        self,
+        head: torch.Tensor,
+        *,
+        num_beams: int,
+        num_return: int,
+        max_new_tokens: int,
+        mask: torch.Tensor | None = None,
     ) -> list[str]:
-        """Decode after the input embeddings ``head`` ``[b, p, d_model]``: ``b * num_return``
-        texts, each cut at its first newline (training texts are single lines ending in eos)."""
+        """Decode after the input embeddings ``head`` ``[b, p, d_model]`` (``mask`` ``[b, p]``:
+        0 on left padding): ``b * num_return`` texts, each cut at its first newline (training
+        texts are single lines ending in eos)."""
         tok = self.lm.tokenizer
         att = torch.ones(head.shape[:2], dtype=torch.long, device=self.device)
+        if mask is not None:
+            att = mask.to(self.device)
         gen = self.model.generate(
             inputs_embeds=head,
             attention_mask=att,
@@ -547,6 +666,14 @@ class SoftPrefixInverter(SoftPromptModel):
             return texts
         return [texts[i * num_return : (i + 1) * num_return] for i in range(len(x))]
 
+    def _eval_hypotheses(
+        self, texts: list[str], vectors: np.ndarray, max_new_tokens: int
+    ) -> list[str]:
+        out: list[str] = []
+        for a in range(0, len(vectors), EVAL_BATCH):
+            out += self.invert(vectors[a : a + EVAL_BATCH], max_new_tokens=max_new_tokens)
+        return out
+
     def reconstruct(self, target: Any, *, max_new_tokens: int = 40) -> InversionResult:
         """One embedding ``target`` ``[dim]`` as an ``InversionResult`` (greedy text, its cosine
         to the target, wall time), like ``GuidedInverter.invert``; an empty decode reads ".".
@@ -602,3 +729,66 @@ def _read_tensors(path: Path, name: str, meta: dict[str, Any]) -> dict[str, torc
         )
     except ArtifactCorruptError as exc:
         raise CheckpointCorruptError(str(exc)) from None
+
+
+def _check_texts(texts: Sequence[str] | None, what: str) -> list[str]:
+    """``texts`` as a list; none, or an empty one, is refused (the rows are listed)."""
+    texts = list(texts or [])
+    if not texts:
+        raise EmptyDatasetError(f"no {what} texts: pass a list of sentences")
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise EmptyDatasetError(f"{what} texts at rows {empty[:10]} are empty: drop them")
+    return texts
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(float(np.mean(values)), 6) if len(values) else None
+
+
+class EvalLog:
+    """``eval.jsonl`` of a checkpoint folder: one JSON record per evaluation, the whole file
+    rewritten atomically on each append. Opened for a run resumed at step ``keep_until``, it
+    drops the records of later steps (evaluated after the last checkpoint, so redone); for a
+    fresh run (``keep_until`` 0), all of them."""
+
+    def __init__(self, path: Path, keep_until: int) -> None:
+        self.path = path
+        old = read_eval_log(path) if keep_until > 0 else []
+        self.records = [r for r in old if r["step"] <= keep_until]
+        if path.exists():
+            self._write()
+
+    def last_step(self) -> int:
+        """The step of the last record (0 when none)."""
+        return int(self.records[-1]["step"]) if self.records else 0
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Add ``record`` and rewrite the file."""
+        self.records.append(record)
+        self._write()
+
+    def _write(self) -> None:
+        text = "".join(json.dumps(r) + "\n" for r in self.records)
+        atomic_write(self.path, lambda f: f.write(text), mode="w")
+
+
+def read_eval_log(path: str | Path) -> list[dict[str, Any]]:
+    """The records of an ``eval.jsonl`` (a file, or a checkpoint folder; ``[]`` when none)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / EVAL_FILE
+    if not p.exists():
+        return []
+    records = []
+    for line in p.read_text().splitlines():
+        try:
+            records.append(dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            warnings.warn(
+                f"{p} is damaged after record {len(records)}: the records after it are dropped "
+                "(a resumed run writes them again from its checkpoint on)",
+                stacklevel=2,
+            )
+            break
+    return records

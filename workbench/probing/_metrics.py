@@ -10,86 +10,23 @@ and a percentile interval.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 
 # Defined in workbench._geo (the lat/long figures use it too); probing re-exports it.
 from .._geo import EARTH_RADIUS_KM as EARTH_RADIUS_KM
 from .._geo import great_circle_km as great_circle_km
 
+# The bootstrap lives in workbench.intervals (the leakage report uses it too); probing
+# re-exports it.
+from ..intervals import Bootstrap as Bootstrap
+from ..intervals import Estimate as Estimate
+from ..intervals import bootstrap as bootstrap
+from ..intervals import counts_of as counts_of
+from ..intervals import with_ci as with_ci
+
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "auroc", "f1")
 REGRESSION_METRICS = ("r2", "pearson_r", "mae")
 GEO_METRICS = ("great_circle_km", "median_great_circle_km")
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A metric value with its bootstrap percentile interval."""
-
-    value: float
-    low: float
-    high: float
-
-
-@dataclass(frozen=True)
-class Bootstrap:
-    """``n_boot`` resamples of ``n`` rows as count matrices, drawn once and shared by every
-    metric, layer and label set of a sweep.
-
-    Attributes:
-        n: rows per resample.
-        chunks: ``[c, n]`` counts (each row sums to ``n``), ``n_boot`` rows in all, in chunks
-            that bound the memory of the products (float32 when float64 would exceed 128 MB).
-    """
-
-    n: int
-    chunks: tuple[np.ndarray, ...]
-
-    @property
-    def n_boot(self) -> int:
-        return sum(len(c) for c in self.chunks)
-
-
-def bootstrap(n: int, n_boot: int, seed: int, max_cells: int = 8_000_000) -> Bootstrap:
-    """``n_boot`` resamples of ``n`` rows drawn with replacement (deterministic for a seed)."""
-    rng = np.random.default_rng(seed)
-    size = max(1, max_cells // max(n, 1))
-    # float64 (what the products use) unless that would hold over 128 MB
-    dtype = np.float64 if n * n_boot <= 16_000_000 else np.float32
-    chunks = []
-    for start in range(0, n_boot, size):
-        c = min(size, n_boot - start)
-        idx = rng.integers(0, n, size=(c, n)) + (np.arange(c) * n)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n)
-        chunks.append(counts.astype(dtype))
-    return Bootstrap(n, tuple(chunks))
-
-
-def counts_of(idx: np.ndarray, n: int) -> np.ndarray:
-    """``[b, n]`` float64 counts of explicit resample indices ``idx [b, n_draws]``."""
-    b = len(idx)
-    flat = (np.asarray(idx) + (np.arange(b) * n)[:, None]).ravel()
-    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
-
-
-def with_ci(
-    metric: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-    y: np.ndarray,
-    pred: np.ndarray,
-    boot: Bootstrap | None,
-    level: float = 0.95,
-) -> Estimate:
-    """Point estimate on all rows and a percentile CI over the bootstrap resamples."""
-    full = metric(y, pred, np.ones((1, len(y))))[0]
-    if boot is None or boot.n_boot == 0:
-        return Estimate(float(full), float("nan"), float("nan"))
-    values = np.concatenate(
-        [metric(y, pred, c.astype(np.float64, copy=False)) for c in boot.chunks]
-    )
-    lo, hi = np.nanpercentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return Estimate(float(full), float(lo), float(hi))
 
 
 # --- classification: y [n] int labels, pred [n] int labels; w [b, n] counts -------------------

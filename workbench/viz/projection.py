@@ -4,6 +4,7 @@ prediction or a probe score, with hover text."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,60 @@ def _colour_kind(color: Any, n: int) -> tuple[str, np.ndarray | None]:
     if values.dtype.kind in "fc" or (values.dtype.kind in "iu" and len(np.unique(values)) > 20):
         return "continuous", values.astype(float)
     return "categorical", values.astype(str)
+
+
+# ColorBrewer RdBu, reversed (low scores blue, high red), as plotly's "RdBu_r"
+_RDBU_R = (
+    "#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
+    "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PointColours:
+    """Point colours for a renderer that takes one value per point and a palette (the WebGL
+    scatter of the dashboard): ``values`` ``[n]`` float32 are category codes (``categorical``),
+    positions in ``[0, 1]`` on the palette (``continuous``) or zeros (``none``); ``legend`` is
+    ``(name, colour)`` pairs."""
+
+    kind: str
+    values: np.ndarray
+    palette: list[str]
+    legend: list[tuple[str, str]]
+    labels: list[str]
+
+
+def point_colours(
+    color: Any, n: int, *, color_title: str = "label", color_midpoint: float | None = None
+) -> PointColours:
+    """The colours ``projection_scatter`` gives ``color`` (the same categorical palette; the
+    same diverging scale, symmetric around ``color_midpoint``), as codes and a palette.
+
+    Examples:
+        >>> point_colours(["a", "b", "a"], 3).values.tolist()
+        [0.0, 1.0, 0.0]
+    """
+    kind, values = _colour_kind(color, n)
+    if kind == "none" or values is None:
+        return PointColours("none", np.zeros(n, np.float32), [_COLOURS[0]], [], [])
+    if kind == "categorical":
+        cats = list(dict.fromkeys(values.tolist()))
+        codes = {c: i for i, c in enumerate(cats)}
+        palette = [_COLOURS[i % len(_COLOURS)] for i in range(len(cats))]
+        legend = [(f"{color_title} {c}", palette[i]) for i, c in enumerate(cats)]
+        out = np.fromiter((codes[v] for v in values.tolist()), np.float32, count=n)
+        return PointColours(kind, out, palette, legend, cats)
+    finite = values[np.isfinite(values)]
+    if color_midpoint is not None and len(finite):
+        bound = float(np.abs(finite - color_midpoint).max()) or 1.0
+        lo, hi = color_midpoint - bound, color_midpoint + bound
+    else:
+        lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    scaled = np.clip((values - lo) / ((hi - lo) or 1.0), 0.0, 1.0)
+    scaled = np.where(np.isfinite(scaled), scaled, 0.5).astype(np.float32)
+    legend = [(f"{color_title} {lo:.3g}", _RDBU_R[0]), (f"{(lo + hi) / 2:.3g}", _RDBU_R[5])]
+    legend.append((f"{hi:.3g}", _RDBU_R[-1]))
+    return PointColours(kind, scaled, list(_RDBU_R), legend, [])
 
 
 def _check_points(points: Any, what: str = "points") -> np.ndarray:

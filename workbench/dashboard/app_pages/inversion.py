@@ -13,17 +13,14 @@ import streamlit as st
 
 from workbench.dashboard import _cache, _data
 from workbench.dashboard._state import missing_api, runs_dir, shown_errors
+from workbench.inversion.embedders import ST_PREFIX, EmbedderSpec, parse_embedder_spec
 
 st.title("Inversion")
 if missing_api("The Inversion page", "workbench.inversion.guided"):
     st.stop()
 root = runs_dir()
 
-EMBEDDERS = {
-    "minilm-l6 (sentence-transformers, native pooling)": ("minilm-l6", -1, "native"),
-    "smollm2-135m, last layer, mean pooling": ("smollm2-135m", -1, "mean"),
-    "smollm2-135m, layer 15, mean pooling": ("smollm2-135m", 15, "mean"),
-}
+POOLINGS = ["auto", "native", "mean", "last", "first", "max"]
 trained = _cache.inverters(str(root))
 
 text = st.text_area(
@@ -45,9 +42,32 @@ if stores:
             kwargs={"inv_text": texts[int(item)]},
         )
 
-c1, c2 = st.columns([3, 2])
-choice = c1.selectbox("Embedder", list(EMBEDDERS), key="inv_embedder")
-noise = c2.slider(
+c1, c2, c3, c4 = st.columns([3, 1, 2, 3])
+emb_model = c1.text_input(
+    "Embedder model",
+    "minilm-l6",
+    key="inv_emb_model",
+    help="the embedder whose vectors are inverted: any model load_model reads (bundled name, "
+    "hub id, folder, .gguf), pooled at a layer; or st:NAME_OR_PATH, run by sentence-transformers",
+)
+is_st = emb_model.strip().startswith(ST_PREFIX)
+layer = c2.number_input(
+    "Layer", value=-1, step=1, key="inv_layer", disabled=is_st, help="hidden_states index"
+)
+pooling = c3.selectbox(
+    "Pooling",
+    POOLINGS,
+    key="inv_pooling",
+    disabled=is_st,
+    help="auto: the sentence encoder's own (native), else mean",
+)
+proposer = c4.text_input(
+    "Proposer (decoder LLM)",
+    "smollm2-135m",
+    key="inv_proposer",
+    help="the decoder LLM that proposes tokens (any load_model decoder)",
+)
+noise = st.slider(
     "Noise scale (defence)",
     0.0,
     0.3,
@@ -57,8 +77,20 @@ noise = c2.slider(
     help="the embedding is unit-normalised and N(0, scale^2) noise is added to "
     "each dimension before inversion (vec2text's defence)",
 )
-spec, layer, pooling = EMBEDDERS[choice]
-emb_name = _data.embedder_name(spec, layer, pooling)
+with shown_errors("the embedder spec is not valid", stop=True):
+    spec = (
+        emb_model.strip()
+        if is_st
+        else str(
+            EmbedderSpec(emb_model.strip(), int(layer), None if pooling == "auto" else pooling)
+        )
+    )
+    parsed = parse_embedder_spec(spec)
+emb_name = (
+    spec
+    if parsed.sentence_transformers
+    else _data.embedder_name(parsed.model, int(layer), parsed.pooling)
+)
 matching = [t for t in trained if t["embedder"] == emb_name]
 methods = ["guided"] + [f"trained: {t['inverter']}" for t in matching]
 if matching:
@@ -73,7 +105,7 @@ chosen = st.multiselect(
 )
 if not matching:
     st.caption(
-        f"No trained inverter for {spec} under `{root}` (train one with "
+        f"No trained inverter for {emb_name} under `{root}` (train one with "
         "`workbench.inversion.trained.SoftPrefixInverter.fit`); guided decoding needs "
         "no training."
     )
@@ -81,30 +113,22 @@ go = st.button("Embed and invert", type="primary", key="inv_go")
 
 if go and text.strip() and chosen:
     with shown_errors("the inversion failed"), st.status("inverting ...", expanded=True) as status:
+        from workbench.inversion.embedders import load_proposer
         from workbench.inversion.guided import GuidedInverter
-        from workbench.inversion.leakage import add_noise
+        from workbench.inversion.leakage import QUICK_GUIDED, add_noise
         from workbench.inversion.metrics import sentence_bleu, token_f1
 
-        st.write(f"embedding with {choice} ...")
-        emb = _cache.embedder(spec, layer, pooling)
+        st.write(f"embedding with {spec} ...")
+        emb = _cache.embedder(spec)
         clean = emb.embed([text])  # [1, dim]
         target = add_noise(clean, noise, seed=0)[0] if noise > 0 else clean[0]
         cos_noisy = float(target @ clean[0] / (np.linalg.norm(target) * np.linalg.norm(clean[0])))
-        lm = _cache.model("smollm2-135m")
+        lm = load_proposer(_cache.model(proposer.strip()))
         rows = []
         for method in chosen:
             st.write(f"{method} ...")
             if method == "guided":
-                inv = GuidedInverter(
-                    lm,
-                    emb,
-                    beam_width=2,
-                    top_k=4,
-                    keywords=6,
-                    max_tokens=20,
-                    rewrite_rounds=0,
-                    prior_words=3000,
-                )
+                inv = GuidedInverter(lm, emb, **QUICK_GUIDED)
                 hyp = inv.invert(target).text
             else:
                 from workbench.inversion.trained import SoftPrefixInverter

@@ -30,6 +30,12 @@ from workbench.dashboard._state import kept, missing_api, remembered, runs_dir, 
 # hover texts are cut to this many characters (the figure's JSON grows with every character of
 # every point: 100k points x 60 characters is 6 MB)
 HOVER_CHARS = 60
+# plotly's scattergl draws up to this many points (axes, a legend that hides labels); above it
+# the WebGL component (regl-scatterplot, ``workbench.dashboard._scatter``), measured 4 s faster
+# to load than plotly at 10k points and 6 s at 100k (benchmarks/README.md, "the Projection
+# scatter at 10k and 100k")
+PLOTLY_MAX_POINTS = 5_000
+RENDERERS = ("auto", "plotly", "webgl")
 
 st.title("Projection")
 if missing_api("The Projection page", "workbench.projection"):
@@ -199,7 +205,20 @@ with st.expander("Find and filter", expanded=bool(st.session_state.get("proj_sea
         st.caption(f"showing {int(keep.sum())} of {n_rows} rows")
 
 # -- the scatter(s) ----------------------------------------------------------------------------
-compare = st.toggle(
+if st.session_state.get("proj_renderer") not in RENDERERS:
+    st.session_state["proj_renderer"] = "auto"
+t1, t2 = st.columns([3, 2])
+renderer = (
+    t2.segmented_control(
+        "Renderer",
+        RENDERERS,
+        key="proj_renderer",
+        help=f"auto: plotly up to {PLOTLY_MAX_POINTS:,} points, the WebGL scatter above; "
+        "webgl: regl-scatterplot (Box and Lasso in its toolbar, shift+drag lassos)",
+    )
+    or "auto"  # (a click on the chosen option clears it)
+)
+compare = t1.toggle(
     "Compare with a second panel",
     key="proj_compare",
     help="side by side: another layer, pooling or store over the same rows; "
@@ -285,6 +304,35 @@ def _figure(
     return fig
 
 
+def _webgl(
+    where: Any, xy: np.ndarray, bounds: np.ndarray, colour: Any, midpoint: float | None,
+    title: str, key: str,
+) -> None:  # fmt: skip
+    from workbench.dashboard._scatter import Mark, webgl_scatter
+
+    rows = np.flatnonzero(keep)
+    with where:
+        webgl_scatter(
+            xy[rows],
+            None if colour is None else np.asarray(colour)[rows],
+            ids=rows,
+            hover=[str(texts[i])[:HOVER_CHARS] for i in rows],
+            bounds=bounds,
+            color_title=colour_by.removeprefix("probe score: "),
+            color_midpoint=midpoint,
+            selected=selection,
+            marks=[
+                Mark("search matches", matches.tolist(), "#f5a623", 5.5),
+                Mark("neighbours", neighbours.tolist(), "#2ca02c", 6.0, 2.0),
+                Mark("current item", [item] if item is not None else [], "#000000", 9.0, 3.0),
+            ],
+            title=title,
+            point_size=3 if len(rows) > 20_000 else 4,
+            key=key,
+            on_change=partial(chart_selected, key),
+        )
+
+
 def _panel(
     where: Any,
     xy: np.ndarray,
@@ -294,6 +342,12 @@ def _panel(
     title: str,
     key: str,
 ) -> None:
+    """One scatter: plotly up to ``PLOTLY_MAX_POINTS`` shown points, else (or when chosen)
+    the WebGL component; both report selections to ``chart_selected``."""
+    shown = int(keep.sum())
+    if renderer == "webgl" or (renderer == "auto" and shown > PLOTLY_MAX_POINTS):
+        _webgl(where, xy, bounds, colour, midpoint, title, f"{key}_webgl")
+        return
     where.plotly_chart(
         _figure(xy, bounds, colour, midpoint, title),
         key=key,
@@ -308,7 +362,7 @@ with shown_errors("the projection failed", stop=True):
     colour, midpoint = _colour(hook)
     title = f"{method} of layer {layer_name} ({hook}), {pooling} pooling"
     if not compare:
-        _panel(st, xy, bounds, colour, midpoint, title, "proj_scatter")
+        _panel(st.container(), xy, bounds, colour, midpoint, title, "proj_scatter")
     else:
         k1, k2, k3 = st.columns(3)
         against = k1.radio(
@@ -411,6 +465,7 @@ write_url(
         "method": method,
         "layer": layer_name,
         "colour": colour_by,
+        "renderer": None if renderer == "auto" else renderer,
         "rows": selection,
         "item": item,
     }
