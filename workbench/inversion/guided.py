@@ -286,6 +286,7 @@ class GuidedInverter:
         self.search_dtype = search_dtype
         self._prior: KeywordPrior | None = None
         self._fast: tuple[Any, Embedder] | None = None
+        self._polish_cost = 0.0
 
     @property
     def prior(self) -> KeywordPrior:
@@ -424,11 +425,10 @@ class GuidedInverter:
         vocab: list[str] = []
         if self.polish == "edit" and self.edit_words > 0:
             vocab = self.prior.top_words(target, self.edit_words)
-        pass_cost = 0.0  # CPU seconds of the last pass: one that would overrun is not started
+        # CPU seconds per candidate in the last pass (of any call): a pass that would overrun
+        # the budget is not started
+        per_text = self._polish_cost
         while len(words) > 1:
-            now = time.process_time()
-            if deadline is not None and now + pass_cost >= deadline:
-                break
             cands = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
             for w in vocab:
                 for i in range(len(words) + 1):
@@ -436,10 +436,13 @@ class GuidedInverter:
                     if i < len(words) and words[i] != w:
                         cands.append(" ".join([*words[:i], w, *words[i + 1 :]]))
             cands = list(dict.fromkeys(cands))
+            now = time.process_time()
+            if deadline is not None and now + per_text * len(cands) >= deadline:
+                break
             approx = cosine_to(scorer.embed(cands), target)
             top = [cands[j] for j in np.argsort(-approx)[:4]]
             text, cos = max(self._exact(top, target).items(), key=lambda kv: kv[1])
-            pass_cost = time.process_time() - now
+            per_text = self._polish_cost = (time.process_time() - now) / len(cands)
             if cos <= best[1]:
                 break
             best, words = (text, cos), text.split()
