@@ -106,10 +106,16 @@ def test_polish_deletes_words_that_lower_the_cosine(tiny_llama, embedder, polish
 def test_edit_polish_puts_back_a_missing_word(tiny_llama, embedder):
     """A word of the target missing from the hypothesis comes back by insertion or substitution
     when it is among the words closest to the target (the tiny BERT's WordPiece vocabulary
-    holds every word of TEXT)."""
+    holds every word of TEXT; wordfreq's words are left out so that 2,000 words reach it)."""
     target = embedder.embed([TEXT])[0]
     g = GuidedInverter(
-        tiny_llama, embedder, max_tokens=4, prior_words=500, budget=None, edit_words=2000
+        tiny_llama,
+        embedder,
+        max_tokens=4,
+        prior_words=500,
+        budget=None,
+        edit_words=2000,
+        common_words=0,
     )
     assert "paris" in g.prior.words  # from the embedder's vocabulary
     seed = TEXT.replace("paris ", "")
@@ -121,7 +127,14 @@ def test_edit_polish_puts_back_a_missing_word(tiny_llama, embedder):
 def test_keyword_prior_helps(tiny_llama, embedder):
     target = embedder.embed([TEXT])[0]
     plain = GuidedInverter(
-        tiny_llama, embedder, beam_width=2, top_k=3, keywords=0, max_tokens=6, rewrite_rounds=0
+        tiny_llama,
+        embedder,
+        beam_width=2,
+        top_k=3,
+        keywords=0,
+        max_tokens=6,
+        rewrite_rounds=0,
+        polish="none",
     )
     prior = GuidedInverter(
         tiny_llama,
@@ -132,6 +145,7 @@ def test_keyword_prior_helps(tiny_llama, embedder):
         max_tokens=6,
         rewrite_rounds=0,
         prior_words=2000,
+        polish="none",  # the prior in decoding alone
     )
     assert prior.invert(target).cosine > plain.invert(target).cosine
 
