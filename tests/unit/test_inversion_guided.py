@@ -42,6 +42,7 @@ def test_guided_beats_unguided_start(tiny_llama, embedder):
         max_tokens=8,
         rewrite_rounds=1,
         prior_words=2000,
+        polish="none",
     )
     res = g.invert(target)
     start = float(cosine_to(embedder.embed([_greedy(tiny_llama, 8) or "."]), target)[0])
@@ -53,10 +54,87 @@ def test_guided_beats_unguided_start(tiny_llama, embedder):
     assert cosines == sorted(cosines) and len(cosines) == 2  # never worse after a round
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_budget_trace_and_exact_rescoring(tiny_llama, embedder, dtype):
+    """The search stops when its CPU budget is spent, its trace only improves, and every cosine
+    it reports is the embedder's own (the bfloat16 search copy only ranks candidates)."""
+    import time
+
+    target = embedder.embed([TEXT])[0]
+    g = GuidedInverter(
+        tiny_llama,
+        embedder,
+        max_tokens=8,
+        prior_words=2000,
+        rewrite_rounds=10_000,
+        budget=1.5,
+        search_dtype=dtype,
+    )
+    prompts: list[str] = []
+    decode = g.decode
+
+    def spy(target, message, *args, **kwargs):
+        prompts.append(message)
+        return decode(target, message, *args, **kwargs)
+
+    g.decode = spy  # type: ignore[method-assign]
+    c0 = time.process_time()
+    res = g.invert(target)
+    assert time.process_time() - c0 < 1.5 + 1.0  # one decode step of slack (tiny models)
+    assert len(prompts) > 2
+    assert len(set(prompts)) == len(prompts)  # no round rewrites the same text twice
+    secs = [t for t, _, _ in res.trace]
+    cos = [c for _, _, c in res.trace]
+    assert secs == sorted(secs) and cos == sorted(cos) and secs[-1] <= 1.5 + 1.0
+    assert res.at_budget(0.0) == (res.trace[0][1], res.trace[0][2])
+    assert res.at_budget(1e9) == (res.text, res.cosine)
+    for _, text, c in res.trace:
+        assert c == pytest.approx(float(cosine_to(embedder.embed([text]), target)[0]), abs=1e-5)
+
+
+@pytest.mark.parametrize("polish", ["delete", "edit"])
+def test_polish_deletes_words_that_lower_the_cosine(tiny_llama, embedder, polish):
+    target = embedder.embed([TEXT])[0]
+    g = GuidedInverter(
+        tiny_llama, embedder, max_tokens=4, prior_words=500, budget=None, polish=polish
+    )
+    res = g.invert(target, seed=TEXT + " banana", rounds=0)
+    assert res.text == TEXT and res.cosine == pytest.approx(1.0, abs=1e-5)
+    assert [h[1] for h in res.history] == [TEXT + " banana", TEXT]
+
+
+def test_edit_polish_puts_back_a_missing_word(tiny_llama, embedder):
+    """A word of the target missing from the hypothesis comes back by insertion or substitution
+    when it is among the words closest to the target (the tiny BERT's WordPiece vocabulary
+    holds every word of TEXT; wordfreq's words are left out so that 2,000 words reach it)."""
+    target = embedder.embed([TEXT])[0]
+    g = GuidedInverter(
+        tiny_llama,
+        embedder,
+        max_tokens=4,
+        prior_words=500,
+        budget=None,
+        edit_words=2000,
+        common_words=0,
+    )
+    assert "paris" in g.prior.words  # from the embedder's vocabulary
+    seed = TEXT.replace("paris ", "")
+    res = g.invert(target, seed=seed, rounds=0)
+    assert res.cosine > float(cosine_to(embedder.embed([seed]), target)[0])
+    assert res.text == TEXT
+
+
 def test_keyword_prior_helps(tiny_llama, embedder):
     target = embedder.embed([TEXT])[0]
     plain = GuidedInverter(
-        tiny_llama, embedder, beam_width=2, top_k=3, keywords=0, max_tokens=6, rewrite_rounds=0
+        tiny_llama,
+        embedder,
+        beam_width=2,
+        top_k=3,
+        keywords=0,
+        max_tokens=6,
+        rewrite_rounds=0,
+        polish="none",
     )
     prior = GuidedInverter(
         tiny_llama,
@@ -67,6 +145,7 @@ def test_keyword_prior_helps(tiny_llama, embedder):
         max_tokens=6,
         rewrite_rounds=0,
         prior_words=2000,
+        polish="none",  # the prior in decoding alone
     )
     assert prior.invert(target).cosine > plain.invert(target).cosine
 
@@ -74,7 +153,14 @@ def test_keyword_prior_helps(tiny_llama, embedder):
 def test_correction_is_monotone_and_seeded(tiny_llama, embedder):
     target = embedder.embed([TEXT])[0]
     g = GuidedInverter(
-        tiny_llama, embedder, beam_width=2, top_k=3, keywords=4, max_tokens=6, prior_words=2000
+        tiny_llama,
+        embedder,
+        beam_width=2,
+        top_k=3,
+        keywords=4,
+        max_tokens=6,
+        prior_words=2000,
+        polish="none",
     )
     res = GuidedCorrector(g, steps=2).correct(target, "a dog")
     assert res.history[0][1] == "a dog" and len(res.history) == 3
@@ -90,6 +176,8 @@ def test_guided_bad_input(tiny_llama, tiny_bert, embedder):
         g.invert(np.full(32, np.nan))
     with pytest.raises(Exception, match="encoder"):
         GuidedInverter(tiny_bert, embedder)
+    with pytest.raises(ValueError, match="search_dtype"):
+        GuidedInverter(tiny_llama, embedder, search_dtype="fp8")
 
 
 def test_leakage_report(tiny_llama):

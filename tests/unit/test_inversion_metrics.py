@@ -13,10 +13,12 @@ from workbench.inversion.embedders import EmbeddingInputError, ModelEmbedder, ch
 from workbench.inversion.metrics import (
     bag_of_words,
     bleu,
+    bleu1,
     entity_recall,
     evaluate,
     exact_match,
     perplexity,
+    rouge_l,
     sentence_bleu,
     token_f1,
 )
@@ -47,6 +49,16 @@ def test_bleu_by_hand():
     p = (5 / 5 * 4 / 4 * 3 / 3 * 2 / 2) ** 0.25
     assert bleu([REF], ["the cat sat on the"]) == pytest.approx(100 * p * math.exp(1 - 6 / 5))
     assert sentence_bleu(REF, REF) == pytest.approx(100.0)
+
+
+def test_bleu1_and_rouge_l_by_hand():
+    # "the cat sat": unigram precision 3/3, brevity penalty exp(1 - 6/3)
+    assert bleu1([REF], ["the cat sat"]) == pytest.approx(100 * math.exp(1 - 6 / 3))
+    # LCS of "the mat sat" with the reference is "the sat" or "the mat" (2 words):
+    # precision 2/3, recall 2/6
+    p, r = 2 / 3, 2 / 6
+    assert rouge_l([REF], ["the mat sat"]) == pytest.approx(100 * 2 * p * r / (p + r))
+    assert rouge_l([REF, REF], [REF, "dog"]) == pytest.approx(50.0)
 
 
 def test_bag_of_words_and_entities():

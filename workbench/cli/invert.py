@@ -75,11 +75,19 @@ def run(
             "method's text for --steps rounds"
         ),
     ] = None,
-    steps: Annotated[int, typer.Option(help="correction (rewrite) rounds")] = 1,
-    beam_width: Annotated[int, typer.Option(help="guided beams")] = 3,
-    top_k: Annotated[int, typer.Option(help="LLM proposals per beam and step")] = 5,
-    keywords: Annotated[int, typer.Option(help="keyword-prior candidates per step (0: off)")] = 10,
-    max_tokens: Annotated[int, typer.Option(help="tokens per decode")] = 24,
+    steps: Annotated[
+        int, typer.Option(help="correction (rewrite) rounds at most; --budget may stop earlier")
+    ] = 8,
+    budget: Annotated[
+        float, typer.Option(help="CPU seconds per text for the guided search (0: no limit)")
+    ] = 30.0,
+    beam_width: Annotated[int, typer.Option(help="guided beams")] = 4,
+    top_k: Annotated[int, typer.Option(help="LLM proposals per beam and step")] = 16,
+    keywords: Annotated[int, typer.Option(help="keyword-prior candidates per step (0: off)")] = 8,
+    max_tokens: Annotated[int, typer.Option(help="tokens per decode")] = 32,
+    polish: Annotated[
+        str, typer.Option(help="last step of the guided search: edit, delete or none")
+    ] = "edit",
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: cuda if present)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
@@ -108,7 +116,19 @@ def run(
         assert vector is not None
         targets = check_embeddings(np.load(vector, allow_pickle=False), emb)
     inverter = _inverter(
-        method, lm, emb, checkpoint, steps, beam_width, top_k, keywords, max_tokens
+        method,
+        lm,
+        emb,
+        checkpoint,
+        steps,
+        {
+            "beam_width": beam_width,
+            "top_k": top_k,
+            "keywords": keywords,
+            "max_tokens": max_tokens,
+            "budget": budget or None,
+            "polish": polish,
+        },
     )
     fixer = TrainedCorrector.load(corrector, lm, emb) if corrector is not None else None
     table = Table("#", "reconstruction", "cosine", "bow anchor", "seconds")
@@ -137,10 +157,7 @@ def _inverter(
     emb: Any,
     checkpoint: Path | None,
     steps: int,
-    beam_width: int,
-    top_k: int,
-    keywords: int,
-    max_tokens: int,
+    options: dict[str, Any],
 ) -> Any:
     """A callable: embedding [dim] -> InversionResult."""
     from ..errors import WorkbenchError
@@ -148,15 +165,11 @@ def _inverter(
     from ..inversion.guided import GuidedInverter
     from ..inversion.trained import SoftPrefixInverter
 
-    guided = GuidedInverter(
-        lm,
-        emb,
-        beam_width=beam_width,
-        top_k=top_k,
-        keywords=keywords,
-        max_tokens=max_tokens,
-        rewrite_rounds=steps,
-    )
+    if options.get("polish") not in ("edit", "delete", "none"):
+        raise WorkbenchError(
+            f"unknown --polish {options.get('polish')!r}: use edit, delete or none"
+        )
+    guided = GuidedInverter(lm, emb, rewrite_rounds=steps, **options)
     if method == "guided":
         return guided.invert
     if checkpoint is None:
@@ -382,7 +395,9 @@ def _hypotheses(
         return [t.strip() or "." for t in lines]
     make: Any
     if source == "guided":
-        guided = GuidedInverter(lm, emb)
+        from ..inversion.leakage import QUICK_GUIDED
+
+        guided = GuidedInverter(lm, emb, **QUICK_GUIDED)
         tag = f"guided:{lm.weights_fingerprint}:{emb.fingerprint}"
 
         def make(part: list[str]) -> list[str]:

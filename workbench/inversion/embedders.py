@@ -92,6 +92,17 @@ class ModelEmbedder:
     def __repr__(self) -> str:
         return f"ModelEmbedder({self.name!r}, dim={self.dim})"
 
+    def with_dtype(self, dtype: torch.dtype) -> ModelEmbedder:
+        """A copy computing in ``dtype`` (its own copy of the weights; the tokenizer is shared):
+        e.g. a bfloat16 scorer for a search, whose winners are re-scored by this embedder."""
+        import copy
+        import dataclasses
+
+        if dtype == self.lm.dtype:
+            return self
+        lm = dataclasses.replace(self.lm, model=copy.deepcopy(self.lm.model).to(dtype))
+        return ModelEmbedder(lm, self.layer, self.pooling.name, batch_size=self.batch_size)
+
     @torch.inference_mode()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """``[len(texts), dim]`` float32; texts are batched by length.
@@ -145,7 +156,7 @@ class ModelEmbedder:
             for la in layers:
                 hidden = res.hidden_states[la]
                 for p in pools:
-                    out[(la, p.name)][idx] = pool(hidden, mask, p).cpu().numpy()
+                    out[(la, p.name)][idx] = pool(hidden, mask, p).float().cpu().numpy()
         return out
 
 

@@ -45,6 +45,8 @@ QUICK_GUIDED: dict[str, Any] = {
     "max_tokens": 20,
     "rewrite_rounds": 0,
     "prior_words": 3000,
+    "polish": "delete",
+    "common_words": 0,
 }
 ITEMS = "items.jsonl"
 META = "meta.json"

@@ -1,5 +1,6 @@
-"""Reconstruction metrics: BLEU (sacrebleu), token F1, exact match, cosine of the re-embedded
-reconstruction with the bag-of-words anchor beside it, and perplexity under an LLM.
+"""Reconstruction metrics: BLEU and BLEU-1 (sacrebleu), ROUGE-L (rouge-score), token F1, exact
+match, cosine of the re-embedded reconstruction with the bag-of-words anchor beside it, and
+perplexity under an LLM.
 
 Cosine alone misleads: a sentence encoder such as MiniLM gives the reference with its words
 sorted alphabetically a cosine of about 0.85 to the reference, so every report shows this
@@ -47,6 +48,26 @@ def bleu(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     import sacrebleu
 
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
+
+
+def bleu1(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus BLEU-1: unigram precision with the brevity penalty (sacrebleu, 13a tokenisation),
+    the BLEU-1 that Zero2Text and ALGEN report."""
+    import sacrebleu
+
+    scorer = sacrebleu.BLEU(max_ngram_order=1)
+    return float(scorer.corpus_score(list(hypotheses), [list(references)]).score)
+
+
+def rouge_l(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Mean ROUGE-L F-measure x 100 (Google's ``rouge-score``, no stemming)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    scores = [
+        scorer.score(r, h)["rougeL"].fmeasure for r, h in zip(references, hypotheses, strict=True)
+    ]
+    return 100.0 * float(np.mean(scores)) if scores else float("nan")
 
 
 def sentence_bleu(reference: str, hypothesis: str) -> float:
@@ -120,7 +141,7 @@ def evaluate(
         entities: per reference, named entities for ``entity_recall``.
 
     Returns:
-        ``bleu``, ``token_f1``, ``exact_match`` and, when given what they need, ``cosine``,
+        ``bleu``, ``bleu1``, ``rouge_l``, ``token_f1``, ``exact_match`` and, when given what they need, ``cosine``,
         ``cosine_bow_anchor``, ``perplexity`` and ``entity_recall``.
     """
     from .embedders import cosine_to
@@ -128,6 +149,8 @@ def evaluate(
     refs, hyps = list(references), list(hypotheses)
     res: dict[str, float] = {
         "bleu": bleu(refs, hyps),
+        "bleu1": bleu1(refs, hyps),
+        "rouge_l": rouge_l(refs, hyps),
         "token_f1": float(np.mean([token_f1(r, h) for r, h in zip(refs, hyps, strict=True)])),
         "exact_match": float(np.mean([exact_match(r, h) for r, h in zip(refs, hyps, strict=True)])),
     }

@@ -67,6 +67,15 @@ proposer = c4.text_input(
     key="inv_proposer",
     help="the decoder LLM that proposes tokens (any load_model decoder)",
 )
+budget = st.select_slider(
+    "Guided search budget (CPU seconds)",
+    options=[0, 5, 10, 20, 30, 60],
+    value=0,
+    key="inv_budget",
+    help="0: one quick guided decode (a few seconds); more: the full zero-shot search (rewrite "
+    "rounds and word edits) for that many CPU seconds. 30 s gives cosine about 0.9 on MiniLM "
+    "(benchmarks/INVERSION_ZERO_SHOT.md)",
+)
 noise = st.slider(
     "Noise scale (defence)",
     0.0,
@@ -128,7 +137,8 @@ if go and text.strip() and chosen:
         for method in chosen:
             st.write(f"{method} ...")
             if method == "guided":
-                inv = GuidedInverter(lm, emb, **QUICK_GUIDED)
+                opts = QUICK_GUIDED if not budget else {"budget": float(budget)}
+                inv = GuidedInverter(lm, emb, **opts)
                 hyp = inv.invert(target).text
             else:
                 from workbench.inversion.trained import SoftPrefixInverter
@@ -142,9 +152,7 @@ if go and text.strip() and chosen:
                     from workbench.inversion.correction import HybridInverter
 
                     hyp = (
-                        HybridInverter(
-                            soft, GuidedInverter(lm, emb, rewrite_rounds=0, prior_words=3000)
-                        )
+                        HybridInverter(soft, GuidedInverter(lm, emb, **QUICK_GUIDED))
                         .invert(target)
                         .text
                     )

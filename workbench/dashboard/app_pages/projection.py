@@ -590,7 +590,14 @@ if st.button("Invert this vector", key="proj_invert"):
         embedder = ModelEmbedder(lm, layer=layer, pooling=pooling)
         target = _cache.layer_array(path, mtime, pooling, hook)[row]
         inv = GuidedInverter(
-            lm, embedder, beam_width=2, top_k=4, keywords=0, max_tokens=16, rewrite_rounds=0
+            lm,
+            embedder,
+            beam_width=2,
+            top_k=4,
+            keywords=0,
+            max_tokens=16,
+            rewrite_rounds=0,
+            polish="delete",
         )
 
         def _invert() -> list[dict[str, Any]]:
