@@ -18,6 +18,7 @@ Both reach the same optimum as scikit-learn's ``Ridge`` / ``LogisticRegression``
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -262,7 +263,7 @@ def logistic_fits(
     masks: np.ndarray,
     C: float,
     max_iter: int = 500,
-    tol: float = 1e-6,
+    tol: float = 1e-5,
     n_classes: int = 2,
     standardize: bool = True,
     prepared: Standardized | None = None,
@@ -292,7 +293,9 @@ def logistic_fits(
         C: inverse regularisation (scikit-learn's convention).
         max_iter: L-BFGS iterations at most.
         tol: stop a problem when its largest preconditioned gradient entry, divided by ``C`` times
-            its train rows, is below ``tol`` (scikit-learn's ``tol=1e-4`` is on the same scale).
+            its train rows, is below ``tol`` (scikit-learn's ``tol=1e-4`` is on the same scale;
+            the default ``1e-5`` is ten times tighter: on SmolLM2's ``cities`` states it changes
+            about 1 in 1,000 predictions against ``1e-6``, at half the steps).
         n_classes: number of classes ``K``.
         standardize: standardise features per train set (the default) or keep them raw.
         prepared: ``standardize_rows(X)`` when several label sets share ``X`` (task, control task).
@@ -338,7 +341,7 @@ def logistic_fits(
     weight = (C * M)[..., None]  # [P, n, 1]
     pen_k = pen[:, :, None]  # [P, d, 1]
 
-    def each_solve(B: torch.Tensor, idx: torch.Tensor, transpose: bool) -> torch.Tensor:
+    def each_solve(B: torch.Tensor, idx: torch.Tensor | slice, transpose: bool) -> torch.Tensor:
         """``L_u^-T b`` (``transpose``) or ``L_u^-1 b`` for problems ``idx``, ``u`` the train
         set of each: one solve per train set for all its problems (label sets)."""
         out = torch.empty_like(B)
@@ -351,7 +354,7 @@ def logistic_fits(
             out[sel] = sol.view(d, len(sel), k).permute(1, 0, 2)
         return out
 
-    def to_v(Uw: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def to_v(Uw: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
         """``v = P^-1 u`` for ``Uw [m, d, k]`` (``P`` the preconditioner's square root)."""
         m = len(Uw)
         if each:
@@ -362,7 +365,7 @@ def logistic_fits(
             )
         return flat.view(d, m, k).permute(1, 0, 2)
 
-    def to_u(Gv: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def to_u(Gv: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
         """The gradient in ``u``, ``P^-T g_v``, for ``Gv [m, d, k]``."""
         m = len(Gv)
         if each:
@@ -380,7 +383,7 @@ def logistic_fits(
         flat = A @ V.permute(1, 0, 2).reshape(d, m * k).to(A.dtype)
         return flat.double().view(n, m, k).permute(1, 0, 2) + b[:, None, :]
 
-    def value(Z: torch.Tensor, V: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def value(Z: torch.Tensor, V: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
         """Objective ``[m]`` of problems ``idx`` at scores ``Z`` and weights ``V``."""
         t, wgt = target[idx], weight[idx, :, 0]
         if k == 1:
@@ -390,7 +393,7 @@ def logistic_fits(
         return (per_row * wgt).sum(dim=1) + 0.5 * (V.square() * pen_k[idx]).sum(dim=(1, 2))
 
     def gradient(
-        Z: torch.Tensor, V: torch.Tensor, idx: torch.Tensor, exact: bool = False
+        Z: torch.Tensor, V: torch.Tensor, idx: torch.Tensor | slice, exact: bool = False
     ) -> torch.Tensor:
         """Gradient ``[m, d + 1, k]`` in ``u`` of problems ``idx`` at scores ``Z``, weights ``V``."""
         m = len(Z)
@@ -525,7 +528,18 @@ def logistic_fits(
     # the final gradient from exact float64 scores decides convergence
     V = to_v(U[:, :d], all_p)
     g = gradient(scores(V, c0[:, None] * U[:, d], exact=True), V, all_p, exact=True)
-    converged = bool((g.abs().amax(dim=(1, 2)) <= 10 * scale_tol).all())
+    short = g.abs().amax(dim=(1, 2)) > 10 * scale_tol
+    converged = not bool(short.any())
+    if not converged:
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.warn(
+            f"logistic_fits: {int(short.sum())} of {P} problems stopped short of tol={tol} "
+            f"after {n_iter} steps (max_iter={max_iter}): raise max_iter, or regularise more "
+            "(lower C)",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     coef = V / st.scale[None, :, None]  # [P, d, k]
     intercept = c0[:, None] * U[:, d] - torch.einsum("d,pdk->pk", st.mean, coef)
     return LinearFits(coef.numpy(), intercept.numpy(), n_iter, converged)
