@@ -380,8 +380,10 @@ def logistic_fits(
         """``z = S V + b`` ``[m, n, k]`` for ``V [m, d, k]``, ``b [m, k]`` (float64 result)."""
         m = len(V)
         A = S if exact else gemm[0]
-        flat = A @ V.permute(1, 0, 2).reshape(d, m * k).to(A.dtype)
-        return flat.double().view(n, m, k).permute(1, 0, 2) + b[:, None, :]
+        # [m k, d] x [d, n]: the long dimension n along the output rows (about twice as fast
+        # as [n, d] x [d, m k] at 1 thread)
+        flat = V.permute(0, 2, 1).reshape(m * k, d).to(A.dtype) @ A.T
+        return flat.double().view(m, k, n).permute(0, 2, 1) + b[:, None, :]
 
     def value(Z: torch.Tensor, V: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
         """Objective ``[m]`` of problems ``idx`` at scores ``Z`` and weights ``V``."""
@@ -400,8 +402,8 @@ def logistic_fits(
         t, wgt = target[idx], weight[idx]
         dz = ((torch.sigmoid(Z) if k == 1 else torch.softmax(Z, dim=2)) - t) * wgt
         A = S if exact else gemm[0]
-        flat = A.T @ dz.permute(1, 0, 2).reshape(n, m * k).to(A.dtype)
-        gv = flat.double().view(d, m, k).permute(1, 0, 2)
+        flat = dz.permute(0, 2, 1).reshape(m * k, n).to(A.dtype) @ A  # [m k, d], as in scores
+        gv = flat.double().view(m, k, d).permute(0, 2, 1)
         gu = to_u(gv + V * pen_k[idx], idx)
         return torch.cat([gu, (c0[idx, None] * dz.sum(dim=1))[:, None]], dim=1)
 
