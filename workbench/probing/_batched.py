@@ -312,6 +312,10 @@ def logistic_fits(
         1`` for binary problems (the score of class 1) and ``k = K`` otherwise.
     """
     st = prepared if prepared is not None else standardize_rows(X)
+    used = np.asarray(masks, dtype=bool).any(axis=0)
+    if not used.all():  # rows no problem trains on (the online code's later blocks): drop them
+        keep = np.flatnonzero(used)
+        st, masks, y = st.rows(keep), np.asarray(masks)[:, keep], np.asarray(y)[:, keep]
     S = st.S
     n, d = S.shape
     M = torch.from_numpy(np.asarray(masks, dtype=np.float64))  # [P, n]
