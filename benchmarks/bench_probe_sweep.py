@@ -179,7 +179,7 @@ def run_workload(name: str, store: Any, args: argparse.Namespace) -> dict[str, A
         t, c = time.perf_counter(), time.process_time()
         sweep(store, target, n_boot=0, mdl=True, **common)
         timings["workbench_no_bootstrap_with_mdl_s"] = time.perf_counter() - t
-    cpu["workbench_no_bootstrap_with_mdl_s"] = time.process_time() - c
+        cpu["workbench_no_bootstrap_with_mdl_s"] = time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -253,6 +253,27 @@ def test_regression_report_equals_the_metric_functions():
         assert (got.low, got.high) == pytest.approx((want.low, want.high))
 
 
+def test_classification_report_equals_the_metric_functions():
+    """The fused report (one product per chunk, integer counts for AUROC) gives each metric's
+    own value and CI, for two classes (with tied scores) and for three."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    score = (y + rng.normal(size=300)).round(1)
+    pred = (score > 0.5).astype(int)
+    y3 = rng.integers(0, 3, 300)
+    p3 = np.where(rng.random(300) < 0.6, y3, rng.integers(0, 3, 300))
+    boot = M.bootstrap(300, 200, seed=2)
+    for labels, guess, scores in ((y, pred, score), (y3, p3, None)):
+        report = M.classification_report(labels, guess, scores, boot)
+        fns = [("accuracy", M.accuracy), ("balanced_accuracy", M.balanced_accuracy), ("f1", M.f1)]
+        for name, fn in fns + ([("auroc", M.auroc)] if scores is not None else []):
+            want = M.with_ci(fn, labels, guess if name != "auroc" else scores, boot)
+            got = report[name]
+            assert got.value == pytest.approx(want.value)
+            assert (got.low, got.high) == pytest.approx((want.low, want.high))
+        assert ("auroc" in report) == (scores is not None)
+
+
 def test_great_circle_km():
     paris, new_york = np.array([[48.8566, 2.3522]]), np.array([[40.7128, -74.0060]])
     assert great_circle_km(paris, new_york)[0] == pytest.approx(5837, rel=0.01)

@@ -5,10 +5,14 @@ weighted sum over the rows computed for all resamples at once as one matrix prod
 ``counts [n_boot, n] @ per_row [n, ...]``; AUROC and the median sort the rows once, not once per
 resample. Each metric takes ``(y_true, y_pred_or_score, counts [b, n])`` and returns ``[b]``
 values (``counts = ones [1, n]``: the full sample); ``with_ci`` turns that into a point estimate
-and a percentile interval.
+and a percentile interval. The reports fuse the metrics of one task into one product per chunk
+of resamples; the sorted metrics (AUROC, median) read the same counts as small integers
+(``Bootstrap.int_chunks``): a fraction of the memory traffic, and exact sums.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,6 +31,18 @@ from ..intervals import with_ci as with_ci
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "auroc", "f1")
 REGRESSION_METRICS = ("r2", "pearson_r", "mae")
 GEO_METRICS = ("great_circle_km", "median_great_circle_km")
+
+
+from ..intervals import small_ints as _small_ints  # noqa: E402
+
+
+def _running(g: np.ndarray) -> np.ndarray:
+    """``[b, n + 1]`` running sums of the counts ``g [b, n]`` along the rows (column 0 is zero)
+    in an integer dtype that holds twice the total."""
+    total = int(g.sum(axis=1).max()) if g.size else 0
+    out = np.zeros((g.shape[0], g.shape[1] + 1), dtype=np.min_scalar_type(2 * total + 1))
+    np.cumsum(g, axis=1, out=out[:, 1:])
+    return out
 
 
 # --- classification: y [n] int labels, pred [n] int labels; w [b, n] counts -------------------
@@ -61,19 +77,33 @@ def f1(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
 def auroc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Binary AUROC from scores [n] (Mann-Whitney U, ties count half); NaN for one-class
     resamples. The rows are sorted once; each resample weighs the tie groups by its counts."""
+    return _auroc_ints(y, score, _small_ints(w))
+
+
+def _auroc_ints(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``auroc`` of the resamples ``w [b, n]`` (integer counts).
+
+    With the rows sorted by score, a positive row's rank ``R`` (the count of rows below its tie
+    group plus half its group's) gives ``U = sum_pos w R - W_pos^2 / 2``: the positive-positive
+    pairs add exactly ``W_pos^2 / 2``. ``2 U`` is an integer, so the sums are exact."""
     classes = np.unique(y)
     if len(classes) != 2:
         return np.full(len(w), np.nan)
     order = np.argsort(score, kind="stable")
-    s, pos = score[order], (y == classes[1])[order]
-    ws = w[:, order]
-    wp, wn = ws * pos, ws * ~pos  # [b, n]
-    starts = np.r_[0, np.nonzero(np.diff(s))[0] + 1]
-    if len(starts) < len(s):  # tie groups of equal scores
-        wp, wn = np.add.reduceat(wp, starts, axis=1), np.add.reduceat(wn, starts, axis=1)
-    below = np.cumsum(wn, axis=1) - wn  # negatives strictly below each group
-    u = (wp * (below + 0.5 * wn)).sum(axis=1)
-    n_pos, n_neg = wp.sum(axis=1), wn.sum(axis=1)
+    s = score[order]
+    g = w[:, order]
+    cum = _running(g)  # [b, n + 1]
+    new = np.r_[True, s[1:] != s[:-1]]  # the first row of each tie group
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:], len(s)]  # one past each group's last row
+    pos = np.flatnonzero(y[order] == classes[1])  # sorted positions of the positive rows
+    group = (np.cumsum(new) - 1)[pos]
+    twice_rank = cum[:, starts[group]] + cum[:, ends[group]]  # [b, n_pos]: 2 R
+    w_pos = g[:, pos]
+    twice_sum = np.einsum("ij,ij->i", w_pos, twice_rank, dtype=np.int64)
+    n_pos = w_pos.sum(axis=1, dtype=np.int64)
+    n_neg = cum[:, -1].astype(np.int64) - n_pos
+    u = (twice_sum - n_pos * n_pos) / 2.0
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
 
@@ -111,28 +141,98 @@ def mean_great_circle_km(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.n
 
 def median_great_circle_km(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``np.median`` of each resample's distances, from one sort and cumulative counts."""
-    dist = great_circle_km(y, pred)
-    order = np.argsort(dist, kind="stable")
-    d = dist[order]
-    cum = np.cumsum(w[:, order].astype(np.float32), axis=1)  # [b, n]; counts: exact in float32
-    total = cum[:, -1]
-    lo = (cum >= np.floor((total + 1) / 2)[:, None]).argmax(axis=1)  # the ceil(N/2)-th value
-    hi = (cum >= (np.floor(total / 2) + 1)[:, None]).argmax(axis=1)  # the (N/2 + 1)-th value
-    return (d[lo] + d[hi]) / 2
+    return _median_ints(great_circle_km(y, pred), _small_ints(w))
+
+
+def _median_ints(values: np.ndarray, w: np.ndarray, block: int = 64) -> np.ndarray:
+    """``np.median`` of ``values [n]`` under each resample ``w [b, n]`` (integer counts).
+
+    The rows are sorted once; per resample, running counts of blocks of ``block`` sorted rows
+    find the block holding the ``ceil(N/2)``-th and ``(N/2 + 1)``-th values, and only that
+    block's rows are summed one by one."""
+    order = np.argsort(values, kind="stable")
+    v = values[order]
+    b, n = w.shape
+    n_blocks = -(-n // block)
+    g = np.zeros((b, n_blocks * block), dtype=w.dtype)
+    g[:, :n] = w[:, order]
+    g3 = g.reshape(b, n_blocks, block)
+    cum = np.cumsum(g3.sum(axis=2, dtype=np.int64), axis=1)  # [b, blocks]
+    total, rows = cum[:, -1], np.arange(b)
+
+    def kth(k: np.ndarray) -> np.ndarray:
+        """Sorted position of each resample's ``k``-th value (1-based; 0 for empty ones)."""
+        blk = np.minimum((cum < k[:, None]).sum(axis=1), n_blocks - 1)
+        before = np.where(blk > 0, cum[rows, blk - 1], 0)
+        inner = np.cumsum(g3[rows, blk], axis=1, dtype=np.int64) + before[:, None]  # [b, block]
+        return blk * block + (inner < k[:, None]).sum(axis=1)
+
+    return (v[kth((total + 1) // 2)] + v[kth(total // 2 + 1)]) / 2
 
 
 def classification_report(
     y: np.ndarray, pred: np.ndarray, score: np.ndarray | None, boot: Bootstrap | None
 ) -> dict[str, Estimate]:
-    """accuracy, balanced accuracy, F1 and (binary, with scores) AUROC."""
-    out = {
-        "accuracy": with_ci(accuracy, y, pred, boot),
-        "balanced_accuracy": with_ci(balanced_accuracy, y, pred, boot),
-        "f1": with_ci(f1, y, pred, boot),
-    }
-    if score is not None and len(np.unique(y)) == 2:
-        out["auroc"] = with_ci(auroc, y, score, boot)
+    """accuracy, balanced accuracy, F1 and (binary, with scores) AUROC.
+
+    The sums behind accuracy, balanced accuracy and F1 come from one product ``counts @ F`` per
+    chunk of resamples (``F [n, 1 + 3K]``: correct, and per class of ``y`` its true positives,
+    rows and false positives); the formulas are those of ``accuracy``, ``balanced_accuracy``
+    and ``f1``."""
+    classes = np.unique(y)
+    correct = y == pred
+    K = len(classes)
+    in_class = y[:, None] == classes[None]  # [n, K]
+    F = np.hstack(
+        [
+            correct[:, None],
+            in_class & correct[:, None],
+            in_class,
+            (pred[:, None] == classes) & ~in_class,
+        ]
+    ).astype(np.float64)
+    targets = slice(K - 1, K) if K == 2 else slice(None)  # F1 of the larger label, or macro
+
+    def stats(w: np.ndarray) -> np.ndarray:
+        """``[b, 3]``: accuracy, balanced accuracy and F1 of the resamples ``w [b, n]``."""
+        s = w @ F
+        tp, rows, fp = s[:, 1 : 1 + K], s[:, 1 + K : 1 + 2 * K], s[:, 1 + 2 * K :]
+        balanced = (tp / np.maximum(rows, 1)).mean(axis=1)
+        tp, fn, fp = tp[:, targets], (rows - tp)[:, targets], fp[:, targets]
+        f1_ = (2 * tp / np.maximum(2 * tp + fp + fn, 1)).mean(axis=1)
+        return np.c_[s[:, 0] / w.sum(axis=1), balanced, f1_]
+
+    names = ["accuracy", "balanced_accuracy", "f1"]
+    out = _fused(stats, names, len(y), boot)
+    if score is not None and K == 2:
+        out["auroc"] = _sorted_ci(lambda w: _auroc_ints(y, score, w), len(y), boot)
     return out
+
+
+def _fused(
+    stats: Callable[[np.ndarray], np.ndarray], names: list[str], n: int, boot: Bootstrap | None
+) -> dict[str, Estimate]:
+    """Point estimates and percentile CIs of the metrics ``stats(counts [b, n]) -> [b, m]``."""
+    full = stats(np.ones((1, n)))[0]
+    if boot is None or boot.n_boot == 0:
+        return {
+            k: Estimate(float(full[i]), float("nan"), float("nan")) for i, k in enumerate(names)
+        }
+    values = np.concatenate([stats(c.astype(np.float64, copy=False)) for c in boot.chunks])
+    lo, hi = np.nanpercentile(values, [2.5, 97.5], axis=0)
+    return {k: Estimate(float(full[i]), float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
+
+
+def _sorted_ci(
+    metric: Callable[[np.ndarray], np.ndarray], n: int, boot: Bootstrap | None
+) -> Estimate:
+    """``with_ci`` of a sorted metric ``metric(counts [b, n] integers) -> [b]``."""
+    full = metric(np.ones((1, n), dtype=np.uint8))[0]
+    if boot is None or boot.n_boot == 0:
+        return Estimate(float(full), float("nan"), float("nan"))
+    values = np.concatenate([metric(c) for c in boot.int_chunks])
+    lo, hi = np.nanpercentile(values, [2.5, 97.5])
+    return Estimate(float(full), float(lo), float(hi))
 
 
 def regression_report(
@@ -162,14 +262,8 @@ def regression_report(
         mae_ = sae.mean(axis=1) / n[:, 0]
         return np.c_[r2_, r_, mae_, s[:, -1] / n[:, 0]]
 
-    full = stats(np.ones((1, len(y2))))[0]
     names = ["r2", "pearson_r", "mae"] + (["great_circle_km"] if geo else [])
-    if boot is None or boot.n_boot == 0:
-        out = {k: Estimate(float(full[i]), float("nan"), float("nan")) for i, k in enumerate(names)}
-    else:
-        values = np.concatenate([stats(c.astype(np.float64, copy=False)) for c in boot.chunks])
-        lo, hi = np.nanpercentile(values, [2.5, 97.5], axis=0)
-        out = {k: Estimate(float(full[i]), float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
+    out = _fused(stats, names, len(y2), boot)
     if geo:
-        out["median_great_circle_km"] = with_ci(median_great_circle_km, y2, p2, boot)
+        out["median_great_circle_km"] = _sorted_ci(lambda w: _median_ints(km, w), len(y2), boot)
     return out
