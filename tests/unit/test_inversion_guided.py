@@ -205,3 +205,17 @@ def test_leakage_report(tiny_llama):
     assert default_entities("Yesterday Bob met Alice in Paris.") == ["Bob", "Alice", "Paris"]
     x = add_noise(np.ones((2, 4)), 0.0)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)
+
+
+def test_cli_run_guided_with_budget_and_polish(tiny_llama, tiny_bert, capsys):
+    from workbench.cli.main import main
+
+    llm, enc = str(tiny_llama.source), f"{tiny_bert.source}:pooling=mean"
+    base = ["invert", "run", TEXT, "--model", llm, "--embedder", enc, "--max-tokens", "4"]
+    main([*base, "--budget", "2", "--polish", "delete", "--steps", "2"])
+    out = capsys.readouterr()
+    assert "cosine" in out.out and "step 0: cos" in out.err, out
+    with pytest.raises(SystemExit) as info:
+        main([*base, "--polish", "sometimes"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--polish" in err and "edit, delete or none" in err, err
