@@ -227,7 +227,13 @@ def _figure(curve: list[dict[str, Any]], path: Path) -> None:
     ax.plot(b, [c["rouge_l"] / 100 for c in curve], marker="o", label="ROUGE-L / 100")
     ax.axhline(0.9, color="grey", lw=0.8, ls="--")
     ax.axhline(0.4, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("CPU seconds per sentence (one thread)")
+    own = ", ".join(f"{c['budget_cpu_s']:g}" for c in curve if c.get("source") == "own run")
+    ax.set_xlabel(
+        "CPU seconds per sentence (one thread)\n"
+        + (f"{own} s: runs at that budget; " if own else "")
+        + "others: the full run's trace (lower bounds)",
+        fontsize=8,
+    )
     ax.set_ylabel("mean over held-out sentences")
     ax.set_title("Zero-shot inversion of MiniLM with SmolLM2-135M")
     ax.legend(fontsize=7, loc="lower right")
