@@ -163,7 +163,14 @@ def test_hybrid(tiny_llama, embedder, tmp_path):
     inv = SoftPrefixInverter(tiny_llama, embedder, SMALL)
     inv.fit(TEXTS, tmp_path / "ck", steps=2, progress=False)
     g = GuidedInverter(
-        tiny_llama, embedder, beam_width=2, top_k=3, keywords=3, max_tokens=5, prior_words=500
+        tiny_llama,
+        embedder,
+        beam_width=2,
+        top_k=3,
+        keywords=3,
+        max_tokens=5,
+        prior_words=500,
+        polish="none",  # the history holds the seed and the one rewrite round, no polish entry
     )
     res = HybridInverter(inv, g, proposals=2, steps=1).invert(embedder.embed([TEXTS[0]])[0])
     assert len(res.history) == 2 and res.history[1][2] >= res.history[0][2]
