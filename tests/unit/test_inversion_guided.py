@@ -178,6 +178,10 @@ def test_guided_bad_input(tiny_llama, tiny_bert, embedder):
         GuidedInverter(tiny_bert, embedder)
     with pytest.raises(ValueError, match="search_dtype"):
         GuidedInverter(tiny_llama, embedder, search_dtype="fp8")
+    with pytest.raises(ValueError, match="budget=-1"):
+        GuidedInverter(tiny_llama, embedder, budget=-1)
+    with pytest.raises(ValueError, match="polish_share"):
+        GuidedInverter(tiny_llama, embedder, polish_share=1.0)
 
 
 def test_leakage_report(tiny_llama):
@@ -219,3 +223,7 @@ def test_cli_run_guided_with_budget_and_polish(tiny_llama, tiny_bert, capsys):
         main([*base, "--polish", "sometimes"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "--polish" in err and "edit, delete or none" in err, err
+    with pytest.raises(SystemExit) as info:
+        main([*base, "--budget", "-3"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--budget -3 is negative" in err, err

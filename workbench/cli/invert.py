@@ -165,6 +165,10 @@ def _inverter(
     from ..inversion.guided import GuidedInverter
     from ..inversion.trained import SoftPrefixInverter
 
+    if options.get("budget") is not None and options["budget"] < 0:
+        raise WorkbenchError(
+            f"--budget {options['budget']:g} is negative: give CPU seconds per text (0: no limit)"
+        )
     if options.get("polish") not in ("edit", "delete", "none"):
         raise WorkbenchError(
             f"unknown --polish {options.get('polish')!r}: use edit, delete or none"

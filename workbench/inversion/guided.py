@@ -280,6 +280,10 @@ class GuidedInverter:
         self.prior_words, self.select = prior_words, select
         if polish not in ("none", "delete", "edit"):
             raise ValueError(f"polish={polish!r}: use none, delete or edit")
+        if budget is not None and not budget > 0:
+            raise ValueError(f"budget={budget!r}: give CPU seconds above 0, or None for no limit")
+        if not 0 <= polish_share < 1:
+            raise ValueError(f"polish_share={polish_share!r}: must be in [0, 1)")
         self.budget, self.patience, self.polish = budget, patience, polish
         self.polish_share, self.edit_words = polish_share, edit_words
         self.common_words = common_words
