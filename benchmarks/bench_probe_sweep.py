@@ -16,8 +16,9 @@ The baseline is the recipe, ``make_pipeline(StandardScaler(), LogisticRegression
 labels, so the per-layer differences cover all 31 layers. A second row runs the unscaled
 estimators (``LogisticRegression(C)`` on raw states, the old comparison) on ``--unscaled-layers``
 layers and extrapolates. The sweep also runs without the bootstrap and with MDL, to report what
-each costs. Everything runs in one process with torch, BLAS and OpenMP pinned to ``--threads``
-(printed); imports happen before the clocks start.
+each costs. The sweep and the recipe alternate for ``--rounds`` rounds (medians reported,
+every round's ratio kept in the JSON). Everything runs in one process with torch, BLAS and
+OpenMP pinned to ``--threads`` (printed); imports happen before the clocks start.
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_probe_sweep.py --threads 1 \\
         --json benchmarks/PROBE_SWEEP.json
@@ -167,10 +168,24 @@ def run_workload(name: str, store: Any, args: argparse.Namespace) -> dict[str, A
 
     timings: dict[str, float] = {}  # wall-clock seconds
     cpu: dict[str, float] = {}  # this process's CPU seconds (robust to a busy machine)
-    t, c = time.perf_counter(), time.process_time()
-    ours = sweep(store, target, n_boot=args.n_boot, **common)
-    timings["workbench_s"] = time.perf_counter() - t
-    cpu["workbench_s"] = time.process_time() - c
+    rounds: list[dict[str, float]] = []
+    for _ in range(args.rounds):  # interleaved: ours, then the recipe, in every round
+        t, c = time.perf_counter(), time.process_time()
+        ours = sweep(store, target, n_boot=args.n_boot, **common)
+        one = {"workbench_s": time.perf_counter() - t, "workbench_cpu_s": time.process_time() - c}
+        t, c = time.perf_counter(), time.process_time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ref = sklearn_loop(store, hooks, y, control, folds, regression, reg, True, args.n_boot)
+        one["sklearn_scaled_s"] = time.perf_counter() - t
+        one["sklearn_scaled_cpu_s"] = time.process_time() - c
+        one["speedup"] = one["sklearn_scaled_s"] / one["workbench_s"]
+        one["cpu_speedup"] = one["sklearn_scaled_cpu_s"] / one["workbench_cpu_s"]
+        rounds.append(one)
+        print(f"round {len(rounds)}: " + ", ".join(f"{k} {v:.2f}" for k, v in one.items()))
+    for key in ("workbench", "sklearn_scaled"):
+        timings[f"{key}_s"] = float(np.median([r[f"{key}_s"] for r in rounds]))
+        cpu[f"{key}_s"] = float(np.median([r[f"{key}_cpu_s"] for r in rounds]))
     t, c = time.perf_counter(), time.process_time()
     sweep(store, target, n_boot=0, **common)
     timings["workbench_no_bootstrap_s"] = time.perf_counter() - t
@@ -180,12 +195,6 @@ def run_workload(name: str, store: Any, args: argparse.Namespace) -> dict[str, A
         sweep(store, target, n_boot=0, mdl=True, **common)
         timings["workbench_no_bootstrap_with_mdl_s"] = time.perf_counter() - t
         cpu["workbench_no_bootstrap_with_mdl_s"] = time.process_time() - c
-    t, c = time.perf_counter(), time.process_time()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ref = sklearn_loop(store, hooks, y, control, folds, regression, reg, True, args.n_boot)
-    timings["sklearn_scaled_s"] = time.perf_counter() - t
-    cpu["sklearn_scaled_s"] = time.process_time() - c
     scaled_warnings = sum("converge" in str(w.message).lower() for w in caught)
     few = [
         hooks[i] for i in np.linspace(0, len(hooks) - 1, args.unscaled_layers).round().astype(int)
@@ -222,6 +231,7 @@ def run_workload(name: str, store: Any, args: argparse.Namespace) -> dict[str, A
         "bootstrap_s": round(timings["workbench_s"] - timings["workbench_no_bootstrap_s"], 2),
         "mdl_s": None if mdl_s is None else round(mdl_s - timings["workbench_no_bootstrap_s"], 2),
         "speedup_vs_scaled": round(timings["sklearn_scaled_s"] / timings["workbench_s"], 1),
+        "rounds": [{k: round(v, 2) for k, v in r.items()} for r in rounds],
         "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         "cpu_speedup_vs_scaled": round(cpu["sklearn_scaled_s"] / cpu["workbench_s"], 1),
         "speedup_vs_unscaled": round(
@@ -260,6 +270,9 @@ def main() -> None:
         help="seeded random subset of world places (default: all 39,585)",
     )
     parser.add_argument("--unscaled-layers", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds of ours and the recipe (medians)"
+    )
     parser.add_argument("--max-layers", type=int, default=None, help="a quick check: fewer layers")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--C", type=float, default=1.0)

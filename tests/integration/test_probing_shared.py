@@ -97,6 +97,43 @@ def test_sweep_equals_the_sklearn_recipe_at_every_layer(cities_all_layers):
     assert ours.max() > 0.7  # far above the 50% majority
 
 
+def test_online_codelength_equals_the_sklearn_recipe_at_every_layer(cities_all_layers):
+    """MDL as the sweep computes it (every prefix of the online code in one batched call:
+    Newton's method for prefixes of at most d / 2 rows, L-BFGS above) against each prefix
+    fitted by ``StandardScaler`` + ``LogisticRegression(C=1)`` to a tight tolerance: every
+    layer's codelength within 1% (the sweep's solver tolerance moves it by about 0.3%)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from workbench.probing import online_codelength
+    from workbench.probing._sweep import MDL_FRACTIONS
+
+    store = cities_all_layers
+    y = np.unique(np.asarray(store.column("label")), return_inverse=True)[1]
+    n = len(y)
+    order = np.random.default_rng(0 + 104729).permutation(n)  # seed 0, as online_codelength
+    ends = sorted({max(4, int(round(f * n))) for f in MDL_FRACTIONS} | {n})
+    yo = y[order]
+    with threadpool_limits(1):
+        for hook in store.hook_points:
+            X = store.get("last", hook_points=[hook])[:, 0].astype(np.float32)
+            bits, uniform = online_codelength(X, y, 2, C=1.0, seed=0, fast=True)
+            Xo = X[order].astype(np.float64)  # float32 probabilities would round 1 - p to 0
+            ref = ends[0] * 1.0
+            for start, stop in zip(ends[:-1], ends[1:], strict=True):
+                if len(np.unique(yo[:start])) < 2:
+                    ref += stop - start
+                    continue
+                model = make_pipeline(
+                    StandardScaler(), LogisticRegression(C=1.0, tol=1e-8, max_iter=20000)
+                ).fit(Xo[:start], yo[:start])
+                proba = np.clip(model.predict_proba(Xo[start:stop]), 1e-12, 1)
+                ref -= np.log2(proba[np.arange(stop - start), yo[start:stop]]).sum()
+            assert uniform == pytest.approx(n)
+            assert bits == pytest.approx(ref, rel=0.01), hook
+
+
 def test_ridge_sweep_equals_the_sklearn_recipe_at_every_layer(places_all_layers):
     """The default ridge sweep is ``StandardScaler`` + ``Ridge(alpha)`` per fold: R² of every
     layer within 0.01 of the recipe on the same folds."""

@@ -116,6 +116,33 @@ def test_fast_binary_logistic_matches_sklearn(C, standardize):
 
 
 @pytest.mark.parametrize("standardize", [True, False])
+def test_each_preconditioner_prefixes_match_sklearn(standardize):
+    """The online code's prefixes: 8-60 rows (Newton in the rows' span, at most d / 2 rows)
+    and 300 rows (a Cholesky factor) in one batched call, each equal to scikit-learn's fit."""
+    X, y = _data(n=300, d=128, scale=True)
+    sizes = [8, 20, 60, 300]
+    masks = np.stack([np.arange(len(y)) < s for s in sizes])
+    fits = logistic_fits(
+        X,
+        np.tile(y, (len(sizes), 1)),
+        masks,
+        1.0,
+        tol=1e-9,
+        standardize=standardize,
+        precondition="each",
+    )
+    assert fits.converged
+    for p, size in enumerate(sizes):
+        ref = _recipe(LogisticRegression(C=1.0, max_iter=20000, tol=1e-10), standardize)
+        ref.fit(X[:size], y[:size])
+        np.testing.assert_allclose(
+            fits.decision(X, p)[:, 0],
+            ref.decision_function(X),
+            atol=1e-4 * np.abs(ref.decision_function(X)).max(),
+        )
+
+
+@pytest.mark.parametrize("standardize", [True, False])
 def test_fast_multinomial_logistic_matches_sklearn(standardize):
     X, y = _data(n=400, k=4)
     masks = np.stack([np.arange(len(y)) % 4 != 0])

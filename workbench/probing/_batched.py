@@ -257,6 +257,147 @@ def _penalty_weights(st: Standardized, M: torch.Tensor, standardize: bool) -> to
     return torch.where(zero, 1.0 / st.scale.square(), var_p)
 
 
+class _Cholesky:
+    """``L`` with ``L L' = H`` (a dense ``[d, d]`` Hessian at zero), applied by triangular solves
+    (in float32 when ``mixed``: a preconditioner needs no more)."""
+
+    def __init__(self, H: torch.Tensor, mixed: bool) -> None:
+        L = torch.linalg.cholesky(H)
+        dtype = torch.float32 if mixed else torch.float64
+        self.L, self.LT = L.to(dtype), L.mT.contiguous().to(dtype)  # no transposed copy per call
+
+    def solve(self, rhs: torch.Tensor, transpose: bool) -> torch.Tensor:
+        """``L^-T rhs`` (``transpose``) or ``L^-1 rhs`` for ``rhs [d, m]`` (float64 result)."""
+        A = self.LT if transpose else self.L
+        return torch.linalg.solve_triangular(A, rhs.to(A.dtype), upper=transpose).double()
+
+
+def _factors(
+    st: Standardized, train_sets: np.ndarray, pen: torch.Tensor, c: float, mixed: bool
+) -> list[_Cholesky]:
+    """The Cholesky factor of ``c S_u'S_u + diag(pen_u)`` for each train set (``train_sets
+    [U, n]`` bool, ``pen [U, d]``)."""
+    out = []
+    for m, p in zip(train_sets, pen, strict=True):
+        S32 = st.S32[torch.from_numpy(m)]
+        H = (S32.T @ S32).double() * c
+        H.diagonal().add_(p)
+        out.append(_Cholesky(H, mixed))
+    return out
+
+
+def _newton_few_rows(
+    st: Standardized, rows: np.ndarray, y: np.ndarray, pen: torch.Tensor, C: float, tol: float
+) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
+    """Binary logistic fits of ``m`` label vectors ``y [m, n]`` on one train set ``rows [n]``
+    of ``r`` rows, ``r`` below ``d``, by Newton's method in an ``r``-dimensional basis.
+
+    The optimum's weights lie in the span of ``D^-1 S_u'`` (``D = diag(pen)``, ``S_u`` the
+    train rows; the gradient of the loss is in the rows' span): with ``A = S_u D^-1/2 = W Sigma
+    Q'`` (thin SVD from the ``[r, r]`` Gram), ``v = D^-1/2 Q c`` turns the problem into a
+    logistic ridge on ``r`` features ``F = W Sigma`` with penalty ``|c|^2 / 2``, whose Hessian is
+    ``[r + 1, r + 1]``: a few exact Newton steps (with backtracking) instead of a ``d^3``
+    factorisation and tens of L-BFGS steps. Returns standardised weights ``v [m, d]``,
+    intercepts ``b [m]``, the steps taken and whether every fit reached ``tol``."""
+    S_u = st.S[torch.from_numpy(rows)]  # [r, d]
+    root_inv = pen.rsqrt()
+    A = S_u * root_inv
+    eig, W = torch.linalg.eigh(A @ A.T)
+    keep = eig > 1e-12 * float(eig.max().clamp(min=1e-300))
+    F = W[:, keep] * eig[keep].sqrt()  # [r, q]
+    t = torch.from_numpy(np.asarray(y, dtype=np.float64)[:, rows])  # [m, r]
+    m, q, n_u = len(t), F.shape[1], len(t[0])
+    sign = 1.0 - 2.0 * t
+    theta = torch.zeros(m, q + 1, dtype=torch.float64)  # (c, b)
+    Fb = torch.cat([F, torch.ones(n_u, 1, dtype=torch.float64)], dim=1)  # [r, q + 1]
+    ridge = torch.ones(q + 1, dtype=torch.float64)
+    ridge[q] = 0.0  # the intercept is not penalised
+
+    def objective(th: torch.Tensor) -> torch.Tensor:
+        z = th @ Fb.T
+        return C * torch.nn.functional.softplus(sign * z).sum(dim=1) + 0.5 * (
+            th[:, :q].square().sum(dim=1)
+        )
+
+    f = objective(theta)
+    limit = tol * C * n_u
+    steps, converged = 0, False
+    while steps < 100:
+        steps += 1
+        z = theta @ Fb.T
+        p = torch.sigmoid(z)
+        grad = C * (p - t) @ Fb + ridge * theta  # [m, q + 1]
+        if float(grad.abs().amax()) <= 1e-3 * limit:
+            converged = True
+            break
+        w = C * p * (1.0 - p)  # [m, r]
+        H = Fb.T @ (w[:, :, None] * Fb)  # [m, q + 1, q + 1]
+        H.diagonal(dim1=1, dim2=2).add_(ridge + 1e-12)
+        delta = -torch.linalg.solve(H, grad[..., None])[..., 0]
+        step = torch.ones(m, dtype=torch.float64)
+        for _ in range(40):
+            f_new = objective(theta + step[:, None] * delta)
+            ok = f_new <= f + 1e-4 * step * (grad * delta).sum(dim=1)
+            if bool(ok.all()):
+                break
+            step = torch.where(ok, step, step / 2)
+        theta, f = theta + step[:, None] * delta, f_new
+    if not converged:  # the last step's gradient
+        p = torch.sigmoid(theta @ Fb.T)
+        grad = C * (p - t) @ Fb + ridge * theta
+        converged = float(grad.abs().amax()) <= 10 * limit
+    # v = D^-1/2 Q c with Q = A' W Sigma^-1
+    Q_c = A.T @ ((W[:, keep] / eig[keep].sqrt()) @ theta[:, :q].T)  # [d, m]
+    return (root_inv[:, None] * Q_c).T, theta[:, q], steps, converged
+
+
+def _with_newton(
+    X: np.ndarray,
+    y: np.ndarray,
+    masks: np.ndarray,
+    few: np.ndarray,
+    st: Standardized,
+    C: float,
+    tol: float,
+    standardize: bool,
+    rest_kw: dict,
+) -> LinearFits:
+    """``logistic_fits`` (binary, ``precondition="each"``) with the problems of few train rows
+    (``few [P]``: at most ``d / 2``) solved by ``_newton_few_rows``, one train set at a time,
+    and the others by the batched L-BFGS."""
+    P, d = len(masks), st.S.shape[1]
+    coef, intercept = np.empty((P, d, 1)), np.empty((P, 1))
+    idx = np.flatnonzero(few)
+    pen = _penalty_weights(st, torch.from_numpy(masks[idx].astype(np.float64)), standardize)
+    sets, owner = np.unique(masks[idx], axis=0, return_inverse=True)
+    owner = owner.reshape(-1)
+    n_iter, converged = 0, True
+    for u, rows in enumerate(sets):
+        members = idx[owner == u]
+        v, b, steps, ok = _newton_few_rows(
+            st, np.flatnonzero(rows), y[members], pen[np.flatnonzero(owner == u)[0]], C, tol
+        )
+        raw = v / st.scale  # [m, d]
+        coef[members, :, 0], intercept[members, 0] = raw.numpy(), (b - raw @ st.mean).numpy()
+        n_iter, converged = max(n_iter, steps), converged and ok
+    if not converged:
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.warn(
+            f"logistic_fits: a Newton fit on few rows stopped short of tol={tol}: regularise "
+            "more (lower C)",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if not few.all():
+        rest = logistic_fits(
+            X, y[~few], masks[~few], C, tol=tol, standardize=standardize, prepared=st, **rest_kw
+        )
+        coef[~few], intercept[~few] = rest.coef, rest.intercept
+        n_iter, converged = max(n_iter, rest.n_iter), converged and rest.converged
+    return LinearFits(coef, intercept, n_iter, converged)
+
+
 def logistic_fits(
     X: np.ndarray,
     y: np.ndarray,
@@ -300,8 +441,10 @@ def logistic_fits(
         standardize: standardise features per train set (the default) or keep them raw.
         prepared: ``standardize_rows(X)`` when several label sets share ``X`` (task, control task).
         precondition: ``"shared"``, one Cholesky factor from all rows (train sets of similar
-            size: CV folds); ``"each"``, one per problem from its own rows (train sets of very
-            different sizes: the prefixes of the online code).
+            size: CV folds); ``"each"``, one per train set from its own rows (train sets of very
+            different sizes: the prefixes of the online code); binary problems whose train set
+            has at most ``d / 2`` rows are solved exactly by Newton's method in the rows' span
+            (``_newton_few_rows``: no ``d^3`` factorisation, a few steps).
         precision: ``"mixed"``, the two GEMMs per step in float32 (scores are recomputed in
             float64 every 10 steps, the objective is summed in float64, and once every problem
             has converged or stalled in float32 the gradients are checked in float64 and the
@@ -312,7 +455,21 @@ def logistic_fits(
         1`` for binary problems (the score of class 1) and ``k = K`` otherwise.
     """
     st = prepared if prepared is not None else standardize_rows(X)
-    used = np.asarray(masks, dtype=bool).any(axis=0)
+    masks, y = np.asarray(masks, dtype=bool), np.asarray(y)
+    few = masks.sum(axis=1) <= st.S.shape[1] // 2
+    if precondition == "each" and n_classes == 2 and few.any():
+        return _with_newton(
+            X,
+            y,
+            masks,
+            few,
+            st,
+            C,
+            tol,
+            standardize,
+            dict(max_iter=max_iter, precondition=precondition, precision=precision),
+        )
+    used = masks.any(axis=0)
     if not used.all():  # rows no problem trains on (the online code's later blocks): drop them
         keep = np.flatnonzero(used)
         st, masks, y = st.rows(keep), np.asarray(masks)[:, keep], np.asarray(y)[:, keep]
@@ -328,12 +485,7 @@ def logistic_fits(
         uniq, owner_np = np.unique(np.asarray(masks, dtype=bool), axis=0, return_inverse=True)
         owner = torch.from_numpy(owner_np.reshape(-1))  # [P]: the train set of each problem
         first = [int(np.nonzero(owner_np.reshape(-1) == u)[0][0]) for u in range(len(uniq))]
-        S32 = st.S32
-        grams = torch.stack([S32[torch.from_numpy(m)].T @ S32[torch.from_numpy(m)] for m in uniq])
-        H0 = grams.double() * (C / 4.0)
-        H0.diagonal(dim1=1, dim2=2).add_(pen[first])
-        L = torch.linalg.cholesky(H0)
-        LT = L.mT.contiguous()  # solves read a factor per call: no transposed copy each time
+        factors = _factors(st, uniq, pen[first], C / 4.0, mixed=precision == "mixed")
     else:  # a typical problem's Hessian at zero: C n_bar S'S / (4 n) + diag(mean penalty)
         L = torch.linalg.cholesky(
             (C * float(n_p.mean()) / 4.0) * st.gram + torch.diag(pen.mean(dim=0))
@@ -353,8 +505,7 @@ def logistic_fits(
         for u in torch.unique(own).tolist():
             sel = torch.nonzero(own == u)[:, 0]
             rhs = B[sel].permute(1, 0, 2).reshape(d, -1)
-            A = LT[u] if transpose else L[u]
-            sol = torch.linalg.solve_triangular(A, rhs, upper=transpose)
+            sol = factors[u].solve(rhs, transpose)
             out[sel] = sol.view(d, len(sel), k).permute(1, 0, 2)
         return out
 
