@@ -233,3 +233,21 @@ def test_weights_fingerprint_sees_one_changed_weight(tiny_llama):
 def test_fingerprints_differ_between_architectures(tiny_llama, tiny_gpt2, tiny_bert):
     prints = {m.weights_fingerprint for m in (tiny_llama, tiny_gpt2, tiny_bert)}
     assert len(prints) == 3
+
+
+def test_with_dtype_copies_once_and_again_after_an_in_place_change(tiny_llama):
+    """A bfloat16 copy is made once per model (a dashboard's repeated searches reuse it) and
+    made again when the float32 weights change in place; the original is untouched."""
+    bf = tiny_llama.with_dtype(torch.bfloat16)
+    assert bf.dtype == torch.bfloat16 and tiny_llama.dtype == torch.float32
+    assert bf.tokenizer is tiny_llama.tokenizer
+    assert tiny_llama.with_dtype(torch.bfloat16).model is bf.model
+    assert tiny_llama.with_dtype(torch.float32) is tiny_llama
+    weight = next(tiny_llama.model.parameters())
+    with torch.no_grad():
+        weight.add_(1.0)
+    again = tiny_llama.with_dtype(torch.bfloat16)
+    assert again.model is not bf.model
+    assert torch.equal(next(again.model.parameters()), weight.to(torch.bfloat16))
+    with torch.no_grad():
+        weight.sub_(1.0)

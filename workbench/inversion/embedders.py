@@ -93,15 +93,14 @@ class ModelEmbedder:
         return f"ModelEmbedder({self.name!r}, dim={self.dim})"
 
     def with_dtype(self, dtype: torch.dtype) -> ModelEmbedder:
-        """A copy computing in ``dtype`` (its own copy of the weights; the tokenizer is shared):
-        e.g. a bfloat16 scorer for a search, whose winners are re-scored by this embedder."""
-        import copy
-        import dataclasses
-
+        """A copy computing in ``dtype`` (``LoadedModel.with_dtype``: the cast weights are made
+        once per model and reused; the tokenizer is shared): e.g. a bfloat16 scorer for a search,
+        whose winners are re-scored by this embedder."""
         if dtype == self.lm.dtype:
             return self
-        lm = dataclasses.replace(self.lm, model=copy.deepcopy(self.lm.model).to(dtype))
-        return ModelEmbedder(lm, self.layer, self.pooling.name, batch_size=self.batch_size)
+        return ModelEmbedder(
+            self.lm.with_dtype(dtype), self.layer, self.pooling.name, batch_size=self.batch_size
+        )
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str]) -> np.ndarray:

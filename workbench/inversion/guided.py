@@ -314,11 +314,8 @@ class GuidedInverter:
         if self._fast is None:
             lm, scorer = self.lm, self.embedder
             if _use_bf16(self.search_dtype, lm.device):
-                import copy
-                import dataclasses
-
                 if lm.dtype == torch.float32:
-                    lm = dataclasses.replace(lm, model=copy.deepcopy(lm.model).to(torch.bfloat16))
+                    lm = lm.with_dtype(torch.bfloat16)
                 with_dtype = getattr(scorer, "with_dtype", None)
                 if with_dtype is not None:
                     scorer = with_dtype(torch.bfloat16)

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -86,6 +87,24 @@ def check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+#: per model: {dtype: (the weights' version counters when copied, the cast copy)}
+_DTYPE_COPIES: weakref.WeakKeyDictionary[nn.Module, dict[torch.dtype, tuple[tuple, nn.Module]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _dtype_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``model`` cast to ``dtype``: a copy kept per model and dtype, reused while the weights'
+    in-place version counters are unchanged."""
+    import copy
+
+    versions = tuple(p._version for p in model.parameters())
+    kept = _DTYPE_COPIES.setdefault(model, {})
+    if dtype not in kept or kept[dtype][0] != versions:
+        kept[dtype] = (versions, copy.deepcopy(model).to(dtype))
+    return kept[dtype][1]
+
+
 @dataclass
 class LoadedModel:
     """A model, its tokenizer and where its parts are.
@@ -153,6 +172,17 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def with_dtype(self, dtype: torch.dtype) -> LoadedModel:
+        """This model computing in ``dtype`` (e.g. a bfloat16 copy for a search whose winners
+        are re-scored in float32); the tokenizer is shared. The copy of the weights is made once
+        per model and dtype and kept while the model lives (rebuilt if its weights change in
+        place), so repeated searches (a dashboard's clicks) do not copy again."""
+        import dataclasses
+
+        if dtype == self.dtype:
+            return self
+        return dataclasses.replace(self, model=_dtype_copy(self.model, dtype))
 
     def hook_points(self) -> list[str]:
         """Every hook point name of this model, in forward order."""
