@@ -153,19 +153,23 @@ def _median_ints(values: np.ndarray, w: np.ndarray, block: int = 64) -> np.ndarr
     order = np.argsort(values, kind="stable")
     v = values[order]
     b, n = w.shape
-    n_blocks = -(-n // block)
-    g = np.zeros((b, n_blocks * block), dtype=w.dtype)
-    g[:, :n] = w[:, order]
-    g3 = g.reshape(b, n_blocks, block)
-    cum = np.cumsum(g3.sum(axis=2, dtype=np.int64), axis=1)  # [b, blocks]
-    total, rows = cum[:, -1], np.arange(b)
+    g = np.take(w, order, axis=1)  # [b, n] counts in sorted order
+    full = n // block
+    sums = g[:, : full * block].reshape(b, full, block).sum(axis=2, dtype=np.int32)
+    if n > full * block:
+        sums = np.c_[sums, g[:, full * block :].sum(axis=1, dtype=np.int32)]
+    cum = np.cumsum(sums, axis=1, dtype=np.int64)  # [b, blocks]
+    n_blocks, total, rows = cum.shape[1], cum[:, -1], np.arange(b)[:, None]
+    lanes = np.arange(block)
 
     def kth(k: np.ndarray) -> np.ndarray:
         """Sorted position of each resample's ``k``-th value (1-based; 0 for empty ones)."""
         blk = np.minimum((cum < k[:, None]).sum(axis=1), n_blocks - 1)
-        before = np.where(blk > 0, cum[rows, blk - 1], 0)
-        inner = np.cumsum(g3[rows, blk], axis=1, dtype=np.int64) + before[:, None]  # [b, block]
-        return blk * block + (inner < k[:, None]).sum(axis=1)
+        before = np.where(blk > 0, cum[rows[:, 0], blk - 1], 0)
+        cols = blk[:, None] * block + lanes  # [b, block]; past the last row counts 0
+        inside = np.where(cols < n, g[rows, np.minimum(cols, n - 1)], 0)
+        inner = np.cumsum(inside, axis=1, dtype=np.int64) + before[:, None]
+        return np.minimum(blk * block + (inner < k[:, None]).sum(axis=1), n - 1)
 
     return (v[kth((total + 1) // 2)] + v[kth(total // 2 + 1)]) / 2
 
@@ -195,7 +199,7 @@ def classification_report(
 
     def stats(w: np.ndarray) -> np.ndarray:
         """``[b, 3]``: accuracy, balanced accuracy and F1 of the resamples ``w [b, n]``."""
-        s = w @ F
+        s = _product(w, F)
         tp, rows, fp = s[:, 1 : 1 + K], s[:, 1 + K : 1 + 2 * K], s[:, 1 + 2 * K :]
         balanced = (tp / np.maximum(rows, 1)).mean(axis=1)
         tp, fn, fp = tp[:, targets], (rows - tp)[:, targets], fp[:, targets]
@@ -218,9 +222,16 @@ def _fused(
         return {
             k: Estimate(float(full[i]), float("nan"), float("nan")) for i, k in enumerate(names)
         }
-    values = np.concatenate([stats(c.astype(np.float64, copy=False)) for c in boot.chunks])
+    values = np.concatenate([stats(c) for c in boot.chunks])
     lo, hi = np.nanpercentile(values, [2.5, 97.5], axis=0)
     return {k: Estimate(float(full[i]), float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
+
+
+def _product(w: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """``w @ F`` (float64 result) in the precision of the counts ``w``: float32 chunks (large
+    sweeps) multiply in float32, with no float64 copy of the counts; exact for the 0/1 columns
+    of classification, about 1e-6 relative for regression sums."""
+    return np.asarray(w @ F.astype(w.dtype, copy=False), dtype=np.float64)
 
 
 def _sorted_ci(
@@ -252,7 +263,7 @@ def regression_report(
 
     def stats(w: np.ndarray) -> np.ndarray:
         """``[b, 4]``: R², r, MAE, mean km of the resamples ``w [b, n]``."""
-        s = w @ F
+        s = _product(w, F)
         n = w.sum(axis=1)[:, None]
         ss_res, sy, syy, sp, spp, syp, sae = (s[:, i * t : (i + 1) * t] for i in range(7))
         ss_tot = syy - sy**2 / n
