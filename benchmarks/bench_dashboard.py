@@ -21,6 +21,10 @@ loading and compiling plotly.js, about 4.7 MB of JavaScript).
 
     .venv/bin/python benchmarks/bench_dashboard.py --rows 10000 --repeats 5
     .venv/bin/python benchmarks/bench_dashboard.py --scatter 10000,100000 --repeats 3
+    .venv/bin/python benchmarks/bench_dashboard.py --root RUNS --store NAME --repeats 3
+
+``--store NAME`` times the real Projection page (until its scatter's points are on screen) on an
+existing store under ``--root``, e.g. a 39,585-row extraction, against the floor.
 
 ``--scatter N,...`` times the Projection page's scatter alone at each size, against the floor in
 the same rounds: a one-figure app that draws ``workbench.viz.projection_scatter`` exactly as the
@@ -323,6 +327,16 @@ def main() -> None:
         help="with --scatter: a folder to put on the app's PYTHONPATH where embedding-atlas "
         "is installed (pip install --target)",
     )
+    ap.add_argument(
+        "--store",
+        default=None,
+        help="time the Projection page on this existing store under --root (its name there, "
+        "e.g. a real extraction of 39,585 places) instead of building the benchmark's runs; "
+        "the Probes page is skipped",
+    )
+    ap.add_argument(
+        "--layer", default=None, help="with --store: the layer shown (as in the page's URL)"
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("DASHBOARD.json"))
     args = ap.parse_args()
     if args.scatter:
@@ -334,18 +348,34 @@ def main() -> None:
 
     from workbench.dashboard.testing import wait_for_drawn  # noqa: F401 - fail early
 
-    root = build(args.root, args.rows)
+    if args.store:
+        from workbench.activations import ActivationStore
+
+        root = args.root
+        rows = ActivationStore(root / args.store).n_rows
+    else:
+        root, rows = build(args.root, args.rows), args.rows
     exe = chromium_path()
     if exe is None:
         sys.exit("no chromium: apt-get install chromium or set WORKBENCH_CHROMIUM")
     load_before = os.getloadavg()
     procs = [serve(root, args.port)]
     base = f"http://127.0.0.1:{args.port}"
-    # page -> (url, the figures it shows at least)
-    pages = {
-        "projection": (f"{base}/projection", 1),  # the scatter
-        "probes": (f"{base}/probes", 2),
-    }  # layer curves, lat/long map
+    # page -> (url, the figures it shows at least); the Projection page until its scatter's
+    # points are on screen (coloured pixels: plotly below 5,000 points, the WebGL component
+    # above)
+    query = f"?store={args.store}" + (f"&layer={args.layer}" if args.layer is not None else "")
+    pages = {"projection": (f"{base}/projection{query if args.store else ''}", 1)}
+    if not args.store:
+        pages["probes"] = (f"{base}/probes", 2)  # layer curves, lat/long map
+    scatter = RENDERER_ELEMENT["webgl" if rows > 5_000 else "plotly"]
+
+    def visit(name: str) -> float:
+        url, figs = pages[name]
+        if name == "projection":
+            return time_page(browser, url, 1, "pixels", scatter, 2_000)
+        return time_page(browser, url, figs, args.criterion)
+
     tmp = tempfile.TemporaryDirectory()
     if not args.no_references:
         procs.append(serve_floor(Path(tmp.name), args.port + 1))
@@ -358,13 +388,12 @@ def main() -> None:
                 executable_path=exe,
                 args=CHROMIUM_ARGS,
             )
-            for name, (url, figs) in pages.items():  # fills Streamlit's caches
-                cold[name] = time_page(browser, url, figs, args.criterion)
+            for name in pages:  # fills Streamlit's caches
+                cold[name] = visit(name)
             for r in range(args.repeats):  # interleaved, the first page rotated each round
                 order = list(pages)[r % len(pages) :] + list(pages)[: r % len(pages)]
                 for name in order:
-                    url, figs = pages[name]
-                    times[name].append(time_page(browser, url, figs, args.criterion))
+                    times[name].append(visit(name))
             browser.close()
     finally:
         for proc in procs:
@@ -380,11 +409,16 @@ def main() -> None:
             f"{args.repeats}"
         )
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
+    floor = results.get("floor", {}).get("median_s")
+    if floor is not None:
+        for name, r in results.items():
+            print(f"{name:>10}: {r['median_s'] - floor:+.2f} s over the floor")
     record = {
-        "rows": args.rows,
+        "rows": rows,
+        "store": args.store,
         "repeats": args.repeats,
         "threads": 1,
-        "criterion": args.criterion,
+        "criterion": f"{args.criterion}; the Projection page: coloured pixels in {scatter}",
         "pages": results,
         "cpu_count": os.cpu_count(),
         "load_average_before": [round(v, 2) for v in load_before],

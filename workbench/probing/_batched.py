@@ -258,18 +258,22 @@ def _penalty_weights(st: Standardized, M: torch.Tensor, standardize: bool) -> to
 
 
 class _Cholesky:
-    """``L`` with ``L L' = H`` (a dense ``[d, d]`` Hessian at zero), applied by triangular solves
-    (in float32 when ``mixed``: a preconditioner needs no more)."""
+    """``L`` with ``L L' = H`` (a dense ``[d, d]`` Hessian at zero), applied by triangular solves:
+    in float32 while ``mixed`` (the float32 phase of the solver: a preconditioner needs no more),
+    in float64 when asked for ``exact`` solves (the float64 phase and the final check)."""
 
     def __init__(self, H: torch.Tensor, mixed: bool) -> None:
         L = torch.linalg.cholesky(H)
-        dtype = torch.float32 if mixed else torch.float64
-        self.L, self.LT = L.to(dtype), L.mT.contiguous().to(dtype)  # no transposed copy per call
+        self.L, self.LT = L, L.mT.contiguous()  # no transposed copy per call
+        self.L32 = (L.float(), self.LT.float()) if mixed else None
 
-    def solve(self, rhs: torch.Tensor, transpose: bool) -> torch.Tensor:
+    def solve(self, rhs: torch.Tensor, transpose: bool, exact: bool = False) -> torch.Tensor:
         """``L^-T rhs`` (``transpose``) or ``L^-1 rhs`` for ``rhs [d, m]`` (float64 result)."""
-        A = self.LT if transpose else self.L
-        return torch.linalg.solve_triangular(A, rhs.to(A.dtype), upper=transpose).double()
+        if self.L32 is None or exact:
+            A = self.LT if transpose else self.L
+            return torch.linalg.solve_triangular(A, rhs, upper=transpose)
+        A = self.L32[1] if transpose else self.L32[0]
+        return torch.linalg.solve_triangular(A, rhs.float(), upper=transpose).double()
 
 
 def _factors(
@@ -487,8 +491,9 @@ def logistic_fits(
         first = [int(np.nonzero(owner_np.reshape(-1) == u)[0][0]) for u in range(len(uniq))]
         factors = _factors(st, uniq, pen[first], C / 4.0, mixed=precision == "mixed")
     else:  # a typical problem's Hessian at zero: C n_bar S'S / (4 n) + diag(mean penalty)
-        L = torch.linalg.cholesky(
-            (C * float(n_p.mean()) / 4.0) * st.gram + torch.diag(pen.mean(dim=0))
+        shared = _Cholesky(
+            (C * float(n_p.mean()) / 4.0) * st.gram + torch.diag(pen.mean(dim=0)),
+            mixed=precision == "mixed",
         )
     c0 = 2.0 / (C * n_p).sqrt()  # [P]: intercept b = c0 * u_b has unit curvature at zero
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64))  # [P, n]
@@ -505,7 +510,7 @@ def logistic_fits(
         for u in torch.unique(own).tolist():
             sel = torch.nonzero(own == u)[:, 0]
             rhs = B[sel].permute(1, 0, 2).reshape(d, -1)
-            sol = factors[u].solve(rhs, transpose)
+            sol = factors[u].solve(rhs, transpose, exact=gemm[0] is S)
             out[sel] = sol.view(d, len(sel), k).permute(1, 0, 2)
         return out
 
@@ -514,10 +519,7 @@ def logistic_fits(
         m = len(Uw)
         if each:
             return each_solve(Uw, idx, transpose=True)
-        else:
-            flat = torch.linalg.solve_triangular(
-                L.T, Uw.permute(1, 0, 2).reshape(d, m * k), upper=True
-            )
+        flat = shared.solve(Uw.permute(1, 0, 2).reshape(d, m * k), True, exact=gemm[0] is S)
         return flat.view(d, m, k).permute(1, 0, 2)
 
     def to_u(Gv: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
@@ -525,7 +527,7 @@ def logistic_fits(
         m = len(Gv)
         if each:
             return each_solve(Gv, idx, transpose=False)
-        flat = torch.linalg.solve_triangular(L, Gv.permute(1, 0, 2).reshape(d, m * k), upper=False)
+        flat = shared.solve(Gv.permute(1, 0, 2).reshape(d, m * k), False, exact=gemm[0] is S)
         return flat.view(d, m, k).permute(1, 0, 2)
 
     # the GEMMs' copy of S: float32 until the float32 phase ends, then S itself
@@ -682,8 +684,9 @@ def logistic_fits(
             Z = scores(V, c0[:, None] * U[:, d], exact=True)
             f, g = value(Z, V, all_p), gradient(Z, V, all_p)
             done = g.abs().amax(dim=(1, 2)) <= scale_tol
-    # the final gradient from exact float64 scores decides convergence
-    V = to_v(U[:, :d], all_p)
+    # the final gradient from exact float64 scores (and solves) at the weights V the steps
+    # carried decides convergence (U came partly through float32 solves: V is the reference)
+    gemm[0] = S
     g = gradient(scores(V, c0[:, None] * U[:, d], exact=True), V, all_p, exact=True)
     short = g.abs().amax(dim=(1, 2)) > 10 * scale_tol
     converged = not bool(short.any())

@@ -418,7 +418,7 @@ class TSNEProjection(_NeighbourEmbedding):
     """t-SNE (openTSNE: FFT-accelerated interpolation in 2-D, Barnes-Hut in 3-D) after a PCA
     pre-reduction.
 
-    At 10k rows this takes 3.4-3.9x less CPU than scikit-learn's Barnes-Hut ``TSNE`` (1000
+    At 10k rows this takes 2.9x less CPU than scikit-learn's Barnes-Hut ``TSNE`` (1000
     iterations) for a map of the same quality (trustworthiness and 10-NN preservation equal to
     the third decimal; ``benchmarks/bench_projection.py``): openTSNE's schedule (250
     early-exaggeration iterations at learning rate n/12, then 500 at n), FFT gradients, and
@@ -438,7 +438,7 @@ class TSNEProjection(_NeighbourEmbedding):
         neighbors: ``"auto"`` (exact up to ``EXACT_NEIGHBOURS_MAX_ROWS`` rows, else Annoy),
             ``"exact"``, ``"annoy"`` or ``"pynndescent"``.
         ints_in_interval: width of a cell of the FFT grid (openTSNE's ``ints_in_interval``):
-            2 draws the 10k-row map with 4.7-5.2x less CPU than scikit-learn, at a 7% lower
+            2 draws the 10k-row map with 4.5x less CPU than scikit-learn, at a 7% lower
             10-NN preservation (benchmarks/README.md); 1 (the default) keeps the quality.
 
     Attributes:
