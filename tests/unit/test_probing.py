@@ -115,6 +115,39 @@ def test_fast_binary_logistic_matches_sklearn(C, standardize):
         )
 
 
+@pytest.mark.parametrize("count", [1, 4, 13])
+def test_compact_lbfgs_equals_the_two_loop_recursion(count):
+    """The compact L-BFGS product (the solver's step when every problem has the same history)
+    equals the textbook two-loop recursion over the same pairs, ring buffer included."""
+    import torch
+
+    from workbench.probing._batched import _compact_lbfgs
+
+    rng = np.random.default_rng(count)
+    hist, P, D = 10, 3, 7
+    s_hist = torch.from_numpy(rng.normal(size=(hist, P, D, 1)))
+    A = rng.normal(size=(D, D))
+    H = torch.from_numpy(A @ A.T + D * np.eye(D))  # y = H s: positive curvature
+    y_hist = torch.einsum("ij,hpjk->hpik", H, s_hist)
+    g = torch.from_numpy(rng.normal(size=(P, D, 1)))
+    got = _compact_lbfgs(s_hist, y_hist, count, g)
+    m = min(count, hist)
+    for p in range(P):
+        pairs = [((count - m + i) % hist) for i in range(m)]  # oldest first
+        q = g[p, :, 0].clone()
+        alphas = []
+        for slot in reversed(pairs):
+            s_, y_ = s_hist[slot, p, :, 0], y_hist[slot, p, :, 0]
+            a = (s_ @ q) / (s_ @ y_)
+            q = q - a * y_
+            alphas.append((s_, y_, a))
+        s_, y_ = s_hist[pairs[-1], p, :, 0], y_hist[pairs[-1], p, :, 0]
+        q = q * (s_ @ y_) / (y_ @ y_)
+        for s_, y_, a in reversed(alphas):
+            q = q + (a - (y_ @ q) / (s_ @ y_)) * s_
+        np.testing.assert_allclose(got[p, :, 0].numpy(), q.numpy(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("standardize", [True, False])
 def test_each_preconditioner_prefixes_match_sklearn(standardize):
     """The online code's prefixes: 8-60 rows (Newton in the rows' span, at most d / 2 rows)

@@ -355,6 +355,34 @@ def _newton_few_rows(
     return (root_inv[:, None] * Q_c).T, theta[:, q], steps, converged
 
 
+def _compact_lbfgs(
+    s_hist: torch.Tensor, y_hist: torch.Tensor, count: int, g: torch.Tensor
+) -> torch.Tensor:
+    """``H g`` for the L-BFGS inverse Hessian of every problem, from the last ``min(count,
+    hist)`` pairs of the ring buffers ``s_hist, y_hist [hist, P, D, k]`` (``count`` pairs
+    stored so far, the same for every problem), for gradients ``g [P, D, k]``.
+
+    The compact representation (Byrd, Nocedal & Schnabel, 1994): with ``S, Y [P, D k, m]`` the
+    pairs oldest first, ``R`` the upper triangle of ``S'Y``, ``Dg`` its diagonal and ``gamma =
+    s'y / y'y`` of the newest pair, ``H g = gamma g + S a - gamma Y u``, ``u = R^-1 S'g``,
+    ``a = R^-T ((Dg + gamma Y'Y) u - gamma Y'g)``: the same direction as the two-loop
+    recursion, in a dozen batched products instead of four small operations per pair."""
+    hist, P = s_hist.shape[:2]
+    m = min(count, hist)
+    slots = torch.tensor([(count - m + i) % hist for i in range(m)])
+    S = s_hist[slots].reshape(m, P, -1).permute(1, 2, 0)  # [P, Dk, m]
+    Y = y_hist[slots].reshape(m, P, -1).permute(1, 2, 0)
+    gv = g.reshape(P, -1, 1)
+    St, Yt = S.mT, Y.mT
+    SY, YY = St @ Y, Yt @ Y  # [P, m, m]
+    gamma = (SY[:, -1, -1] / YY[:, -1, -1])[:, None, None]  # [P, 1, 1]
+    R = SY.triu()
+    u = torch.linalg.solve_triangular(R, St @ gv, upper=True)  # [P, m, 1]
+    inner = (SY.diagonal(dim1=1, dim2=2)[..., None] * u) + gamma * (YY @ u) - gamma * (Yt @ gv)
+    a = torch.linalg.solve_triangular(R.mT, inner, upper=False)
+    return (gamma * gv + S @ a - gamma * (Y @ u)).view_as(g)
+
+
 def _with_newton(
     X: np.ndarray,
     y: np.ndarray,
@@ -592,33 +620,36 @@ def logistic_fits(
         lock = full and bool((count == count[0]).all())
         sel: slice | torch.Tensor = slice(None) if full else active
         ga = g[sel]
-        # two-loop recursion over the slots, newest first, batched over the active problems
-        latest = (count[active] - 1) % hist  # [a]
-        q = -ga
-        alphas = []
-        for j in range(min(int(count[active].max()), hist)):
-            if lock:
-                slot: int | torch.Tensor = (int(count[0]) - 1 - j) % hist
-                s_j, y_j, r_j = s_hist[slot], y_hist[slot], rho[slot]
-            else:
-                slot = (latest - j) % hist
-                s_j, y_j, r_j = s_hist[slot, active], y_hist[slot, active], rho[slot, active]
-                r_j = torch.where(count[active] > j, r_j, torch.zeros_like(r_j))
-            a = r_j * (s_j * q).sum(dim=(1, 2))
-            q = q - a[:, None, None] * y_j
-            alphas.append((slot, s_j, y_j, a, r_j))
-        if lock:
-            s_l, y_l = s_hist[(int(count[0]) - 1) % hist], y_hist[(int(count[0]) - 1) % hist]
+        if lock and int(count[0]) > 0:  # every problem at the same step: compact form
+            direction = -_compact_lbfgs(s_hist, y_hist, int(count[0]), ga)
         else:
-            s_l, y_l = s_hist[latest, active], y_hist[latest, active]
-        yy = (y_l * y_l).sum(dim=(1, 2))
-        sy_l = (s_l * y_l).sum(dim=(1, 2))
-        gamma = torch.where((count[active] > 0) & (yy > 0), sy_l / yy.clamp(min=1e-300), 1.0)
-        q = q * gamma[:, None, None]
-        for _, s_j, y_j, a, r_j in reversed(alphas):
-            beta = r_j * (y_j * q).sum(dim=(1, 2))
-            q = q + (a - beta)[:, None, None] * s_j
-        direction = q
+            # two-loop recursion over the slots, newest first, batched over the active problems
+            latest = (count[active] - 1) % hist  # [a]
+            q = -ga
+            alphas = []
+            for j in range(min(int(count[active].max()), hist)):
+                if lock:
+                    slot: int | torch.Tensor = (int(count[0]) - 1 - j) % hist
+                    s_j, y_j, r_j = s_hist[slot], y_hist[slot], rho[slot]
+                else:
+                    slot = (latest - j) % hist
+                    s_j, y_j, r_j = s_hist[slot, active], y_hist[slot, active], rho[slot, active]
+                    r_j = torch.where(count[active] > j, r_j, torch.zeros_like(r_j))
+                a = r_j * (s_j * q).sum(dim=(1, 2))
+                q = q - a[:, None, None] * y_j
+                alphas.append((slot, s_j, y_j, a, r_j))
+            if lock:
+                s_l, y_l = s_hist[(int(count[0]) - 1) % hist], y_hist[(int(count[0]) - 1) % hist]
+            else:
+                s_l, y_l = s_hist[latest, active], y_hist[latest, active]
+            yy = (y_l * y_l).sum(dim=(1, 2))
+            sy_l = (s_l * y_l).sum(dim=(1, 2))
+            gamma = torch.where((count[active] > 0) & (yy > 0), sy_l / yy.clamp(min=1e-300), 1.0)
+            q = q * gamma[:, None, None]
+            for _, s_j, y_j, a, r_j in reversed(alphas):
+                beta = r_j * (y_j * q).sum(dim=(1, 2))
+                q = q + (a - beta)[:, None, None] * s_j
+            direction = q
         slope = (direction * ga).sum(dim=(1, 2))
         bad = slope >= 0
         if bad.any():  # not a descent direction: restart from the gradient
