@@ -146,6 +146,10 @@ def test_compact_lbfgs_equals_the_two_loop_recursion(count):
         for s_, y_, a in reversed(alphas):
             q = q + (a - (y_ @ q) / (s_ @ y_)) * s_
         np.testing.assert_allclose(got[p, :, 0].numpy(), q.numpy(), rtol=1e-10, atol=1e-12)
+    some = torch.tensor([0, 2])  # the active problems only (the others converged)
+    np.testing.assert_allclose(
+        _compact_lbfgs(s_hist, y_hist, count, g[some], some).numpy(), got[some].numpy()
+    )
 
 
 @pytest.mark.parametrize("standardize", [True, False])

@@ -356,22 +356,26 @@ def _newton_few_rows(
 
 
 def _compact_lbfgs(
-    s_hist: torch.Tensor, y_hist: torch.Tensor, count: int, g: torch.Tensor
+    s_hist: torch.Tensor,
+    y_hist: torch.Tensor,
+    count: int,
+    g: torch.Tensor,
+    problems: torch.Tensor | slice = slice(None),
 ) -> torch.Tensor:
-    """``H g`` for the L-BFGS inverse Hessian of every problem, from the last ``min(count,
-    hist)`` pairs of the ring buffers ``s_hist, y_hist [hist, P, D, k]`` (``count`` pairs
-    stored so far, the same for every problem), for gradients ``g [P, D, k]``.
+    """``H g`` for the L-BFGS inverse Hessian of each of the ``problems``, from the last
+    ``min(count, hist)`` pairs of the ring buffers ``s_hist, y_hist [hist, P, D, k]`` (``count``
+    pairs stored so far, the same for each of these problems), for gradients ``g [a, D, k]``.
 
     The compact representation (Byrd, Nocedal & Schnabel, 1994): with ``S, Y [P, D k, m]`` the
     pairs oldest first, ``R`` the upper triangle of ``S'Y``, ``Dg`` its diagonal and ``gamma =
     s'y / y'y`` of the newest pair, ``H g = gamma g + S a - gamma Y u``, ``u = R^-1 S'g``,
     ``a = R^-T ((Dg + gamma Y'Y) u - gamma Y'g)``: the same direction as the two-loop
     recursion, in a dozen batched products instead of four small operations per pair."""
-    hist, P = s_hist.shape[:2]
+    hist, P = s_hist.shape[0], len(g)
     m = min(count, hist)
     slots = torch.tensor([(count - m + i) % hist for i in range(m)])
-    S = s_hist[slots].reshape(m, P, -1).permute(1, 2, 0)  # [P, Dk, m]
-    Y = y_hist[slots].reshape(m, P, -1).permute(1, 2, 0)
+    S = s_hist[slots][:, problems].reshape(m, P, -1).permute(1, 2, 0)  # [P, Dk, m]
+    Y = y_hist[slots][:, problems].reshape(m, P, -1).permute(1, 2, 0)
     gv = g.reshape(P, -1, 1)
     St, Yt = S.mT, Y.mT
     SY, YY = St @ Y, Yt @ Y  # [P, m, m]
@@ -617,11 +621,13 @@ def logistic_fits(
         # every problem active with the same history length (the usual case): basic slices
         # and views instead of gathers of the [hist, P, d + 1, k] history
         full = len(active) == P
-        lock = full and bool((count == count[0]).all())
+        counts = count[active]
+        same = bool((counts == counts[0]).all())  # the active problems' histories line up
+        lock = full and same
         sel: slice | torch.Tensor = slice(None) if full else active
         ga = g[sel]
-        if lock and int(count[0]) > 0:  # every problem at the same step: compact form
-            direction = -_compact_lbfgs(s_hist, y_hist, int(count[0]), ga)
+        if same and int(counts[0]) > 0:  # histories of the same length: compact form
+            direction = -_compact_lbfgs(s_hist, y_hist, int(counts[0]), ga, sel)
         else:
             # two-loop recursion over the slots, newest first, batched over the active problems
             latest = (count[active] - 1) % hist  # [a]
