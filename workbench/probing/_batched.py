@@ -317,39 +317,39 @@ def _newton_few_rows(
     ridge = torch.ones(q + 1, dtype=torch.float64)
     ridge[q] = 0.0  # the intercept is not penalised
 
-    def objective(th: torch.Tensor) -> torch.Tensor:
+    def loss(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective ``[m]`` and scores ``[m, r]`` at ``th``."""
         z = th @ Fb.T
         return C * torch.nn.functional.softplus(sign * z).sum(dim=1) + 0.5 * (
             th[:, :q].square().sum(dim=1)
-        )
+        ), z
 
-    f = objective(theta)
+    f, z = loss(theta)
     limit = tol * C * n_u
     steps, converged = 0, False
-    while steps < 100:
-        steps += 1
-        z = theta @ Fb.T
+    while True:
         p = torch.sigmoid(z)
         grad = C * (p - t) @ Fb + ridge * theta  # [m, q + 1]
         if float(grad.abs().amax()) <= 1e-3 * limit:
             converged = True
             break
+        if steps == 100:  # judged by the last point's gradient
+            converged = float(grad.abs().amax()) <= 10 * limit
+            break
+        steps += 1
         w = C * p * (1.0 - p)  # [m, r]
         H = Fb.T @ (w[:, :, None] * Fb)  # [m, q + 1, q + 1]
         H.diagonal(dim1=1, dim2=2).add_(ridge + 1e-12)
         delta = -torch.linalg.solve(H, grad[..., None])[..., 0]
+        slope = (grad * delta).sum(dim=1)
         step = torch.ones(m, dtype=torch.float64)
-        for _ in range(40):
-            f_new = objective(theta + step[:, None] * delta)
-            ok = f_new <= f + 1e-4 * step * (grad * delta).sum(dim=1)
-            if bool(ok.all()):
+        for halvings in range(40):  # Armijo backtracking, per problem
+            f_new, z_new = loss(theta + step[:, None] * delta)
+            ok = f_new <= f + 1e-4 * step * slope
+            if bool(ok.all()) or halvings == 39:
                 break
             step = torch.where(ok, step, step / 2)
-        theta, f = theta + step[:, None] * delta, f_new
-    if not converged:  # the last step's gradient
-        p = torch.sigmoid(theta @ Fb.T)
-        grad = C * (p - t) @ Fb + ridge * theta
-        converged = float(grad.abs().amax()) <= 10 * limit
+        theta, f, z = theta + step[:, None] * delta, f_new, z_new
     # v = D^-1/2 Q c with Q = A' W Sigma^-1
     Q_c = A.T @ ((W[:, keep] / eig[keep].sqrt()) @ theta[:, :q].T)  # [d, m]
     return (root_inv[:, None] * Q_c).T, theta[:, q], steps, converged
@@ -481,10 +481,11 @@ def logistic_fits(
             different sizes: the prefixes of the online code); binary problems whose train set
             has at most ``d / 2`` rows are solved exactly by Newton's method in the rows' span
             (``_newton_few_rows``: no ``d^3`` factorisation, a few steps).
-        precision: ``"mixed"``, the two GEMMs per step in float32 (scores are recomputed in
-            float64 every 10 steps, the objective is summed in float64, and once every problem
-            has converged or stalled in float32 the gradients are checked in float64 and the
-            problems short of ``tol`` go on in float64); ``"double"``, every product in float64.
+        precision: ``"mixed"``, the two GEMMs and the preconditioner's solves per step in
+            float32 (scores are recomputed in float64 every 10 steps, the objective is summed in
+            float64, and once every problem has converged or stalled in float32 the gradients
+            are checked in float64 and the problems short of ``tol`` go on in float64, solves
+            included); ``"double"``, every product in float64.
 
     Returns:
         ``LinearFits`` with ``coef [P, d, k]`` (raw feature units) and ``intercept [P, k]``, ``k =
@@ -508,17 +509,17 @@ def logistic_fits(
     used = masks.any(axis=0)
     if not used.all():  # rows no problem trains on (the online code's later blocks): drop them
         keep = np.flatnonzero(used)
-        st, masks, y = st.rows(keep), np.asarray(masks)[:, keep], np.asarray(y)[:, keep]
+        st, masks, y = st.rows(keep), masks[:, keep], y[:, keep]
     S = st.S
     n, d = S.shape
-    M = torch.from_numpy(np.asarray(masks, dtype=np.float64))  # [P, n]
+    M = torch.from_numpy(masks.astype(np.float64))  # [P, n]
     P = M.shape[0]
     k = 1 if n_classes == 2 else n_classes
     n_p = M.sum(dim=1)  # [P]
     pen = _penalty_weights(st, M, standardize)  # [P, d]
     each = precondition == "each"
     if each:  # per train set: C S_p'S_p / 4 + diag(pen_p), from its own rows
-        uniq, owner_np = np.unique(np.asarray(masks, dtype=bool), axis=0, return_inverse=True)
+        uniq, owner_np = np.unique(masks, axis=0, return_inverse=True)
         owner = torch.from_numpy(owner_np.reshape(-1))  # [P]: the train set of each problem
         first = [int(np.nonzero(owner_np.reshape(-1) == u)[0][0]) for u in range(len(uniq))]
         factors = _factors(st, uniq, pen[first], C / 4.0, mixed=precision == "mixed")

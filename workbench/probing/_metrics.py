@@ -197,9 +197,11 @@ def classification_report(
     ).astype(np.float64)
     targets = slice(K - 1, K) if K == 2 else slice(None)  # F1 of the larger label, or macro
 
+    product = _products(F)
+
     def stats(w: np.ndarray) -> np.ndarray:
         """``[b, 3]``: accuracy, balanced accuracy and F1 of the resamples ``w [b, n]``."""
-        s = _product(w, F)
+        s = product(w)
         tp, rows, fp = s[:, 1 : 1 + K], s[:, 1 + K : 1 + 2 * K], s[:, 1 + 2 * K :]
         balanced = (tp / np.maximum(rows, 1)).mean(axis=1)
         tp, fn, fp = tp[:, targets], (rows - tp)[:, targets], fp[:, targets]
@@ -227,11 +229,18 @@ def _fused(
     return {k: Estimate(float(full[i]), float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
 
 
-def _product(w: np.ndarray, F: np.ndarray) -> np.ndarray:
-    """``w @ F`` (float64 result) in the precision of the counts ``w``: float32 chunks (large
-    sweeps) multiply in float32, with no float64 copy of the counts; exact for the 0/1 columns
-    of classification, about 1e-6 relative for regression sums."""
-    return np.asarray(w @ F.astype(w.dtype, copy=False), dtype=np.float64)
+def _products(F: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``w -> w @ F`` (float64 result) in the precision of the counts ``w``: float32 chunks
+    (large sweeps) multiply in float32, with no float64 copy of the counts and ``F`` cast once;
+    exact for the 0/1 columns of classification, about 1e-6 relative for regression sums."""
+    casts = {F.dtype: F}
+
+    def product(w: np.ndarray) -> np.ndarray:
+        if w.dtype not in casts:
+            casts[w.dtype] = F.astype(w.dtype)
+        return np.asarray(w @ casts[w.dtype], dtype=np.float64)
+
+    return product
 
 
 def _sorted_ci(
@@ -261,9 +270,11 @@ def regression_report(
     km = great_circle_km(y2, p2) if geo else np.zeros(len(y2))
     F = np.hstack([err**2, yc, yc**2, pc, pc**2, yc * pc, np.abs(err), km[:, None]])
 
+    product = _products(F)
+
     def stats(w: np.ndarray) -> np.ndarray:
         """``[b, 4]``: R², r, MAE, mean km of the resamples ``w [b, n]``."""
-        s = _product(w, F)
+        s = product(w)
         n = w.sum(axis=1)[:, None]
         ss_res, sy, syy, sp, spp, syp, sae = (s[:, i * t : (i + 1) * t] for i in range(7))
         ss_tot = syy - sy**2 / n
